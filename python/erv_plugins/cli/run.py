@@ -1,0 +1,46 @@
+"""``erv run RECIPE``: run a recipe's stages in order."""
+
+from __future__ import annotations
+
+import click
+
+from erv_plugins.cli.options import recipe_argument
+
+
+@click.command()
+@recipe_argument
+@click.option("--force", is_flag=True, help="Rerun stages whose outputs already exist.")
+@click.option("--dry-run", is_flag=True,
+              help="Print the fully resolved configuration of every stage and exit.")
+@click.option("--stage", "only", multiple=True, metavar="NAME",
+              help="Run only this stage (repeatable); the others are left as they are.")
+@click.option("--run-dir", type=click.Path(file_okay=False), default=None,
+              help="Where outputs go (default: the recipe's run_dir, else runs/<name>/).")
+def run(recipe: str, force: bool, dry_run: bool, only: tuple[str, ...], run_dir: str | None) -> None:
+    """Run the stages of RECIPE (sft, verifier, grpo, eval) in order.
+
+    Each stage writes into the run directory (printed at start). A stage whose outputs
+    exist is skipped unless --force; an interrupted run resumes where it stopped.
+
+    \b
+    Examples:
+      erv run recipes/tiny_cpu.toml
+      erv run recipes/paper_0_5b.toml --dry-run
+      erv run recipes/tiny_cpu.toml --stage grpo --force
+    """
+    from erv_plugins.errors import ErvError
+    from erv_plugins.plugins import get_plugins
+    from erv_plugins.recipe import load_recipe, to_toml
+    from erv_plugins.stages import run_recipe
+
+    plugins = get_plugins()
+    loaded = load_recipe(recipe, plugins)
+    if run_dir is not None:
+        loaded.run_dir = run_dir
+    for name in only:
+        if name not in loaded.stages:
+            raise ErvError(f"--stage {name}: the recipe's stages are {', '.join(loaded.stages)}")
+    if dry_run:
+        click.echo(to_toml(loaded.to_builtins()), nl=False)
+        return
+    run_recipe(loaded, plugins, force=force, only=only or None)

@@ -1,0 +1,92 @@
+"""Pipeline stages and the runner behind ``erv run``.
+
+A stage is a registered component (hook ``erv_register_stages``) called with a
+``StageContext``; it writes its outputs under ``ctx.out`` (``<run dir>/<stage name>/``).
+The runner marks a finished stage with ``<stage>/.done`` and skips it next time unless
+``force``; a stage that is interrupted leaves no mark, so it runs again (and may resume
+from its own checkpoints).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+import click
+
+from erv_plugins.hookspecs import hookimpl
+from erv_plugins.plugins import Plugins, Register
+from erv_plugins.recipe import Recipe
+
+DONE = ".done"
+
+
+@dataclass
+class StageContext:
+    recipe: Recipe
+    run_dir: Path
+    out: Path
+    plugins: Plugins
+    force: bool = False
+    echo: Callable[[str], None] = click.echo
+
+
+class Stage(Protocol):
+    name: ClassVar[str]
+
+    def __call__(self, ctx: StageContext) -> dict[str, Any] | None: ...
+
+
+def _lazy(name: str, module: str, attr: str, doc: str) -> Callable[[], Stage]:
+    """A stage whose implementation (and its heavy imports) load only when it runs."""
+
+    def factory() -> Stage:
+        import importlib
+
+        return getattr(importlib.import_module(module), attr)()
+
+    factory.__doc__ = doc
+    factory.name = name  # type: ignore[attr-defined]
+    return factory
+
+
+@hookimpl
+def erv_register_stages(register: Register) -> None:
+    register(_lazy("sft", "erv_plugins.training.sft", "SFTStage",
+                   "Supervised fine-tuning of the policy on EMER (paper eq. 2)."))
+    register(_lazy("verifier", "erv_plugins.verifiers.training", "VerifierStage",
+                   "Train the Emotional Rationale Verifier (paper section 3.2)."))
+    register(_lazy("grpo", "erv_plugins.training.grpo", "GRPOStage",
+                   "GRPO with R = R_E + R_format + R_answer (paper eq. 3-5)."))
+    register(_lazy("eval", "erv_plugins.evaluation.stage", "EvalStage",
+                   "Judge explanations; EEA, FCR, EPC, WAR, UAR (paper section 4.2)."))
+
+
+def run_recipe(recipe: Recipe, plugins: Plugins, *, force: bool = False,
+               only: Sequence[str] | None = None,
+               echo: Callable[[str], None] = click.echo) -> Path:
+    """Run the recipe's stages in order; returns the run directory."""
+    run_dir = recipe.resolved_run_dir()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    echo(f"erv: run directory {run_dir}")
+    (run_dir / "recipe.json").write_text(json.dumps(recipe.to_builtins(), indent=2) + "\n")
+    for name in recipe.stages:
+        if only and name not in only:
+            continue
+        out = run_dir / name
+        if (out / DONE).exists() and not force:
+            echo(f"erv: stage {name}: outputs exist in {out}, skipped (use --force to rerun)")
+            continue
+        out.mkdir(parents=True, exist_ok=True)
+        echo(f"erv: stage {name} ...")
+        start = time.perf_counter()
+        stage = plugins.get("stage", name).build()
+        summary = stage(StageContext(recipe, run_dir, out, plugins, force, echo)) or {}
+        seconds = time.perf_counter() - start
+        (out / DONE).write_text(json.dumps({"seconds": round(seconds, 2), **summary}) + "\n")
+        echo(f"erv: stage {name} done in {seconds:.1f} s")
+    return run_dir

@@ -1,0 +1,8 @@
+//! `erv_plugins._native`: the reward hot path (tag parsing, sentence segmentation).
+use pyo3::prelude::*;
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}
