@@ -220,3 +220,51 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(pragmatic_lists, m)?)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A small in-tree fuzz run (xorshift over byte soup biased to the interesting bytes):
+    /// no panic and sane spans, for inputs that are not even valid UTF-8.
+    #[test]
+    fn random_bytes_never_panic() {
+        let alphabet: &[&[u8]] = &[
+            b".", b"!", b"?", b" ", b"\n", b"\"", b"'", b")", b"<think>", b"</think>", b"<answer>",
+            b"</answer>", b"A", b"a", b"Dr", b"e.g", "\u{2026}".as_bytes(), "\u{a0}".as_bytes(),
+            "\u{2028}".as_bytes(), b"\xE2", b"\xC2", b"\xE2\x80", b"\xED\xA0\x80", b"\xFF", b"@",
+        ];
+        let mut x: u64 = 0x9E3779B97F4A7C15;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..20_000 {
+            let len = (next() % 40) as usize;
+            let mut b = Vec::new();
+            for _ in 0..len {
+                let r = next();
+                if r % 5 == 0 {
+                    b.push((r >> 8) as u8);
+                } else {
+                    b.extend_from_slice(alphabet[(r >> 8) as usize % alphabet.len()]);
+                }
+            }
+            let p = tags::parse(&b);
+            for (s, e) in p.think.into_iter().chain(p.answer) {
+                assert!(s <= e && e <= b.len());
+            }
+            for split in [paper::split, pragmatic::split] {
+                let mut v = Vec::new();
+                split(&b, &mut v);
+                let mut last = 0;
+                for (s, e) in v {
+                    assert!(last <= s && s < e && e <= b.len(), "{b:?}");
+                    last = e;
+                }
+            }
+        }
+    }
+}
