@@ -27,5 +27,8 @@ def sentence_spans(
 def memchr_scan(texts: list[str]) -> int:
     """Count of ``<`` bytes in all texts via memchr: the floor tag parsing is compared with."""
 
+def tag_scan(texts: list[str]) -> tuple[int, int, int]:
+    """Tag parsing without Python objects: counts of format_ok, think found, answer found."""
+
 def pragmatic_lists() -> list[tuple[str, list[str]]]:
     """The word lists of pragmatic mode, for the twin test."""

@@ -20,17 +20,24 @@ pub mod ws;
 /// Batches with at least this many bytes in all go to rayon when `parallel` is left to us.
 const PARALLEL_MIN_BYTES: usize = 1 << 16;
 
-enum Text<'a> {
+enum Buf<'a> {
     Utf8(&'a [u8]),
     /// Surrogatepass-encoded; results must be decoded with "surrogatepass" too.
     Wtf8(Vec<u8>),
 }
 
+struct Text<'a> {
+    buf: Buf<'a>,
+    /// One byte per code point: spans are code point offsets too, so sentences can be cut
+    /// from the original str with PyUnicode_Substring (a memcpy, no UTF-8 decoding).
+    ascii: bool,
+}
+
 impl Text<'_> {
     fn bytes(&self) -> &[u8] {
-        match self {
-            Text::Utf8(b) => b,
-            Text::Wtf8(v) => v,
+        match &self.buf {
+            Buf::Utf8(b) => b,
+            Buf::Wtf8(v) => v,
         }
     }
 }
@@ -39,7 +46,10 @@ fn texts_of<'a, 'py>(items: &'a [Bound<'py, PyString>]) -> PyResult<Vec<Text<'a>
     items
         .iter()
         .map(|s| match s.to_str() {
-            Ok(t) => Ok(Text::Utf8(t.as_bytes())),
+            Ok(t) => {
+                let chars = unsafe { ffi::PyUnicode_GetLength(s.as_ptr()) };
+                Ok(Text { buf: Buf::Utf8(t.as_bytes()), ascii: chars as usize == t.len() })
+            }
             Err(_) => {
                 // Lone surrogates: the UnicodeEncodeError from to_str is dropped on purpose.
                 let raw = unsafe {
@@ -47,7 +57,7 @@ fn texts_of<'a, 'py>(items: &'a [Bound<'py, PyString>]) -> PyResult<Vec<Text<'a>
                 };
                 let bytes = unsafe { Bound::from_owned_ptr_or_err(s.py(), raw)? };
                 let bytes = bytes.cast_into::<PyBytes>()?;
-                Ok(Text::Wtf8(bytes.as_bytes().to_vec()))
+                Ok(Text { buf: Buf::Wtf8(bytes.as_bytes().to_vec()), ascii: false })
             }
         })
         .collect()
@@ -67,14 +77,23 @@ fn strings_of<'py>(texts: &Bound<'py, PyList>) -> PyResult<Vec<Bound<'py, PyStri
         .collect()
 }
 
-fn make_str<'py>(py: Python<'py>, text: &Text<'_>, (s, e): (usize, usize)) -> PyResult<Bound<'py, PyAny>> {
-    let (b, errors) = match text {
-        Text::Utf8(b) => (*b, std::ptr::null()),
-        Text::Wtf8(v) => (v.as_slice(), c"surrogatepass".as_ptr()),
-    };
-    let sl = &b[s..e];
+fn make_str<'py>(
+    py: Python<'py>,
+    src: &Bound<'py, PyString>,
+    text: &Text<'_>,
+    (s, e): (usize, usize),
+) -> PyResult<Bound<'py, PyAny>> {
     unsafe {
-        let p = ffi::PyUnicode_DecodeUTF8(sl.as_ptr() as *const c_char, sl.len() as ffi::Py_ssize_t, errors);
+        let p = if text.ascii {
+            ffi::PyUnicode_Substring(src.as_ptr(), s as ffi::Py_ssize_t, e as ffi::Py_ssize_t)
+        } else {
+            let (b, errors) = match &text.buf {
+                Buf::Utf8(b) => (*b, std::ptr::null()),
+                Buf::Wtf8(v) => (v.as_slice(), c"surrogatepass".as_ptr()),
+            };
+            let sl = &b[s..e];
+            ffi::PyUnicode_DecodeUTF8(sl.as_ptr() as *const c_char, sl.len() as ffi::Py_ssize_t, errors)
+        };
         Bound::from_owned_ptr_or_err(py, p)
     }
 }
@@ -109,13 +128,14 @@ fn parse_completions<'py>(
     let out = spans
         .iter()
         .zip(&texts)
-        .map(|(p, t)| {
+        .zip(&items)
+        .map(|((p, t), src)| {
             let think = match p.think {
-                Some(sp) => make_str(py, t, sp)?,
+                Some(sp) => make_str(py, src, t, sp)?,
                 None => none.clone(),
             };
             let answer = match p.answer {
-                Some(sp) => make_str(py, t, sp)?,
+                Some(sp) => make_str(py, src, t, sp)?,
                 None => none.clone(),
             };
             let ok = pyo3::types::PyBool::new(py, p.format_ok).to_owned().into_any();
@@ -158,8 +178,9 @@ fn split_sentences_batch<'py>(
     let out = spans
         .iter()
         .zip(&texts)
-        .map(|(v, t)| {
-            let strs = v.iter().map(|&sp| make_str(py, t, sp)).collect::<PyResult<Vec<_>>>()?;
+        .zip(&items)
+        .map(|((v, t), src)| {
+            let strs = v.iter().map(|&sp| make_str(py, src, t, sp)).collect::<PyResult<Vec<_>>>()?;
             PyList::new(py, strs)
         })
         .collect::<PyResult<Vec<_>>>()?;
@@ -198,6 +219,19 @@ fn memchr_scan(py: Python<'_>, texts: &Bound<'_, PyList>) -> PyResult<usize> {
     Ok(py.detach(|| texts.iter().map(|t| memchr::memchr_iter(b'<', t.bytes()).count()).sum()))
 }
 
+/// Tag parsing without building Python objects: (format_ok count, think count, answer count).
+/// Benchmarks compare it with `memchr_scan` over the same bytes.
+#[pyfunction]
+fn tag_scan(py: Python<'_>, texts: &Bound<'_, PyList>) -> PyResult<(usize, usize, usize)> {
+    let items = strings_of(texts)?;
+    let texts = texts_of(&items)?;
+    Ok(py.detach(|| {
+        texts.iter().map(|t| tags::parse(t.bytes())).fold((0, 0, 0), |(f, t, a), p| {
+            (f + p.format_ok as usize, t + p.think.is_some() as usize, a + p.answer.is_some() as usize)
+        })
+    }))
+}
+
 /// The word lists pragmatic mode uses (for the twin test that keeps Python's copy in step).
 #[pyfunction]
 fn pragmatic_lists() -> Vec<(&'static str, Vec<&'static str>)> {
@@ -217,6 +251,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(split_sentences_batch, m)?)?;
     m.add_function(wrap_pyfunction!(sentence_spans, m)?)?;
     m.add_function(wrap_pyfunction!(memchr_scan, m)?)?;
+    m.add_function(wrap_pyfunction!(tag_scan, m)?)?;
     m.add_function(wrap_pyfunction!(pragmatic_lists, m)?)?;
     Ok(())
 }
