@@ -8,7 +8,8 @@
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
+use pyo3::intern;
+use pyo3::types::{PyBytes, PyList, PyString, PyTuple, PyType};
 use rayon::prelude::*;
 use std::os::raw::c_char;
 
@@ -112,19 +113,22 @@ fn map_texts<T: Send>(texts: &[Text<'_>], parallel: bool, f: impl Fn(&[u8]) -> T
     }
 }
 
-/// For each text: (format_ok, think or None, answer or None), as the release's regexes find them.
+/// For each text: (format_ok, think or None, answer or None), as the release's regexes find
+/// them; or, with `cls`, an instance of that frozen slots dataclass (erv's `Parsed`) per text.
 #[pyfunction]
-#[pyo3(signature = (texts, *, parallel=None))]
+#[pyo3(signature = (texts, *, parallel=None, cls=None))]
 fn parse_completions<'py>(
     py: Python<'py>,
     texts: &Bound<'py, PyList>,
     parallel: Option<bool>,
+    cls: Option<&Bound<'py, PyType>>,
 ) -> PyResult<Bound<'py, PyList>> {
     let items = strings_of(texts)?;
     let texts = texts_of(&items)?;
     let par = use_parallel(&texts, parallel);
     let spans = py.detach(|| map_texts(&texts, par, tags::parse));
     let none = py.None().into_bound(py);
+    let names = [intern!(py, "format_ok"), intern!(py, "think"), intern!(py, "answer")];
     let out = spans
         .iter()
         .zip(&texts)
@@ -139,10 +143,36 @@ fn parse_completions<'py>(
                 None => none.clone(),
             };
             let ok = pyo3::types::PyBool::new(py, p.format_ok).to_owned().into_any();
-            PyTuple::new(py, [ok, think, answer])
+            match cls {
+                None => Ok(PyTuple::new(py, [ok, think, answer])?.into_any()),
+                Some(cls) => new_frozen(py, cls, &names, [ok, think, answer]),
+            }
         })
         .collect::<PyResult<Vec<_>>>()?;
     PyList::new(py, out)
+}
+
+/// An instance of a frozen slots dataclass with its fields set, skipping the generated
+/// `__init__` (whose `object.__setattr__` calls cost more than the whole parse). Generic
+/// attribute setting goes straight to the slot descriptors, past the frozen `__setattr__`.
+fn new_frozen<'py, const N: usize>(
+    py: Python<'py>,
+    cls: &Bound<'py, PyType>,
+    names: &[&Bound<'py, PyString>; N],
+    values: [Bound<'py, PyAny>; N],
+) -> PyResult<Bound<'py, PyAny>> {
+    unsafe {
+        let obj = Bound::from_owned_ptr_or_err(
+            py,
+            ffi::PyType_GenericNew(cls.as_ptr().cast(), std::ptr::null_mut(), std::ptr::null_mut()),
+        )?;
+        for (name, value) in names.iter().zip(values) {
+            if ffi::PyObject_GenericSetAttr(obj.as_ptr(), name.as_ptr(), value.as_ptr()) != 0 {
+                return Err(PyErr::fetch(py));
+            }
+        }
+        Ok(obj)
+    }
 }
 
 fn splitter(mode: &str) -> PyResult<fn(&[u8], &mut Vec<(usize, usize)>)> {
