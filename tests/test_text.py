@@ -17,6 +17,7 @@ CASES = [json.loads(line) for line in
 class Native:
     parse_completions = staticmethod(text.parse_completions)
     split_sentences_batch = staticmethod(text.split_sentences_batch)
+    parse_and_split = staticmethod(text.parse_and_split)
 
 
 @pytest.fixture(params=["native", "pure"])
@@ -124,6 +125,17 @@ def test_pragmatic_word_lists_match_the_native_ones():
     assert set(lists["number_abbr"]) == _text_pure.NUMBER_ABBR
     assert set(lists["sometimes_end"]) == _text_pure.SOMETIMES_END
     assert set(lists["starters"]) == _text_pure.STARTERS
+
+
+# --- parse and split in one call -----------------------------------------------------------
+@pytest.mark.parametrize("mode", ["paper", "pragmatic"])
+def test_parse_and_split_is_parse_then_split_of_the_explanation(impl, mode):
+    completions = [c for c, _ in PARSE_CASES] + [f"<think> {c['text']} </think><answer>x</answer>" for c in CASES]
+    parsed, sentences = impl.parse_and_split(completions, mode)
+    assert parsed == [p for _, p in PARSE_CASES] + _text_pure.parse_completions(completions[len(PARSE_CASES):])
+    assert sentences == _text_pure.split_sentences_batch([p.think or "" for p in parsed], mode)
+    assert sentences[0] == ["He smiles."]
+    assert sentences[len(PARSE_CASES) - 3] == []  # "no tags at all": no explanation
 
 
 # --- the public API -------------------------------------------------------------------------

@@ -21,6 +21,15 @@ def split_sentences_batch(
 ) -> list[list[str]]:
     """The sentences of each text; ValueError for an unknown mode."""
 
+def parse_and_split(
+    texts: list[str],
+    mode: Literal["paper", "pragmatic"] = "paper",
+    *,
+    parallel: bool | None = None,
+    cls: type[Any] | None = None,
+) -> tuple[list[Any], list[list[str]]]:
+    """``parse_completions`` plus the sentences of each think span (none without one)."""
+
 def sentence_spans(
     texts: list[str], mode: Literal["paper", "pragmatic"] = "paper", *, parallel: bool | None = None
 ) -> list[list[int]]:

@@ -210,3 +210,8 @@ def split_sentences_batch(texts: list[str], mode: str) -> list[list[str]]:
     if mode == "pragmatic":
         return [split_pragmatic(t) for t in texts]
     raise ValueError(f"unknown segmentation mode {mode!r}; expected 'paper' or 'pragmatic'")
+
+
+def parse_and_split(texts: list[str], mode: str) -> tuple[list[Parsed], list[list[str]]]:
+    parsed = parse_completions(texts)
+    return parsed, split_sentences_batch([p.think or "" for p in parsed], mode)

@@ -77,10 +77,19 @@ fn strings_of<'py>(texts: &Bound<'py, PyList>) -> PyResult<Vec<Bound<'py, PyStri
         .collect()
 }
 
-/// Code points in UTF-8 (or surrogatepass) bytes: every byte that is not a continuation byte.
+/// Code points in UTF-8 (or surrogatepass) bytes: every byte that is not a continuation byte
+/// (10xxxxxx), counted eight bytes at a time.
 #[inline]
 fn count_chars(b: &[u8]) -> usize {
-    b.iter().filter(|&&c| (c as i8) >= -0x40).count()
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let mut cont = 0usize;
+    let mut chunks = b.chunks_exact(8);
+    for c in &mut chunks {
+        let w = u64::from_le_bytes(c.try_into().unwrap());
+        cont += (w & !(w << 1) & HI).count_ones() as usize;
+    }
+    cont += chunks.remainder().iter().filter(|&&c| c & 0xC0 == 0x80).count();
+    b.len() - cont
 }
 
 /// Turns ascending byte offsets of one text into code point offsets, walking forward.
@@ -125,6 +134,25 @@ fn make_str<'py>(
     }
 }
 
+/// Pauses Python's cyclic GC while a batch's results are built (restored on drop, errors
+/// included). The results hold only str, bool and None, so no cycle can form; without the
+/// pause every 700 new containers start a collection that walks all the young lists again.
+struct GcPause(bool);
+
+impl GcPause {
+    fn new(_py: Python<'_>) -> Self {
+        GcPause(unsafe { ffi::PyGC_Disable() } != 0)
+    }
+}
+
+impl Drop for GcPause {
+    fn drop(&mut self) {
+        if self.0 {
+            unsafe { ffi::PyGC_Enable() };
+        }
+    }
+}
+
 fn use_parallel(texts: &[Text<'_>], parallel: Option<bool>) -> bool {
     parallel.unwrap_or_else(|| {
         texts.len() > 1 && texts.iter().map(|t| t.bytes().len()).sum::<usize>() >= PARALLEL_MIN_BYTES
@@ -153,6 +181,7 @@ fn parse_completions<'py>(
     let texts = texts_of(&items)?;
     let par = use_parallel(&texts, parallel);
     let spans = py.detach(|| map_texts(&texts, par, tags::parse));
+    let _gc = GcPause::new(py);
     let none = py.None().into_bound(py);
     let names = [intern!(py, "format_ok"), intern!(py, "think"), intern!(py, "answer")];
     let out = spans
@@ -177,6 +206,60 @@ fn parse_completions<'py>(
         })
         .collect::<PyResult<Vec<_>>>()?;
     PyList::new(py, out)
+}
+
+/// `parse_completions` and the sentences of each think span in one call: the think text is
+/// split where it lies in the completion, so it is never re-read from a new Python str.
+#[pyfunction]
+#[pyo3(signature = (texts, mode="paper", *, parallel=None, cls=None))]
+fn parse_and_split<'py>(
+    py: Python<'py>,
+    texts: &Bound<'py, PyList>,
+    mode: &str,
+    parallel: Option<bool>,
+    cls: Option<&Bound<'py, PyType>>,
+) -> PyResult<(Bound<'py, PyList>, Bound<'py, PyList>)> {
+    let split = splitter(mode)?;
+    let items = strings_of(texts)?;
+    let texts = texts_of(&items)?;
+    let par = use_parallel(&texts, parallel);
+    let results = py.detach(|| {
+        map_texts(&texts, par, |b| {
+            let p = tags::parse(b);
+            let mut v = Vec::new();
+            if let Some((s, e)) = p.think {
+                split(&b[s..e], &mut v);
+                for sp in &mut v {
+                    *sp = (sp.0 + s, sp.1 + s);
+                }
+            }
+            (p, v)
+        })
+    });
+    let _gc = GcPause::new(py);
+    let none = py.None().into_bound(py);
+    let names = [intern!(py, "format_ok"), intern!(py, "think"), intern!(py, "answer")];
+    let mut parsed = Vec::with_capacity(results.len());
+    let mut sentences = Vec::with_capacity(results.len());
+    for (((p, v), t), src) in results.iter().zip(&texts).zip(&items) {
+        let mut cur = CharCursor::new(t);
+        let think = match p.think {
+            Some(sp) => make_str(py, src, &mut cur, sp)?,
+            None => none.clone(),
+        };
+        let strs = v.iter().map(|&sp| make_str(py, src, &mut cur, sp)).collect::<PyResult<Vec<_>>>()?;
+        sentences.push(PyList::new(py, strs)?);
+        let answer = match p.answer {
+            Some(sp) => make_str(py, src, &mut cur, sp)?,
+            None => none.clone(),
+        };
+        let ok = pyo3::types::PyBool::new(py, p.format_ok).to_owned().into_any();
+        parsed.push(match cls {
+            None => PyTuple::new(py, [ok, think, answer])?.into_any(),
+            Some(cls) => new_frozen(py, cls, &names, [ok, think, answer])?,
+        });
+    }
+    Ok((PyList::new(py, parsed)?, PyList::new(py, sentences)?))
 }
 
 /// An instance of a frozen slots dataclass with its fields set, skipping the generated
@@ -232,6 +315,7 @@ fn split_sentences_batch<'py>(
             v
         })
     });
+    let _gc = GcPause::new(py);
     let out = spans
         .iter()
         .zip(&texts)
@@ -307,6 +391,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_function(wrap_pyfunction!(parse_completions, m)?)?;
     m.add_function(wrap_pyfunction!(split_sentences_batch, m)?)?;
+    m.add_function(wrap_pyfunction!(parse_and_split, m)?)?;
     m.add_function(wrap_pyfunction!(sentence_spans, m)?)?;
     m.add_function(wrap_pyfunction!(memchr_scan, m)?)?;
     m.add_function(wrap_pyfunction!(tag_scan, m)?)?;
