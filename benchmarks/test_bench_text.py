@@ -63,6 +63,8 @@ def report(request):
     ratio("parse+paper split: native vs twin (precompiled re)", "twin_re", "native_parse_split")
     ratio("parse+paper split: 2 threads vs 1 thread", "native_parse_split_serial", "native_parse_split_parallel")
     ratio("pragmatic: 2 threads vs 1 thread", "pragmatic_serial", "pragmatic_parallel")
+    ratio("scan only, paper: 2 threads vs 1 thread (wall time)", "scan_paper_serial", "scan_paper_parallel")
+    ratio("scan only, pragmatic: 2 threads vs 1 thread (wall time)", "scan_pragmatic_serial", "scan_pragmatic_parallel")
     ratio("pragmatic vs pysbd, same 32 explanations", "pysbd", "pragmatic_subset")
     ratio("tag scan vs memchr scan (times slower)", "tag_scan", "memchr_scan")
     ratio("parse_completions (with Parsed objects) vs memchr scan (times slower)", "parse_completions", "memchr_scan")
@@ -163,6 +165,16 @@ def test_public_api_parse_split(benchmark):
 
 def test_paper_serial(benchmark):
     run(benchmark, "paper_serial", native.split_sentences_batch, EXPLANATIONS, "paper", parallel=False)
+
+
+# --- scan-only scaling (no Python objects): what rayon can speed up ------------------------
+BIG = BATCH * 4  # 4,096 completions, ~5.6 MB
+
+
+@pytest.mark.parametrize("mode", ["paper", "pragmatic"])
+@pytest.mark.parametrize("threads", ["serial", "parallel"])
+def test_scan_scaling(benchmark, mode, threads):
+    run(benchmark, f"scan_{mode}_{threads}", native.sentence_counts, BIG, mode, parallel=threads == "parallel")
 
 
 # --- pragmatic -----------------------------------------------------------------------------

@@ -174,6 +174,8 @@ def test_parallel_and_serial_paths_agree(mode):
     assert serial == _text_pure.split_sentences_batch(texts, mode)
     spans = text._native.sentence_spans(["a. b", "\u00e9. x"], "paper")
     assert spans == [[0, 2, 3, 4], [0, 3, 4, 5]]
+    counts = text._native.sentence_counts(texts, mode, parallel=True)
+    assert counts == [len(s) for s in serial]
 
 
 def test_batches_release_the_gil():

@@ -35,6 +35,11 @@ def sentence_spans(
 ) -> list[list[int]]:
     """Flat [start, end, start, end, ...] byte offsets (UTF-8, surrogatepass) per text."""
 
+def sentence_counts(
+    texts: list[str], mode: Literal["paper", "pragmatic"] = "paper", *, parallel: bool | None = None
+) -> list[int]:
+    """Number of sentences per text, without building them."""
+
 def memchr_scan(texts: list[str]) -> int:
     """Count of ``<`` bytes in all texts via memchr: the floor tag parsing is compared with."""
 

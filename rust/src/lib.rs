@@ -353,6 +353,29 @@ fn sentence_spans<'py>(
     }))
 }
 
+/// Number of sentences in each text, without building them (the scan alone: what the rayon
+/// path speeds up, and the N of Algorithm 1 when only counts are needed).
+#[pyfunction]
+#[pyo3(signature = (texts, mode="paper", *, parallel=None))]
+fn sentence_counts<'py>(
+    py: Python<'py>,
+    texts: &Bound<'py, PyList>,
+    mode: &str,
+    parallel: Option<bool>,
+) -> PyResult<Vec<usize>> {
+    let split = splitter(mode)?;
+    let items = strings_of(texts)?;
+    let texts = texts_of(&items)?;
+    let par = use_parallel(&texts, parallel);
+    Ok(py.detach(|| {
+        map_texts(&texts, par, |b| {
+            let mut v = Vec::new();
+            split(b, &mut v);
+            v.len()
+        })
+    }))
+}
+
 /// Number of `<` bytes in all texts, found with memchr: the floor a tag scan is measured against.
 #[pyfunction]
 fn memchr_scan(py: Python<'_>, texts: &Bound<'_, PyList>) -> PyResult<usize> {
@@ -393,6 +416,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(split_sentences_batch, m)?)?;
     m.add_function(wrap_pyfunction!(parse_and_split, m)?)?;
     m.add_function(wrap_pyfunction!(sentence_spans, m)?)?;
+    m.add_function(wrap_pyfunction!(sentence_counts, m)?)?;
     m.add_function(wrap_pyfunction!(memchr_scan, m)?)?;
     m.add_function(wrap_pyfunction!(tag_scan, m)?)?;
     m.add_function(wrap_pyfunction!(pragmatic_lists, m)?)?;
