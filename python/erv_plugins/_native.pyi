@@ -2,7 +2,7 @@
 
 Every function takes a list of str (lone surrogates allowed) and raises TypeError naming the
 first item that is not a str. ``parallel``: None lets the module choose (rayon for batches of
-64 KiB or more), True/False forces it. The GIL is released while the texts are scanned.
+256 KiB or more), True/False forces it. The GIL is released while the texts are scanned.
 """
 
 from typing import Any, Literal
