@@ -150,6 +150,16 @@ def test_batch_accepts_any_sequence_and_keeps_order():
     assert text.parse_completions(iter([])) == []
 
 
+def test_str_subclasses_give_plain_str(impl):
+    class Note(str):
+        pass
+
+    parsed = impl.parse_completions([Note("<think>a. b</think><answer>x</answer>")])[0]
+    sentences = impl.split_sentences_batch([Note("a. b"), Note("whole")], "paper")
+    assert sentences == [["a.", "b"], ["whole"]]
+    assert {type(x) for x in [parsed.think, parsed.answer, *sentences[0], *sentences[1]]} == {str}
+
+
 def test_bad_mode_is_named():
     with pytest.raises(ValueError, match="unknown segmentation mode 'spacy'; expected 'paper' or 'pragmatic'"):
         text.split_sentences("a", "spacy")  # type: ignore[arg-type]

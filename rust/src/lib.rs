@@ -156,7 +156,9 @@ impl Drop for GcPause {
 
 fn use_parallel(texts: &[Text<'_>], parallel: Option<bool>) -> bool {
     parallel.unwrap_or_else(|| {
-        texts.len() > 1 && texts.iter().map(|t| t.bytes().len()).sum::<usize>() >= PARALLEL_MIN_BYTES
+        texts.len() > 1
+            && rayon::current_num_threads() > 1
+            && texts.iter().map(|t| t.bytes().len()).sum::<usize>() >= PARALLEL_MIN_BYTES
     })
 }
 
