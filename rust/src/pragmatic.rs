@@ -8,8 +8,9 @@
 //!   Capitalised word follows directly (`happy.The`) and the token is no URL or e-mail;
 //! * a single `.` after a word is judged by that word: list markers (`1.` `a.` opening a
 //!   sentence), titles (`Dr.`), abbreviations that never end a sentence (`e.g.`), ones before
-//!   numbers (`No. 5`), and ones that may end a sentence (`etc.`, `U.S.`, initials `J.`), which
-//!   do when the next word is a usual sentence opener (`The`, `He`, ...).
+//!   numbers (`No. 5`), and ones that may end a sentence (`U.S.`, `a.m.`, initials `J.`), which
+//!   do when the next word is a usual sentence opener (`The`, `He`, ...). `etc.` is an ordinary
+//!   word: it ends a sentence before any capital.
 //!
 //! Positions are byte offsets in UTF-8 (surrogates allowed); everything that depends on
 //! length is defined in UTF-8 bytes so that the Python twin can compute the same.
@@ -28,7 +29,7 @@ pub const NUMBER_ABBR: &[&str] = &[
 ];
 pub const SOMETIMES_END: &[&str] = &[
     "a.m", "apr", "aug", "ave", "b.a", "b.sc", "blvd", "bros", "co", "corp", "dec", "dept", "e.u",
-    "est", "etc", "feb", "fri", "hr", "hrs", "inc", "jan", "jr", "jul", "jun", "llc", "ltd", "m.a",
+    "est", "feb", "fri", "hr", "hrs", "inc", "jan", "jr", "jul", "jun", "llc", "ltd", "m.a",
     "m.d", "mar", "min", "mon", "nov", "oct", "p.m", "ph.d", "plc", "rd", "sat", "sep", "sept",
     "sr", "sun", "thu", "thur", "thurs", "tue", "tues", "u.k", "u.n", "u.s", "u.s.a", "univ",
     "wed",
