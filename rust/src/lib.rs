@@ -2,18 +2,18 @@
 //!
 //! The boundary is coarse: one call per batch. Texts are borrowed as UTF-8 (zero-copy for
 //! ASCII strings), the GIL is released while spans are computed (in parallel with rayon for
-//! large batches), and Python strings are built from the spans at the end. Strings holding lone
-//! surrogates are encoded with "surrogatepass" and decoded back the same way, so every Python
-//! str gets an exact answer.
+//! large batches), and Python strings are cut from the original str at the end. Strings holding
+//! lone surrogates are scanned in their "surrogatepass" encoding and cut by code point offsets,
+//! so every Python str gets an exact answer and nothing panics across the boundary.
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::ffi;
-use pyo3::prelude::*;
 use pyo3::intern;
+use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple, PyType};
 use rayon::prelude::*;
 
-pub mod pragmatic;
 pub mod paper;
+pub mod pragmatic;
 pub mod tags;
 pub mod ws;
 
@@ -49,16 +49,26 @@ fn texts_of<'a, 'py>(items: &'a [Bound<'py, PyString>]) -> PyResult<Vec<Text<'a>
         .map(|s| match s.to_str() {
             Ok(t) => {
                 let chars = unsafe { ffi::PyUnicode_GetLength(s.as_ptr()) };
-                Ok(Text { buf: Buf::Utf8(t.as_bytes()), ascii: chars as usize == t.len() })
+                Ok(Text {
+                    buf: Buf::Utf8(t.as_bytes()),
+                    ascii: chars as usize == t.len(),
+                })
             }
             Err(_) => {
                 // Lone surrogates: the UnicodeEncodeError from to_str is dropped on purpose.
                 let raw = unsafe {
-                    ffi::PyUnicode_AsEncodedString(s.as_ptr(), c"utf-8".as_ptr(), c"surrogatepass".as_ptr())
+                    ffi::PyUnicode_AsEncodedString(
+                        s.as_ptr(),
+                        c"utf-8".as_ptr(),
+                        c"surrogatepass".as_ptr(),
+                    )
                 };
                 let bytes = unsafe { Bound::from_owned_ptr_or_err(s.py(), raw)? };
                 let bytes = bytes.cast_into::<PyBytes>()?;
-                Ok(Text { buf: Buf::Wtf8(bytes.as_bytes().to_vec()), ascii: false })
+                Ok(Text {
+                    buf: Buf::Wtf8(bytes.as_bytes().to_vec()),
+                    ascii: false,
+                })
             }
         })
         .collect()
@@ -71,7 +81,11 @@ fn strings_of<'py>(texts: &Bound<'py, PyList>) -> PyResult<Vec<Bound<'py, PyStri
         .map(|(i, t)| {
             t.cast_into::<PyString>().map_err(|e| {
                 let got = e.into_inner();
-                let ty = got.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "?".into());
+                let ty = got
+                    .get_type()
+                    .name()
+                    .map(|n| n.to_string())
+                    .unwrap_or_else(|_| "?".into());
                 PyTypeError::new_err(format!("texts[{i}] is {ty}, expected str"))
             })
         })
@@ -89,7 +103,11 @@ fn count_chars(b: &[u8]) -> usize {
         let w = u64::from_le_bytes(c.try_into().unwrap());
         cont += (w & !(w << 1) & HI).count_ones() as usize;
     }
-    cont += chunks.remainder().iter().filter(|&&c| c & 0xC0 == 0x80).count();
+    cont += chunks
+        .remainder()
+        .iter()
+        .filter(|&&c| c & 0xC0 == 0x80)
+        .count();
     b.len() - cont
 }
 
@@ -103,7 +121,12 @@ struct CharCursor<'t> {
 
 impl<'t> CharCursor<'t> {
     fn new(text: &'t Text<'_>) -> Self {
-        CharCursor { b: text.bytes(), ascii: text.ascii, byte: 0, chr: 0 }
+        CharCursor {
+            b: text.bytes(),
+            ascii: text.ascii,
+            byte: 0,
+            chr: 0,
+        }
     }
 
     fn at(&mut self, byte: usize) -> usize {
@@ -130,7 +153,8 @@ fn make_str<'py>(
 ) -> PyResult<Bound<'py, PyAny>> {
     let (cs, ce) = (cur.at(s), cur.at(e));
     unsafe {
-        let p = ffi::PyUnicode_Substring(src.as_ptr(), cs as ffi::Py_ssize_t, ce as ffi::Py_ssize_t);
+        let p =
+            ffi::PyUnicode_Substring(src.as_ptr(), cs as ffi::Py_ssize_t, ce as ffi::Py_ssize_t);
         Bound::from_owned_ptr_or_err(py, p)
     }
 }
@@ -162,7 +186,11 @@ fn use_parallel(texts: &[Text<'_>], parallel: Option<bool>) -> bool {
     })
 }
 
-fn map_texts<T: Send>(texts: &[Text<'_>], parallel: bool, f: impl Fn(&[u8]) -> T + Sync + Send) -> Vec<T> {
+fn map_texts<T: Send>(
+    texts: &[Text<'_>],
+    parallel: bool,
+    f: impl Fn(&[u8]) -> T + Sync + Send,
+) -> Vec<T> {
     if parallel {
         texts.par_iter().map(|t| f(t.bytes())).collect()
     } else {
@@ -186,7 +214,11 @@ fn parse_completions<'py>(
     let spans = py.detach(|| map_texts(&texts, par, tags::parse));
     let _gc = GcPause::new(py);
     let none = py.None().into_bound(py);
-    let names = [intern!(py, "format_ok"), intern!(py, "think"), intern!(py, "answer")];
+    let names = [
+        intern!(py, "format_ok"),
+        intern!(py, "think"),
+        intern!(py, "answer"),
+    ];
     let out = spans
         .iter()
         .zip(&texts)
@@ -201,7 +233,9 @@ fn parse_completions<'py>(
                 Some(sp) => make_str(py, src, &mut cur, sp)?,
                 None => none.clone(),
             };
-            let ok = pyo3::types::PyBool::new(py, p.format_ok).to_owned().into_any();
+            let ok = pyo3::types::PyBool::new(py, p.format_ok)
+                .to_owned()
+                .into_any();
             match cls {
                 None => Ok(PyTuple::new(py, [ok, think, answer])?.into_any()),
                 Some(cls) => new_frozen(py, cls, &names, [ok, think, answer]),
@@ -241,7 +275,11 @@ fn parse_and_split<'py>(
     });
     let _gc = GcPause::new(py);
     let none = py.None().into_bound(py);
-    let names = [intern!(py, "format_ok"), intern!(py, "think"), intern!(py, "answer")];
+    let names = [
+        intern!(py, "format_ok"),
+        intern!(py, "think"),
+        intern!(py, "answer"),
+    ];
     let mut parsed = Vec::with_capacity(results.len());
     let mut sentences = Vec::with_capacity(results.len());
     for (((p, v), t), src) in results.iter().zip(&texts).zip(&items) {
@@ -250,13 +288,18 @@ fn parse_and_split<'py>(
             Some(sp) => make_str(py, src, &mut cur, sp)?,
             None => none.clone(),
         };
-        let strs = v.iter().map(|&sp| make_str(py, src, &mut cur, sp)).collect::<PyResult<Vec<_>>>()?;
+        let strs = v
+            .iter()
+            .map(|&sp| make_str(py, src, &mut cur, sp))
+            .collect::<PyResult<Vec<_>>>()?;
         sentences.push(PyList::new(py, strs)?);
         let answer = match p.answer {
             Some(sp) => make_str(py, src, &mut cur, sp)?,
             None => none.clone(),
         };
-        let ok = pyo3::types::PyBool::new(py, p.format_ok).to_owned().into_any();
+        let ok = pyo3::types::PyBool::new(py, p.format_ok)
+            .to_owned()
+            .into_any();
         parsed.push(match cls {
             None => PyTuple::new(py, [ok, think, answer])?.into_any(),
             Some(cls) => new_frozen(py, cls, &names, [ok, think, answer])?,
@@ -277,7 +320,11 @@ fn new_frozen<'py, const N: usize>(
     unsafe {
         let obj = Bound::from_owned_ptr_or_err(
             py,
-            ffi::PyType_GenericNew(cls.as_ptr().cast(), std::ptr::null_mut(), std::ptr::null_mut()),
+            ffi::PyType_GenericNew(
+                cls.as_ptr().cast(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+            ),
         )?;
         for (name, value) in names.iter().zip(values) {
             if ffi::PyObject_GenericSetAttr(obj.as_ptr(), name.as_ptr(), value.as_ptr()) != 0 {
@@ -288,7 +335,10 @@ fn new_frozen<'py, const N: usize>(
     }
 }
 
-fn splitter(mode: &str) -> PyResult<fn(&[u8], &mut Vec<(usize, usize)>)> {
+/// A splitter: appends the byte spans of the sentences of a text.
+type Splitter = fn(&[u8], &mut Vec<(usize, usize)>);
+
+fn splitter(mode: &str) -> PyResult<Splitter> {
     match mode {
         "paper" => Ok(paper::split),
         "pragmatic" => Ok(pragmatic::split),
@@ -325,7 +375,10 @@ fn split_sentences_batch<'py>(
         .zip(&items)
         .map(|((v, t), src)| {
             let mut cur = CharCursor::new(t);
-            let strs = v.iter().map(|&sp| make_str(py, src, &mut cur, sp)).collect::<PyResult<Vec<_>>>()?;
+            let strs = v
+                .iter()
+                .map(|&sp| make_str(py, src, &mut cur, sp))
+                .collect::<PyResult<Vec<_>>>()?;
             PyList::new(py, strs)
         })
         .collect::<PyResult<Vec<_>>>()?;
@@ -384,7 +437,12 @@ fn sentence_counts<'py>(
 fn memchr_scan(py: Python<'_>, texts: &Bound<'_, PyList>) -> PyResult<usize> {
     let items = strings_of(texts)?;
     let texts = texts_of(&items)?;
-    Ok(py.detach(|| texts.iter().map(|t| memchr::memchr_iter(b'<', t.bytes()).count()).sum()))
+    Ok(py.detach(|| {
+        texts
+            .iter()
+            .map(|t| memchr::memchr_iter(b'<', t.bytes()).count())
+            .sum()
+    }))
 }
 
 /// Tag parsing without building Python objects: (format_ok count, think count, answer count).
@@ -394,9 +452,16 @@ fn tag_scan(py: Python<'_>, texts: &Bound<'_, PyList>) -> PyResult<(usize, usize
     let items = strings_of(texts)?;
     let texts = texts_of(&items)?;
     Ok(py.detach(|| {
-        texts.iter().map(|t| tags::parse(t.bytes())).fold((0, 0, 0), |(f, t, a), p| {
-            (f + p.format_ok as usize, t + p.think.is_some() as usize, a + p.answer.is_some() as usize)
-        })
+        texts
+            .iter()
+            .map(|t| tags::parse(t.bytes()))
+            .fold((0, 0, 0), |(f, t, a), p| {
+                (
+                    f + p.format_ok as usize,
+                    t + p.think.is_some() as usize,
+                    a + p.answer.is_some() as usize,
+                )
+            })
     }))
 }
 
@@ -435,9 +500,31 @@ mod tests {
     #[test]
     fn random_bytes_never_panic() {
         let alphabet: &[&[u8]] = &[
-            b".", b"!", b"?", b" ", b"\n", b"\"", b"'", b")", b"<think>", b"</think>", b"<answer>",
-            b"</answer>", b"A", b"a", b"Dr", b"e.g", "\u{2026}".as_bytes(), "\u{a0}".as_bytes(),
-            "\u{2028}".as_bytes(), b"\xE2", b"\xC2", b"\xE2\x80", b"\xED\xA0\x80", b"\xFF", b"@",
+            b".",
+            b"!",
+            b"?",
+            b" ",
+            b"\n",
+            b"\"",
+            b"'",
+            b")",
+            b"<think>",
+            b"</think>",
+            b"<answer>",
+            b"</answer>",
+            b"A",
+            b"a",
+            b"Dr",
+            b"e.g",
+            "\u{2026}".as_bytes(),
+            "\u{a0}".as_bytes(),
+            "\u{2028}".as_bytes(),
+            b"\xE2",
+            b"\xC2",
+            b"\xE2\x80",
+            b"\xED\xA0\x80",
+            b"\xFF",
+            b"@",
         ];
         let mut x: u64 = 0x9E3779B97F4A7C15;
         let mut next = || {
