@@ -232,8 +232,9 @@ class ExplanationReward:
 
         gt_idx = np.full(size, -1, dtype=np.int64)
         for i in range(size):
-            if sentences[i]:
-                gt_idx[i] = self.ground_truth_index(str(labels[i]), spaces[i])
+            if labels[i] is None:
+                raise ValueError(f"explanation reward: completion {i} has no ground-truth label")
+            gt_idx[i] = self.ground_truth_index(str(labels[i]), spaces[i])
         gt_neutral = (gt_idx == self._neutral_idx) if self._neutral_idx is not None else \
             np.zeros(size, dtype=bool)
 
