@@ -51,3 +51,19 @@ def erv_register_rewards(register):
 @hookimpl
 def erv_register_datasets(register):
     register(ToyDataset, options=None)
+
+
+class CountStage:
+    """Appends a line to <run dir>/count/calls.txt each time it runs."""
+
+    name = "count"
+
+    def __call__(self, ctx):
+        with open(ctx.out / "calls.txt", "a") as f:
+            f.write(f"{ctx.recipe.name}\n")
+        return {"calls": (ctx.out / "calls.txt").read_text().count("\n")}
+
+
+@hookimpl
+def erv_register_stages(register):
+    register(CountStage)
