@@ -117,8 +117,11 @@ def think_step_reward(contents: Sequence[str], solutions: Sequence[str],
 def hf_classifier(tokenizer, model) -> Callable[[list[str]], torch.Tensor]:  # noqa: ANN001
     """The release's verifier call: tokenizer(all sentences, padding, truncation) + sigmoid."""
 
+    device = next(model.parameters()).device
+
     def classify(sentences: list[str]) -> torch.Tensor:
         inputs = tokenizer(sentences, return_tensors="pt", padding=True, truncation=True)
+        inputs = {k: v.to(device) for k, v in inputs.items()}
         with torch.no_grad():
             logits = model(**inputs).logits
         return torch.sigmoid(logits)

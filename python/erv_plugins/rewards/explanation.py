@@ -57,7 +57,8 @@ class ExplanationOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=Tru
     label_map: dict[str, str] = msgspec.field(default_factory=dict)
     # The verifier label that marks an emotionally neutral sentence.
     neutral_label: str = NEUTRAL
-    batch_size: Annotated[int, msgspec.Meta(ge=1)] = 64
+    # Most sentences per verifier call (sorted by length; the verifier may batch further).
+    batch_size: Annotated[int, msgspec.Meta(ge=1)] = 256
     cache_size: Annotated[int, msgspec.Meta(ge=0)] = 200_000
 
 
@@ -152,7 +153,9 @@ class ExplanationReward:
         if hits:
             out[hits] = np.stack(hit_rows)
         # Similar lengths together: each verifier batch pads to its longest sentence.
-        missing.sort(key=lambda i: len(sentences[i]))
+        if len(missing) > 1:
+            lengths = list(map(len, sentences))
+            missing.sort(key=lengths.__getitem__)
         size = self.options.batch_size
         for start in range(0, len(missing), size):
             chunk = missing[start:start + size]
@@ -234,10 +237,10 @@ class ExplanationReward:
 
         # Each distinct sentence of the whole batch once (all G generations of all prompts).
         flat = list(itertools.chain.from_iterable(sentences))
-        index: dict[str, int] = {}
-        sid = np.array([index.setdefault(s, len(index)) for s in flat], dtype=np.int64)
-        owner = np.repeat(np.arange(size, dtype=np.int64), [len(x) for x in sentences])
-        unique = list(index)
+        unique = list(dict.fromkeys(flat))
+        index = {s: i for i, s in enumerate(unique)}
+        sid = np.fromiter(map(index.__getitem__, flat), dtype=np.int64, count=len(flat))
+        owner = np.repeat(np.arange(size, dtype=np.int64), list(map(len, sentences)))
 
         gt_idx = np.full(size, -1, dtype=np.int64)
         for i in range(size):
