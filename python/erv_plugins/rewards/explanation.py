@@ -140,18 +140,11 @@ class ExplanationReward:
         cache = self._cache
         width = len(self._labels)
         out = np.empty((len(sentences), width), dtype=np.float32)
-        missing: list[int] = []
-        hits: list[int] = []
-        hit_rows: list[np.ndarray] = []
-        for i, s in enumerate(sentences):
-            row = cache.get(s)
-            if row is None:
-                missing.append(i)
-            else:
-                hits.append(i)
-                hit_rows.append(row)
-        if hits:
-            out[hits] = np.stack(hit_rows)
+        rows = list(map(cache.get, sentences)) if cache else [None] * len(sentences)
+        missing = [i for i, r in enumerate(rows) if r is None]
+        if len(missing) < len(sentences):
+            hits = [i for i, r in enumerate(rows) if r is not None]
+            out[hits] = np.stack([rows[i] for i in hits])  # type: ignore[misc]
         # Similar lengths together: each verifier batch pads to its longest sentence.
         if len(missing) > 1:
             lengths = list(map(len, sentences))
