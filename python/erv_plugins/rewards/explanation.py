@@ -180,8 +180,8 @@ class ExplanationReward:
         if none.any():  # nothing above tau: the top-1 label
             sets[rows[none], probs[none].argmax(axis=1)] = True
         many = count > k
-        if many.any():  # more than k above tau: the k most probable
-            top = np.argpartition(-probs[many], k - 1, axis=1)[:, :k]
+        if many.any():  # more than k above tau: the k most probable (ties: lower index)
+            top = np.argsort(-probs[many], axis=1, kind="stable")[:, :k]
             sets[many] = False
             sets[rows[many][:, None], top] = True
         if self._neutral_idx is None:
