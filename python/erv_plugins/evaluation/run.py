@@ -142,7 +142,7 @@ def _load_judgements(path: Path) -> list[dict[str, Any]]:
 
 def evaluate(predictions: Sequence[Prediction], label_space: LabelSpace, judge: Judge,
              out: str | os.PathLike[str], *, run_name: str = "model",
-             bootstrap: int = 1000, seed: int = 0, progress: bool = True,
+             bootstrap: int = 1000, seed: int = 0, progress: bool = True, plot: bool = True,
              echo: Callable[[str], None] = print) -> EvalResult:
     """Judge every prediction's explanation (resuming ``out/judgements.jsonl``), then
     write metrics, tables and the confusion-matrix plot into ``out``."""
@@ -218,7 +218,8 @@ def evaluate(predictions: Sequence[Prediction], label_space: LabelSpace, judge: 
     (out / "table.md").write_text(tables.table1_markdown([entry]) + "\n", encoding="utf-8")
     (out / "table.json").write_text(json.dumps(tables.table1_json([entry]), indent=2) + "\n",
                                     encoding="utf-8")
-    plots.confusion_png(o, out / "confusion.png", title=f"{run_name} on {label_space.name}")
+    if plot:
+        plots.confusion_png(o, out / "confusion.png", title=f"{run_name} on {label_space.name}")
     return EvalResult(metrics, out, rows, failed, asked)
 
 
