@@ -128,3 +128,32 @@ plugin = "verifier"
     assert done["WAR"] == 75.0 and done["judged"] == 20
     assert (out / "confusion.png").exists() and (out / "table.md").exists()
     assert "| offline | 50.00 | 45.00 | 45.00 | 75.00 | 78.33 |" in "\n".join(lines)
+
+
+@pytest.mark.slow
+def test_erv_eval_with_a_real_hf_verifier_checkpoint(tmp_path: Path) -> None:
+    """The verifier judge on the hf plugin (a tiny untrained RoBERTa saved to disk): every
+    verdict is the argmax of the checkpoint's probabilities over MAFW's counterparts."""
+    from click.testing import CliRunner
+
+    from erv_plugins.cli import build_cli
+    from erv_plugins.evaluation.run import read_predictions
+    from erv_plugins.text import parse_completion
+    from erv_plugins.verifiers.hf import HFVerifier
+    from erv_plugins.verifiers.tiny import build_tiny_verifier
+
+    ckpt = build_tiny_verifier(tmp_path / "verifier", seed=1)
+    result = CliRunner().invoke(build_cli(), [
+        "eval", "--predictions", str(DATA), "--dataset", "mafw", "--judge", "verifier",
+        "--verifier", str(ckpt), "--out", str(tmp_path / "out"), "--bootstrap", "0",
+        "--no-progress"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    rows = {json.loads(line)["id"]: json.loads(line)
+            for line in (tmp_path / "out" / "judgements.jsonl").read_text().splitlines()}
+    preds = read_predictions(DATA)
+    proba = HFVerifier(ckpt).predict_proba([parse_completion(p.completion).think or ""
+                                            for p in preds])
+    cols = [GOEMOTIONS.index(MAFW.to_verifier(lab, GOEMOTIONS)) for lab in MAFW.labels]
+    expected = [MAFW.labels[int(i)] for i in proba[:, cols].argmax(axis=1)]
+    assert [rows[p.id]["judge_label"] for p in preds] == expected
+    assert json.loads((tmp_path / "out" / "metrics.json").read_text())["WAR"] == 75.0

@@ -42,6 +42,9 @@ def _parse_option(text: str) -> tuple[str, Any]:
 @click.option("--api-key-env", default=None,
               help="openai judge: environment variable holding the API key "
                    "(default OPENAI_API_KEY). The key itself is never written anywhere.")
+@click.option("--verifier", "verifier_path", type=click.Path(exists=True, file_okay=False),
+              default=None, help="verifier judge: a local verifier checkpoint directory (the "
+                                 "hf verifier plugin), e.g. a copy of Rhatanii/Emo_Classifier.")
 @click.option("--judge-option", "judge_options", multiple=True, metavar="KEY=VALUE",
               help="Any option of the judge plugin (VALUE may be JSON), e.g. concurrency=16.")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
@@ -60,8 +63,9 @@ def _parse_option(text: str) -> tuple[str, Any]:
 def eval_(predictions: str | None, policy: str | None, dataset: str | None,
           dataset_root: str | None, split: str, limit: int | None, judge_name: str,
           base_url: str | None, model: str | None, api_key_env: str | None,
-          judge_options: tuple[str, ...], out: str | None, name: str | None, bootstrap: int,
-          seed: int, compare: tuple[str, ...], paper: bool, no_progress: bool) -> None:
+          verifier_path: str | None, judge_options: tuple[str, ...], out: str | None,
+          name: str | None, bootstrap: int, seed: int, compare: tuple[str, ...], paper: bool,
+          no_progress: bool) -> None:
     """Judge the explanations of a model's outputs and score them as in Table 1.
 
     Each completion's <answer> is the prediction p; a judge reads only its <think>
@@ -76,7 +80,7 @@ def eval_(predictions: str | None, policy: str | None, dataset: str | None,
       erv eval --predictions r1omni_mafw.jsonl --dataset mafw --judge openai \\
                --base-url http://localhost:8000/v1 --model Qwen2.5-7B-Instruct --out runs/r1
       erv eval --predictions ours.jsonl --dataset dfew --judge verifier \\
-               --judge-option plugin=hf --judge-option 'options={"path": "ckpt/"}' --out runs/v
+               --verifier checkpoints/verifier --out runs/v
       erv eval --compare runs/r1 --compare runs/ours --paper
     """
     from erv_plugins.errors import ErvError
@@ -109,6 +113,11 @@ def eval_(predictions: str | None, policy: str | None, dataset: str | None,
                 raise ErvError(f"erv eval: {flag} is an option of the openai judge, "
                                f"not of {judge_name!r}")
             raw[key] = value
+    if verifier_path is not None:
+        if judge_name != "verifier":
+            raise ErvError(f"erv eval: --verifier is an option of the verifier judge, "
+                           f"not of {judge_name!r}")
+        raw.update(plugin="hf", options={**raw.get("options", {}), "path": verifier_path})
     judge = build_judge(plugins, judge_name, raw, where="erv eval: --judge-option")
     out_dir = Path(out)
     if policy is not None:
