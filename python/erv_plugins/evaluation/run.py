@@ -213,6 +213,11 @@ def evaluate(predictions: Sequence[Prediction], label_space: LabelSpace, judge: 
     })
     if failed:
         metrics["failed_ids"] = sorted(failed)
+    # Optional extras of a judge: its settings and its request counts of this call.
+    if isinstance(getattr(judge, "info", None), dict):
+        metrics["judge_info"] = judge.info  # type: ignore[attr-defined]
+    if isinstance(getattr(judge, "stats", None), dict):
+        metrics["judge_stats"] = dict(judge.stats)  # type: ignore[attr-defined]
     (out / METRICS).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     entry = tables.RunEntry(run_name, label_space.name, metrics)
     (out / "table.md").write_text(tables.table1_markdown([entry]) + "\n", encoding="utf-8")
