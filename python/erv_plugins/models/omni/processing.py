@@ -138,9 +138,7 @@ class OmniProcessor:
         """(video (T, 3, S, S), audio features (n_mels, frames)) of one clip file."""
         from erv_plugins.datasets.media import decode_clip
 
-        return decode_clip(path, frames=self.num_frames, image_size=self.image_size,
-                           cache_dir=self.cache_dir, n_mels=self.n_mels,
-                           chunk_length=self.audio_chunk_length, aspect_ratio=self.aspect_ratio)
+        return decode_clip(path, cache_dir=self.cache_dir, **self.media_settings())
 
     def __call__(
         self,
@@ -231,6 +229,11 @@ class OmniProcessor:
             raise ErvError(f"prompt {row} holds more than one {VIDEO_TOKEN} or {AUDIO_TOKEN}; "
                            "the omni model takes one clip per prompt")
         return out
+
+    def media_settings(self) -> dict[str, Any]:
+        """Keyword arguments of ``decode_clip`` that give this processor's inputs."""
+        return {"frames": self.num_frames, "image_size": self.image_size, "n_mels": self.n_mels,
+                "chunk_length": self.audio_chunk_length, "aspect_ratio": self.aspect_ratio}
 
     # -- persistence ----------------------------------------------------------------------
     def settings(self) -> dict[str, Any]:

@@ -54,6 +54,10 @@ CHAT_TEMPLATE = (
     "{%- if add_generation_prompt -%}{{ '<|im_start|>assistant\\n' }}{%- endif -%}"
 )
 
+# What decode_clip must produce for the tiny model (kept equal to tiny_config's sizes).
+TINY_MEDIA: dict[str, Any] = {"frames": 8, "image_size": 32, "n_mels": 16, "chunk_length": 1.98,
+                              "aspect_ratio": "pad"}
+
 _CORPUS_SENTENCES = (
     EMOTION_QUESTION,
     "You are a helpful assistant.",
@@ -238,5 +242,5 @@ def load_omni(path: str | os.PathLike[str], device: str | torch.device = "cpu",
     return model, processor
 
 
-__all__ = ["build_tiny_omni", "build_tiny_tokenizer", "build_tiny_gate_tokenizer",
+__all__ = ["TINY_MEDIA", "build_tiny_omni", "build_tiny_tokenizer", "build_tiny_gate_tokenizer",
            "tiny_config", "load_omni", "media_prefix"]
