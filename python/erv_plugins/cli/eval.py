@@ -32,6 +32,16 @@ def _parse_option(text: str) -> tuple[str, Any]:
               help="With --policy: where the dataset's files are.")
 @click.option("--split", default="test", show_default=True, help="With --policy: the split.")
 @click.option("--limit", type=int, default=None, help="Only the first N samples.")
+@click.option("--temperature", type=float, default=0.3, show_default=True,
+              help="With --policy: sampling temperature (the paper's evaluation setting).")
+@click.option("--top-p", type=float, default=0.9, show_default=True,
+              help="With --policy: nucleus sampling.")
+@click.option("--max-new-tokens", type=int, default=2048, show_default=True,
+              help="With --policy: longest completion.")
+@click.option("--batch-size", type=int, default=4, show_default=True,
+              help="With --policy: clips per generation call.")
+@click.option("--device", default="auto", show_default=True,
+              help="With --policy: cpu, cuda, cuda:1 ... (auto: cuda when present).")
 @click.option("--judge", "judge_name", default="openai", show_default=True,
               help="Judge plugin: openai (an OpenAI-compatible chat model) or verifier.")
 @click.option("--base-url", default=None,
@@ -61,7 +71,8 @@ def _parse_option(text: str) -> tuple[str, Any]:
 @click.option("--paper", is_flag=True, help="Add the paper's Table-1 rows (0.5B) to the table.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def eval_(predictions: str | None, policy: str | None, dataset: str | None,
-          dataset_root: str | None, split: str, limit: int | None, judge_name: str,
+          dataset_root: str | None, split: str, limit: int | None, temperature: float,
+          top_p: float, max_new_tokens: int, batch_size: int, device: str, judge_name: str,
           base_url: str | None, model: str | None, api_key_env: str | None,
           verifier_path: str | None, judge_options: tuple[str, ...], out: str | None,
           name: str | None, bootstrap: int, seed: int, compare: tuple[str, ...], paper: bool,
@@ -125,7 +136,9 @@ def eval_(predictions: str | None, policy: str | None, dataset: str | None,
 
         pred_path, label_space = generate_for_dataset(
             plugins, policy, dataset, root=dataset_root, split=split, limit=limit,
-            out=out_dir, echo=click.echo)
+            out=out_dir, echo=click.echo, progress=not no_progress, temperature=temperature,
+            top_p=top_p, max_new_tokens=max_new_tokens, batch_size=batch_size, device=device,
+            seed=seed)
         run_name = name or Path(policy).name
     else:
         assert predictions is not None

@@ -25,15 +25,11 @@ if TYPE_CHECKING:
     from erv_plugins.stages import StageContext
 
 PREDICTIONS = "predictions.jsonl"
-# The question of the release's prompt (after the video and audio placeholders).
-QUESTION = ("As an emotional recognition expert; throughout the video, which emotion conveyed "
-            "by the characters is the most obvious to you? Output the thinking process in "
-            "<think> </think> and final emotion in <answer> </answer> tags.")
 
 
 def _load_omni() -> Callable[..., Any]:
     try:
-        from erv_plugins.models.omni import load_omni  # type: ignore[attr-defined]
+        from erv_plugins.models.omni import load_omni
     except ImportError as exc:
         raise ErvError(
             "generation mode needs the omni policy (erv_plugins.models.omni.load_omni), which "
@@ -43,24 +39,47 @@ def _load_omni() -> Callable[..., Any]:
 
 
 def _done_ids(path: Path) -> set[str]:
+    """Ids already generated; a last line cut short by an interruption is removed."""
     if not path.exists():
         return set()
-    ids = set()
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            ids.add(str(json.loads(line)["id"]))
-        except (ValueError, KeyError, TypeError):
-            continue  # a line cut short by an interruption: generated again
+    data = path.read_bytes()
+    ids, offset = set(), 0
+    for line in data.split(b"\n"):
+        if line.strip():
+            try:
+                ids.add(str(json.loads(line)["id"]))
+            except (ValueError, KeyError, TypeError):
+                with path.open("r+b") as f:  # only the torn tail can fail to parse
+                    f.truncate(offset)
+                break
+        offset += len(line) + 1
     return ids
+
+
+def _completion(processor: Any, ids: Any, eos: set[int]) -> str:
+    """Decode generated ids up to the first end token, keeping <think>/<answer> tags (a
+    tokenizer may hold them as special tokens, which skip_special_tokens would drop)."""
+    out = []
+    for t in ids.tolist():
+        if t in eos:
+            break
+        out.append(t)
+    return str(processor.decode(out, skip_special_tokens=False)).strip()
 
 
 def generate_predictions(policy: str, samples: Sequence[Sample], out: Path, *,
                          temperature: float = 0.3, top_p: float = 0.9,
-                         max_new_tokens: int = 2048, device: str = "auto",
-                         dtype: str = "auto", progress: bool = True) -> Path:
-    """Generate one completion per sample into ``out/predictions.jsonl`` (resumable)."""
+                         max_new_tokens: int = 2048, batch_size: int = 4,
+                         device: str = "auto", dtype: str = "auto", seed: int = 0,
+                         progress: bool = True) -> Path:
+    """Generate one completion per sample into ``out/predictions.jsonl`` (resumable).
+
+    Sampling as in the paper's evaluation (temperature 0.3, top_p 0.9, up to 2048 new
+    tokens); prompts are the release's (media placeholders, then the emotion question).
+    """
     load_omni = _load_omni()
     import torch
+    from tqdm import tqdm
 
     out.mkdir(parents=True, exist_ok=True)
     path = out / PREDICTIONS
@@ -68,24 +87,36 @@ def generate_predictions(policy: str, samples: Sequence[Sample], out: Path, *,
     todo = [s for s in samples if s.id not in done]
     if not todo:
         return path
+    missing = [s.id for s in todo if s.video is None]
+    if missing:
+        raise ErvError(f"sample {missing[0]!r} has no video clip to generate from")
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    model, processor = load_omni(policy, device=device, dtype=dtype)
-    from tqdm import tqdm
-
-    with path.open("a", encoding="utf-8") as f:
-        for sample in tqdm(todo, desc="generating", unit="clip", disable=not progress):
-            inputs = processor(text=QUESTION, videos=[sample.video], audios=[sample.video],
-                               return_tensors="pt").to(device)
+    model, processor = load_omni(policy, device=device, dtype=None if dtype == "auto" else dtype)
+    eos = {t for t in (processor.eos_token_id, processor.pad_token_id,
+                       *_as_list(model.generation_config.eos_token_id)) if t is not None}
+    prompt = processor.prompt()
+    torch.manual_seed(seed)
+    with path.open("a", encoding="utf-8") as f, \
+            tqdm(total=len(todo), desc="generating", unit="clip", disable=not progress) as bar:
+        for start in range(0, len(todo), batch_size):
+            batch = todo[start:start + batch_size]
+            inputs = processor([prompt] * len(batch), videos=[s.video for s in batch],
+                               padding_side="left").to(device)
             with torch.inference_mode():
                 ids = model.generate(**inputs, do_sample=True, temperature=temperature,
                                      top_p=top_p, max_new_tokens=max_new_tokens)
-            new = ids[0, inputs["input_ids"].shape[1]:]
-            completion = processor.decode(new, skip_special_tokens=True)
-            f.write(json.dumps({"id": sample.id, "completion": completion,
-                                "label": sample.label}, ensure_ascii=False) + "\n")
+            width = inputs["input_ids"].shape[1]
+            for sample, row in zip(batch, ids[:, width:], strict=True):
+                f.write(json.dumps({"id": sample.id, "completion": _completion(processor, row, eos),
+                                    "label": sample.label}, ensure_ascii=False) + "\n")
             f.flush()
+            bar.update(len(batch))
     return path
+
+
+def _as_list(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
 def _dataset(plugins: Plugins, name: str, options: Any, root: str | None, split: str,
@@ -96,13 +127,18 @@ def _dataset(plugins: Plugins, name: str, options: Any, root: str | None, split:
 
 def generate_for_dataset(plugins: Plugins, policy: str, dataset: str, *, root: str | None,
                          split: str, limit: int | None, out: Path,
-                         echo: Callable[[str], None] = print) -> tuple[Path, LabelSpace]:
-    """``erv eval --policy``: generate on a dataset plugin's split."""
+                         echo: Callable[[str], None] = print, progress: bool = True,
+                         **sampling: Any) -> tuple[Path, LabelSpace]:
+    """``erv eval --policy``: generate on a dataset plugin's split (``sampling``: the
+    keyword arguments of ``generate_predictions``)."""
     _load_omni()  # fail before reading any data
     ds = _dataset(plugins, dataset, None, root, split, limit)
     samples = list(ds.samples())
+    if not samples:
+        raise ErvError(f"dataset {dataset} ({root}, split {split}) has no samples")
     echo(f"erv eval: generating with {policy} on {len(samples)} {dataset} {split} clips")
-    return generate_predictions(policy, samples, out), ds.label_space
+    return generate_predictions(policy, samples, out, progress=progress, **sampling), \
+        ds.label_space
 
 
 def generate_from_recipe(ctx: StageContext) -> tuple[Path, LabelSpace]:
@@ -126,6 +162,6 @@ def generate_from_recipe(ctx: StageContext) -> tuple[Path, LabelSpace]:
     ds = _dataset(ctx.plugins, spec.plugin, spec.options, spec.root, spec.split, spec.limit)
     path = generate_predictions(policy, list(ds.samples()), ctx.out,
                                 temperature=cfg.temperature, top_p=cfg.top_p,
-                                max_new_tokens=cfg.max_new_tokens, device=cfg.device,
-                                dtype=cfg.dtype)
+                                max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size,
+                                device=cfg.device, dtype=cfg.dtype, seed=cfg.seed)
     return path, ds.label_space
