@@ -127,3 +127,16 @@ def _mafw() -> LabelSpace:
     from erv_plugins.labels import MAFW
 
     return MAFW
+
+
+def test_a_judge_label_outside_the_label_space_is_an_error(tmp_path: Path) -> None:
+    from erv_plugins.labels import EMER  # no "neutral" among EMER's labels
+
+    class NeutralJudge(KeywordJudge):
+        def judge(self, requests, label_space):  # noqa: ANN001, ANN202
+            for r in requests:
+                yield Verdict(r.id, "neutral", reply="joyful", in_list=False)
+
+    preds = [Prediction("e1", "<think>t</think><answer>happy</answer>", "happy")]
+    with pytest.raises(ErvError, match="judge label 'neutral' is not one of the labels"):
+        evaluate(preds, EMER, NeutralJudge(), tmp_path, bootstrap=0, progress=False, plot=False)

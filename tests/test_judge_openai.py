@@ -158,3 +158,17 @@ def test_registered_as_plugin_with_its_options() -> None:
     reg = get_plugins().get("judge", "openai")
     assert reg.factory is OpenAIJudge and reg.options is OpenAIJudgeOptions
     assert get_plugins().get("judge", "verifier").options.__name__ == "VerifierJudgeOptions"
+
+
+def test_stopping_early_sends_no_further_requests(tmp_path: Path) -> None:
+    """What Ctrl-C does to the judge: nothing queued is sent, no retry is started."""
+    with ScriptedChatServer(default=lambda reason, labels: Slow(0.2, "neutral")) as server:
+        judge = make_judge(server, tmp_path, concurrency=1, timeout_s=2.0)
+        verdicts = judge.judge([JudgeRequest(str(i), f"r{i}") for i in range(6)], DFEW)
+        first = next(verdicts)
+        assert first.ok
+        verdicts.close()  # the consumer stops here
+        import time
+
+        time.sleep(0.5)
+        assert server.attempts() <= 2  # the one answered and at most one already running

@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import random
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
@@ -62,6 +61,10 @@ class _Fatal(Exception):
     """A failure that no retry fixes and that would hit every sample (bad key, bad model)."""
 
 
+class _Stopped(Exception):
+    """The evaluation was interrupted: no further attempts."""
+
+
 class OpenAIJudge:
     """Asks an OpenAI-compatible chat model which emotion an explanation argues for."""
 
@@ -104,6 +107,9 @@ class OpenAIJudge:
                 path = base / CACHE_FILE
             self.cache = ReplyCache(path)
         self._lock = threading.Lock()
+        # Set when the consumer stops (Ctrl-C, a fatal error): workers make no new attempt
+        # and cut their backoff short, so an interruption waits for one request at most.
+        self._stop = threading.Event()
         self.stats: dict[str, int] = {"requests": 0, "retries": 0, "cache_hits": 0,
                                       "answered": 0, "failed": 0}
 
@@ -126,9 +132,12 @@ class OpenAIJudge:
             params["max_tokens"] = o.max_tokens
         for attempt in range(o.retries + 1):
             if attempt:
-                self._count("retries")
                 delay = min(o.backoff_max_s, o.backoff_s * 2 ** (attempt - 1))
-                time.sleep(delay * random.uniform(0.5, 1.0))
+                self._stop.wait(delay * random.uniform(0.5, 1.0))
+            if self._stop.is_set():
+                raise _Stopped
+            if attempt:
+                self._count("retries")
             self._count("requests")
             try:
                 response = self._client.chat.completions.create(
@@ -156,7 +165,7 @@ class OpenAIJudge:
              label_space: LabelSpace) -> Verdict:
         try:
             reply = self._ask(prompt)
-        except _Fatal:
+        except (_Fatal, _Stopped):
             raise
         except Exception as exc:  # noqa: BLE001 - reported per sample, never counted
             self._count("failed")
@@ -187,6 +196,7 @@ class OpenAIJudge:
                 pending.append((request, prompt, key))
         if not pending:
             return
+        self._stop.clear()
         pool = ThreadPoolExecutor(max_workers=self.options.concurrency,
                                   thread_name_prefix="erv-judge")
         try:
@@ -206,7 +216,9 @@ class OpenAIJudge:
                             "to continue."
                         ) from None
         finally:
-            # Interrupted or failed: drop what has not started; running requests finish.
+            # Interrupted or failed: drop what has not started; running requests end after
+            # their current attempt, and their verdicts are not reported (never written).
+            self._stop.set()
             pool.shutdown(wait=False, cancel_futures=True)
 
 
