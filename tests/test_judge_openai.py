@@ -53,7 +53,8 @@ def test_prompt_is_figure_3_with_a_fresh_seeded_permutation(tmp_path: Path) -> N
         assert len(set(orders)) > 6  # freshly permuted per sample
         assert server.bodies[0]["model"] == "judge-model"
         assert server.bodies[0]["messages"] == [{"role": "user", "content": server.prompts[0]}]
-        assert {k.lower(): v for k, v in server.headers[0].items()}["authorization"] == f"Bearer {KEY}"  # from the environment
+        headers = {k.lower(): v for k, v in server.headers[0].items()}
+        assert headers["authorization"] == f"Bearer {KEY}"  # from the environment
 
 
 def test_reply_matching_forgives_only_case_space_and_punctuation() -> None:
