@@ -96,7 +96,7 @@ class OpenAIJudge:
         del key
         self.cache_key = cache_key("openai", o.model, o.temperature, o.max_tokens, o.seed)
         # What metrics.json records about the judge (never the key).
-        self.info = {"model": o.model, "base_url": o.base_url or "https://api.openai.com/v1",
+        self.info = {"model": o.model, "base_url": _without_credentials(o.base_url),
                      "temperature": o.temperature, "max_tokens": o.max_tokens, "seed": o.seed}
         self.cache: ReplyCache | None = None
         if o.use_cache:
@@ -220,6 +220,18 @@ class OpenAIJudge:
             # their current attempt, and their verdicts are not reported (never written).
             self._stop.set()
             pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _without_credentials(url: str | None) -> str:
+    """The base URL as recorded in metrics.json: any user:password@ part removed."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    if not url:
+        return "https://api.openai.com/v1"
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _short(exc: Exception, limit: int = 200) -> str:
