@@ -173,3 +173,14 @@ def test_stopping_early_sends_no_further_requests(tmp_path: Path) -> None:
 
         time.sleep(0.5)
         assert server.attempts() <= 2  # the one answered and at most one already running
+
+
+def test_retry_after_of_a_rate_limit_is_honoured(tmp_path: Path) -> None:
+    import time
+
+    with ScriptedChatServer({"busy": [Status(429, retry_after=0.4), Reply("sad")]}) as server:
+        judge = make_judge(server, tmp_path, backoff_max_s=1.0)  # own backoff: 0.01 s
+        start = time.perf_counter()
+        (verdict,) = judge.judge([JudgeRequest("a", "busy")], DFEW)
+        assert time.perf_counter() - start >= 0.4
+        assert verdict.label == "sad" and server.attempts("busy") == 2

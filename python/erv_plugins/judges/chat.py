@@ -130,10 +130,12 @@ class OpenAIJudge:
         params: dict[str, Any] = {"temperature": o.temperature}
         if o.max_tokens is not None:
             params["max_tokens"] = o.max_tokens
+        retry_after = 0.0
         for attempt in range(o.retries + 1):
             if attempt:
-                delay = min(o.backoff_max_s, o.backoff_s * 2 ** (attempt - 1))
-                self._stop.wait(delay * random.uniform(0.5, 1.0))
+                delay = o.backoff_s * 2 ** (attempt - 1) * random.uniform(0.5, 1.0)
+                # A server's Retry-After (429/503) wins over our guess, within backoff_max_s.
+                self._stop.wait(min(o.backoff_max_s, max(delay, retry_after)))
             if self._stop.is_set():
                 raise _Stopped
             if attempt:
@@ -147,6 +149,7 @@ class OpenAIJudge:
                 raise _Fatal(f"{exc.status_code} {_short(exc)}") from None
             except openai.APIStatusError as exc:
                 error = f"HTTP {exc.status_code}: {_short(exc)}"
+                retry_after = _retry_after(exc)
                 if exc.status_code not in (408, 409, 429) and exc.status_code < 500:
                     raise RuntimeError(error) from None  # e.g. 400: the same again won't help
             except openai.APITimeoutError:
@@ -220,6 +223,16 @@ class OpenAIJudge:
             # their current attempt, and their verdicts are not reported (never written).
             self._stop.set()
             pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _retry_after(exc: Exception) -> float:
+    """Seconds a Retry-After header asks for (0 when absent or not a number)."""
+    response = getattr(exc, "response", None)
+    value = response.headers.get("retry-after") if response is not None else None
+    try:
+        return max(0.0, float(value)) if value is not None else 0.0
+    except ValueError:
+        return 0.0  # an HTTP date: fall back to our own backoff
 
 
 def _without_credentials(url: str | None) -> str:
