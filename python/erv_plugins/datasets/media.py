@@ -123,7 +123,11 @@ def probe(path: str | os.PathLike[str]) -> ClipProbe:
 
 def read_frames(path: str | os.PathLike[str], frames: int = 8
                 ) -> tuple[np.ndarray, list[int]]:
-    """(uint8 array (frames, H, W, 3), the frame indices read) with decord."""
+    """(uint8 array (frames, H, W, 3), the frame indices read).
+
+    decord first (as the release); where decord fails on a file that PyAV can open
+    (e.g. frame widths decord's buffer alignment rejects), PyAV decodes it instead.
+    """
     import decord
 
     info = probe(path)
@@ -133,13 +137,27 @@ def read_frames(path: str | os.PathLike[str], frames: int = 8
         if n <= 0:
             raise MediaError(path, "video stream has no frames")
         indices = frame_indices(n, frames)
-        batch = reader.get_batch(indices).asnumpy()
+        return reader.get_batch(indices).asnumpy(), indices
     except MediaError:
         raise
     except Exception as exc:  # decord.DECORDError, RuntimeError
-        raise MediaError(path, f"decord could not decode the video ({info.num_frames} frames "
-                               f"probed): {exc}") from None
-    return batch, indices
+        decord_error = exc
+    try:
+        return _read_frames_av(path, frames)
+    except Exception as exc:
+        raise MediaError(path, f"cannot decode the video ({info.num_frames} frames probed): "
+                               f"decord: {decord_error}; PyAV: {exc}") from None
+
+
+def _read_frames_av(path: str | os.PathLike[str], frames: int) -> tuple[np.ndarray, list[int]]:
+    import av
+
+    with av.open(os.fspath(path)) as container:
+        decoded = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    if not decoded:
+        raise MediaError(path, "video stream has no frames")
+    indices = frame_indices(len(decoded), frames)
+    return np.stack([decoded[i] for i in indices]), indices
 
 
 def read_audio(path: str | os.PathLike[str], sample_rate: int = SAMPLE_RATE) -> np.ndarray | None:
