@@ -136,3 +136,14 @@ def test_decode_many_counts_problems_per_file(clips: dict[str, Path]) -> None:
         str(clips["corrupt"]): report["errors"][str(clips["corrupt"])],
     }
     assert report["errors"][str(clips["corrupt"])].startswith("cannot be read as a video")
+
+
+def test_decoding_in_dataloader_workers_shares_the_cache(clips: dict[str, Path],
+                                                         tmp_path: Path) -> None:
+    paths = [clips["happy"], clips["sad"], clips["missing"]]
+    report = media.decode_many(paths, workers=2, progress=False, cache_dir=tmp_path, **TINY)
+    assert (report["ok"], list(report["errors"])) == (2, [str(clips["missing"])])
+    assert len(list(tmp_path.rglob("*.pt"))) == 2  # written by the workers, atomically
+    media.STATS.reset()
+    media.decode_clip(clips["happy"], cache_dir=tmp_path, **TINY)
+    assert (media.STATS.decoded, media.STATS.cache_hits) == (0, 1)
