@@ -48,6 +48,10 @@ class MediaError(ErvError):
         self.path = os.fspath(path)
         self.reason = reason
 
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+        # Picklable, so DataLoader workers can hand errors back.
+        return (MediaError, (self.path, self.reason))
+
 
 class MissingAudioWarning(UserWarning):
     """A clip has no audio track; silence was used instead."""
