@@ -147,3 +147,13 @@ def test_decoding_in_dataloader_workers_shares_the_cache(clips: dict[str, Path],
     media.STATS.reset()
     media.decode_clip(clips["happy"], cache_dir=tmp_path, **TINY)
     assert (media.STATS.decoded, media.STATS.cache_hits) == (0, 1)
+
+
+def test_pyav_audio_fallback_matches_decord_and_resamples(tmp_path: Path) -> None:
+    clip = write_clip(tmp_path / "a16.mp4", tone_hz=440.0)
+    np.testing.assert_allclose(media.read_audio_av(clip), media.read_audio(clip), atol=1e-6)
+    other_rate = write_clip(tmp_path / "a22.mp4", tone_hz=440.0, sample_rate=22_050)
+    samples = media.read_audio_av(other_rate)  # torchaudio resamples 22.05 -> 16 kHz
+    assert len(samples) == len(media.read_audio(other_rate))
+    spectrum = np.abs(np.fft.rfft(samples[:8000]))
+    assert abs(int(spectrum.argmax()) * 16_000 / 8000 - 440) <= 2  # still a 440 Hz tone
