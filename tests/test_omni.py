@@ -463,3 +463,18 @@ def test_tiny_model_learns_the_emotion_of_held_out_synthetic_clips(
         optimizer.zero_grad()
     model.eval()
     assert predict(test) == [c.label for c in test] == words
+
+
+def test_a_batch_may_mix_clips_and_text_only_prompts(
+    tiny: tuple[OmniForCausalLM, OmniProcessor], clips: dict[str, Path]
+) -> None:
+    model, processor = tiny
+    mixed = processor([processor.prompt(), processor.prompt("Hi?", video=False, audio=False)],
+                      videos=[clips["sadness"]])
+    assert tuple(mixed["videos"].shape)[0] == tuple(mixed["gate_input_ids"].shape)[0] == 1
+    alone = processor([processor.prompt()], videos=[clips["sadness"]])
+    with torch.no_grad():
+        both = model(**mixed).logits
+        single = model(**alone).logits
+    # Row 0 is left-padded in the mixed batch only where it is shorter; it is the longest.
+    torch.testing.assert_close(both[0, -1], single[0, -1], rtol=1e-4, atol=1e-4)
