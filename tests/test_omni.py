@@ -478,3 +478,14 @@ def test_a_batch_may_mix_clips_and_text_only_prompts(
         single = model(**alone).logits
     # Row 0 is left-padded in the mixed batch only where it is shorter; it is the longest.
     torch.testing.assert_close(both[0, -1], single[0, -1], rtol=1e-4, atol=1e-4)
+
+
+def test_load_omni_in_bfloat16(tiny_dir: Path) -> None:
+    model, processor = load_omni(tiny_dir, dtype="bfloat16")
+    assert model.model.vision_tower.vision_tower.dtype == torch.bfloat16
+    batch = processor([processor.prompt()], videos=[torch.zeros(8, 3, 32, 32)],
+                      audios=[torch.zeros(16, 198)])
+    with torch.no_grad():
+        assert model(**batch).logits.dtype == torch.bfloat16
+    with pytest.raises(ErvError, match="dtype 'float99' is not a torch dtype"):
+        load_omni(tiny_dir, dtype="float99")
