@@ -24,7 +24,8 @@ Mode = Literal["paper", "pragmatic"]
 try:  # pragma: no cover - exercised by whichever build is present
     from erv_plugins import _native
 
-    if not all(hasattr(_native, f) for f in ("parse_completions", "split_sentences_batch")):
+    if not all(hasattr(_native, f) for f in (
+            "parse_completions", "split_sentences_batch", "parse_and_split")):
         raise ImportError("erv_plugins._native predates the text functions")
     NATIVE = True
 except ImportError:  # pragma: no cover
