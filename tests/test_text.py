@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from erv_plugins import _text_pure, text
@@ -136,6 +137,48 @@ def test_parse_and_split_is_parse_then_split_of_the_explanation(impl, mode):
     assert sentences == _text_pure.split_sentences_batch([p.think or "" for p in parsed], mode)
     assert sentences[0] == ["He smiles."]
     assert sentences[len(PARSE_CASES) - 3] == []  # "no tags at all": no explanation
+
+
+# --- each distinct sentence of a batch once -------------------------------------------------
+@pytest.mark.parametrize("mode", ["paper", "pragmatic"])
+def test_split_unique_numbers_the_distinct_sentences(mode):
+    texts = ["He frowns. She smiles.", "", "She smiles. He frowns. \u00c9t\u00e9!", "He frowns."]
+    distinct, ids, counts = text.split_sentences_unique(texts, mode)
+    assert distinct == ["He frowns.", "She smiles.", "\u00c9t\u00e9!"]
+    assert ids.dtype == counts.dtype == np.int64
+    assert ids.tolist() == [0, 1, 1, 0, 2, 0]
+    assert counts.tolist() == [2, 0, 3, 1]
+    assert (distinct, ids.tolist(), counts.tolist()) == _text_pure.split_unique(texts, mode)
+
+
+@pytest.mark.parametrize("mode", ["paper", "pragmatic"])
+def test_split_unique_rebuilds_the_batch(mode):
+    texts = [c["text"] for c in CASES] * 3 + ["", "\ud800. x. \ud800."]
+    distinct, ids, counts = text.split_sentences_unique(texts, mode)
+    ends = np.cumsum(counts)
+    rebuilt = [[distinct[j] for j in ids[end - n:end]] for n, end in zip(counts, ends)]
+    assert rebuilt == _text_pure.split_sentences_batch(texts, mode)
+    assert len(distinct) == len(set(distinct)) and ids.max() == len(distinct) - 1
+    assert {type(s) for s in distinct} == {str}
+    assert not ids.flags.writeable and not counts.flags.writeable
+
+
+def test_split_unique_of_nothing():
+    distinct, ids, counts = text.split_sentences_unique([])
+    assert distinct == [] and ids.tolist() == [] and counts.tolist() == []
+    with pytest.raises(ValueError, match="unknown segmentation mode 'x'"):
+        text.split_sentences_unique(["a"], "x")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"texts\[0\] is int, expected str"):
+        text.split_sentences_unique([3])  # type: ignore[list-item]
+
+
+def test_repeated_sentences_are_one_object():
+    if not text.NATIVE:
+        pytest.skip("erv_plugins._native is not built")
+    first, second = text.split_sentences_batch(["Same. Other.", "Same. Same."])
+    assert first[0] is second[0] is second[1]
+    _, sentences = text.parse_and_split(["<think>Ok. Ok.</think><answer>x</answer>"] * 2)
+    assert sentences == [["Ok.", "Ok."]] * 2 and sentences[0][0] is sentences[1][1]
 
 
 # --- the public API -------------------------------------------------------------------------

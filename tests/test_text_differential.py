@@ -97,3 +97,11 @@ def test_no_terminators_and_long_quotes():
     assert native.split_sentences_batch([long], "paper") == [[long]]
     quoted = ('"He said. Then. ' * 1500) + 'end. x'
     assert native.split_sentences_batch([quoted], "paper") == [release_split(quoted)]
+
+
+@FAST
+@given(st.lists(texts | st.sampled_from(["A. B.", "B. A.", "A."]), max_size=10),
+       st.sampled_from(["paper", "pragmatic"]))
+def test_split_unique_equals_the_twin(batch, mode):
+    distinct, ids, counts = text.split_sentences_unique(batch, mode)
+    assert (distinct, ids.tolist(), counts.tolist()) == _text_pure.split_unique(batch, mode)

@@ -18,3 +18,8 @@ def test_falls_back_to_the_pure_twin(pure_only):
     assert text.split_sentences_batch(["Dr. Who. Yes"], "pragmatic") == [["Dr. Who.", "Yes"]]
     with pytest.raises(TypeError, match=r"texts\[0\] is int, expected str"):
         text.split_sentences_batch([3])  # type: ignore[list-item]
+    distinct, ids, counts = text.split_sentences_unique(["A. B.", "B. A. A."])
+    assert (distinct, ids.tolist(), counts.tolist()) == (["A.", "B."], [0, 1, 1, 0, 0], [2, 3])
+    assert not ids.flags.writeable
+    with pytest.raises(TypeError, match=r"texts\[1\] is bytes, expected str"):
+        text.split_sentences_unique(["a", b"b"])  # type: ignore[list-item]

@@ -215,3 +215,15 @@ def split_sentences_batch(texts: list[str], mode: str) -> list[list[str]]:
 def parse_and_split(texts: list[str], mode: str) -> tuple[list[Parsed], list[list[str]]]:
     parsed = parse_completions(texts)
     return parsed, split_sentences_batch([p.think or "" for p in parsed], mode)
+
+
+def split_unique(texts: list[str], mode: str) -> tuple[list[str], list[int], list[int]]:
+    """The sentences of a batch, each distinct one once: (distinct sentences in order of first
+    occurrence, index into them of every sentence in order, number of sentences per text)."""
+    index: dict[str, int] = {}
+    ids: list[int] = []
+    counts: list[int] = []
+    for sentences in split_sentences_batch(texts, mode):
+        counts.append(len(sentences))
+        ids.extend(index.setdefault(s, len(index)) for s in sentences)
+    return list(index), ids, counts

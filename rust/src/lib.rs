@@ -198,6 +198,245 @@ fn map_texts<T: Send>(
     }
 }
 
+/// A fast non-keyed hash of a byte string: two FxHash-style lanes (multiply-rotate per 8
+/// bytes) over alternate words, so the multiplies of a sentence run in parallel, seeded with
+/// the length. Sentences are short and a table lives for one call: a keyed hash buys nothing.
+#[inline]
+pub fn fx_hash(bytes: &[u8]) -> u64 {
+    const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+    const K2: u64 = 0x9e_37_79_b9_7f_4a_7c_15;
+    let word = |c: &[u8]| u64::from_le_bytes(c.try_into().unwrap());
+    let (mut a, mut b) = ((bytes.len() as u64).wrapping_mul(K), K2);
+    let mut chunks = bytes.chunks_exact(16);
+    for c in &mut chunks {
+        a = (a.rotate_left(5) ^ word(&c[..8])).wrapping_mul(K);
+        b = (b.rotate_left(5) ^ word(&c[8..])).wrapping_mul(K2);
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut w = [0u8; 16];
+        w[..rest.len()].copy_from_slice(rest);
+        a = (a.rotate_left(5) ^ word(&w[..8])).wrapping_mul(K);
+        b = (b.rotate_left(5) ^ word(&w[8..])).wrapping_mul(K2);
+    }
+    // Buckets are picked by the low bits, and the low bits of a product only see the low
+    // bits of its inputs: mix, then bring the well-mixed high bits down (as rustc-hash 2).
+    (a ^ b.rotate_left(32)).wrapping_mul(K).rotate_left(26)
+}
+
+const EMPTY: u32 = u32::MAX;
+
+/// Numbers the distinct byte strings of a batch in order of first occurrence: an
+/// open-addressing table of (hash, id) with linear probing, at most half full. The hashes of
+/// a text's sentences are computed first, so the table probes do not wait on each hash.
+#[derive(Default)]
+pub struct Dedup {
+    table: Vec<(u64, u32)>,
+    /// (text, start, end) of the first occurrence of each distinct string, by id.
+    firsts: Vec<(usize, usize, usize)>,
+    /// The bytes of each distinct string, back to back: comparisons read this small, hot
+    /// buffer instead of first occurrences scattered over the batch.
+    arena: Vec<u8>,
+    /// End of each distinct string in `arena`, by id (start: the previous end).
+    ends: Vec<usize>,
+    hashes: Vec<u64>,
+}
+
+impl Dedup {
+    pub fn len(&self) -> usize {
+        self.firsts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.firsts.is_empty()
+    }
+
+    /// Appends to `ids` the id of each span of text `ti` (byte offsets into `texts[ti]`).
+    pub fn add<T: AsRef<[u8]>>(
+        &mut self,
+        texts: &[T],
+        ti: usize,
+        spans: &[(usize, usize)],
+        ids: &mut Vec<u32>,
+    ) {
+        let b = texts[ti].as_ref();
+        self.hashes.clear();
+        self.hashes
+            .extend(spans.iter().map(|&(s, e)| fx_hash(&b[s..e])));
+        for (k, &(s, e)) in spans.iter().enumerate() {
+            if (self.firsts.len() + 1) * 2 > self.table.len() {
+                self.grow();
+            }
+            let h = self.hashes[k];
+            let mask = self.table.len() - 1;
+            let mut i = h as usize & mask;
+            let id = loop {
+                let (hh, id) = self.table[i];
+                if id == EMPTY {
+                    let id = self.firsts.len() as u32;
+                    self.table[i] = (h, id);
+                    self.firsts.push((ti, s, e));
+                    self.arena.extend_from_slice(&b[s..e]);
+                    self.ends.push(self.arena.len());
+                    break id;
+                }
+                if hh == h {
+                    let end = self.ends[id as usize];
+                    let start = if id == 0 {
+                        0
+                    } else {
+                        self.ends[id as usize - 1]
+                    };
+                    if self.arena[start..end] == b[s..e] {
+                        break id;
+                    }
+                }
+                i = (i + 1) & mask;
+            };
+            ids.push(id);
+        }
+    }
+
+    fn grow(&mut self) {
+        let size = (self.table.len() * 2).max(1024);
+        let mut table = vec![(0u64, EMPTY); size];
+        let mask = size - 1;
+        for &(h, id) in self.table.iter().filter(|e| e.1 != EMPTY) {
+            let mut i = h as usize & mask;
+            while table[i].1 != EMPTY {
+                i = (i + 1) & mask;
+            }
+            table[i] = (h, id);
+        }
+        self.table = table;
+    }
+}
+
+impl AsRef<[u8]> for Text<'_> {
+    fn as_ref(&self) -> &[u8] {
+        self.bytes()
+    }
+}
+
+/// The sentences of a batch, each distinct one once: `ids` numbers every occurrence (in
+/// order) by its distinct sentence, `counts` has the number of sentences per text, and
+/// `firsts` the text and code point span where each distinct sentence first occurs.
+struct Unique {
+    ids: Vec<u32>,
+    counts: Vec<usize>,
+    firsts: Vec<(usize, usize, usize)>,
+}
+
+/// Deduplicates the sentence spans of a batch by their bytes (UTF-8 or surrogatepass: equal
+/// bytes are equal strings). Runs without the GIL.
+fn dedup(texts: &[Text<'_>], spans: &[&[(usize, usize)]]) -> Unique {
+    let total: usize = spans.iter().map(|v| v.len()).sum();
+    let mut d = Dedup::default();
+    let mut ids = Vec::with_capacity(total);
+    let counts = spans.iter().map(|v| v.len()).collect();
+    for (i, v) in spans.iter().enumerate() {
+        d.add(texts, i, v, &mut ids);
+    }
+    // Code point offsets for cutting the Python strings (first occurrences come in order).
+    let mut firsts = Vec::with_capacity(d.len());
+    let mut cur: Option<(usize, CharCursor<'_>)> = None;
+    for &(i, s, e) in &d.firsts {
+        if cur.as_ref().is_none_or(|c| c.0 != i) {
+            cur = Some((i, CharCursor::new(&texts[i])));
+        }
+        let c = &mut cur.as_mut().unwrap().1;
+        firsts.push((i, c.at(s), c.at(e)));
+    }
+    Unique {
+        ids,
+        counts,
+        firsts,
+    }
+}
+
+impl Unique {
+    /// The distinct sentences as Python strings, cut from their first text.
+    fn strings<'py>(
+        &self,
+        py: Python<'py>,
+        items: &[Bound<'py, PyString>],
+    ) -> PyResult<Vec<Bound<'py, PyAny>>> {
+        self.firsts
+            .iter()
+            .map(|&(i, cs, ce)| unsafe {
+                let p = ffi::PyUnicode_Substring(
+                    items[i].as_ptr(),
+                    cs as ffi::Py_ssize_t,
+                    ce as ffi::Py_ssize_t,
+                );
+                Bound::from_owned_ptr_or_err(py, p)
+            })
+            .collect()
+    }
+
+    /// One list of sentences per text; a repeated sentence is the same str object.
+    fn lists<'py>(
+        &self,
+        py: Python<'py>,
+        strings: &[Bound<'py, PyAny>],
+    ) -> PyResult<Vec<Bound<'py, PyList>>> {
+        let mut pos = 0;
+        self.counts
+            .iter()
+            .map(|&n| unsafe {
+                let list = Bound::from_owned_ptr_or_err(py, ffi::PyList_New(n as ffi::Py_ssize_t))?
+                    .cast_into_unchecked::<PyList>();
+                for (k, &id) in self.ids[pos..pos + n].iter().enumerate() {
+                    // PyList_SetItem steals the new reference; it cannot fail on a fresh list.
+                    let obj = strings[id as usize].clone().into_ptr();
+                    ffi::PyList_SetItem(list.as_ptr(), k as ffi::Py_ssize_t, obj);
+                }
+                pos += n;
+                Ok(list)
+            })
+            .collect()
+    }
+}
+
+fn i64_bytes<'py>(py: Python<'py>, values: impl Iterator<Item = usize>) -> Bound<'py, PyBytes> {
+    let v: Vec<u8> = values.flat_map(|x| (x as i64).to_ne_bytes()).collect();
+    PyBytes::new(py, &v)
+}
+
+/// The sentences of each text, deduplicated over the whole batch: `(distinct, ids, counts)`
+/// with `distinct` the distinct sentences in order of first occurrence (list of str), `ids`
+/// the index into `distinct` of every sentence occurrence in order and `counts` the number of
+/// sentences of each text (both native-endian int64 bytes, for `numpy.frombuffer`). Only the
+/// distinct sentences become Python objects.
+#[pyfunction]
+#[pyo3(signature = (texts, mode="paper", *, parallel=None))]
+fn split_unique<'py>(
+    py: Python<'py>,
+    texts: &Bound<'py, PyList>,
+    mode: &str,
+    parallel: Option<bool>,
+) -> PyResult<(Bound<'py, PyList>, Bound<'py, PyBytes>, Bound<'py, PyBytes>)> {
+    let split = splitter(mode)?;
+    let items = strings_of(texts)?;
+    let texts = texts_of(&items)?;
+    let par = use_parallel(&texts, parallel);
+    let uniq = py.detach(|| {
+        let spans = map_texts(&texts, par, |b| {
+            let mut v = Vec::new();
+            split(b, &mut v);
+            v
+        });
+        let refs: Vec<&[(usize, usize)]> = spans.iter().map(|v| v.as_slice()).collect();
+        dedup(&texts, &refs)
+    });
+    let strings = uniq.strings(py, &items)?;
+    Ok((
+        PyList::new(py, strings)?,
+        i64_bytes(py, uniq.ids.iter().map(|&i| i as usize)),
+        i64_bytes(py, uniq.counts.iter().copied()),
+    ))
+}
+
 /// For each text: (format_ok, think or None, answer or None), as the release's regexes find
 /// them; or, with `cls`, an instance of that frozen slots dataclass (erv's `Parsed`) per text.
 #[pyfunction]
@@ -260,8 +499,8 @@ fn parse_and_split<'py>(
     let items = strings_of(texts)?;
     let texts = texts_of(&items)?;
     let par = use_parallel(&texts, parallel);
-    let results = py.detach(|| {
-        map_texts(&texts, par, |b| {
+    let (results, uniq) = py.detach(|| {
+        let results = map_texts(&texts, par, |b| {
             let p = tags::parse(b);
             let mut v = Vec::new();
             if let Some((s, e)) = p.think {
@@ -271,7 +510,10 @@ fn parse_and_split<'py>(
                 }
             }
             (p, v)
-        })
+        });
+        let refs: Vec<&[(usize, usize)]> = results.iter().map(|(_, v)| v.as_slice()).collect();
+        let uniq = dedup(&texts, &refs);
+        (results, uniq)
     });
     let _gc = GcPause::new(py);
     let none = py.None().into_bound(py);
@@ -280,19 +522,15 @@ fn parse_and_split<'py>(
         intern!(py, "think"),
         intern!(py, "answer"),
     ];
+    let strings = uniq.strings(py, &items)?;
+    let sentences = uniq.lists(py, &strings)?;
     let mut parsed = Vec::with_capacity(results.len());
-    let mut sentences = Vec::with_capacity(results.len());
-    for (((p, v), t), src) in results.iter().zip(&texts).zip(&items) {
+    for (((p, _), t), src) in results.iter().zip(&texts).zip(&items) {
         let mut cur = CharCursor::new(t);
         let think = match p.think {
             Some(sp) => make_str(py, src, &mut cur, sp)?,
             None => none.clone(),
         };
-        let strs = v
-            .iter()
-            .map(|&sp| make_str(py, src, &mut cur, sp))
-            .collect::<PyResult<Vec<_>>>()?;
-        sentences.push(PyList::new(py, strs)?);
         let answer = match p.answer {
             Some(sp) => make_str(py, src, &mut cur, sp)?,
             None => none.clone(),
@@ -361,28 +599,18 @@ fn split_sentences_batch<'py>(
     let items = strings_of(texts)?;
     let texts = texts_of(&items)?;
     let par = use_parallel(&texts, parallel);
-    let spans = py.detach(|| {
-        map_texts(&texts, par, |b| {
+    let uniq = py.detach(|| {
+        let spans = map_texts(&texts, par, |b| {
             let mut v = Vec::new();
             split(b, &mut v);
             v
-        })
+        });
+        let refs: Vec<&[(usize, usize)]> = spans.iter().map(|v| v.as_slice()).collect();
+        dedup(&texts, &refs)
     });
     let _gc = GcPause::new(py);
-    let out = spans
-        .iter()
-        .zip(&texts)
-        .zip(&items)
-        .map(|((v, t), src)| {
-            let mut cur = CharCursor::new(t);
-            let strs = v
-                .iter()
-                .map(|&sp| make_str(py, src, &mut cur, sp))
-                .collect::<PyResult<Vec<_>>>()?;
-            PyList::new(py, strs)
-        })
-        .collect::<PyResult<Vec<_>>>()?;
-    PyList::new(py, out)
+    let strings = uniq.strings(py, &items)?;
+    PyList::new(py, uniq.lists(py, &strings)?)
 }
 
 /// Byte offsets instead of strings: for each text a flat list [start0, end0, start1, ...] of
@@ -483,6 +711,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(parse_completions, m)?)?;
     m.add_function(wrap_pyfunction!(split_sentences_batch, m)?)?;
     m.add_function(wrap_pyfunction!(parse_and_split, m)?)?;
+    m.add_function(wrap_pyfunction!(split_unique, m)?)?;
     m.add_function(wrap_pyfunction!(sentence_spans, m)?)?;
     m.add_function(wrap_pyfunction!(sentence_counts, m)?)?;
     m.add_function(wrap_pyfunction!(memchr_scan, m)?)?;
