@@ -259,7 +259,7 @@ class RewardEngine:
     # -- scoring -----------------------------------------------------------------------------
     def make_batch(self, completions: Sequence[Any], columns: Mapping[str, Sequence[Any]] | None,
                    *, prompts: Sequence[Any] | None = None, step: int = 0) -> RewardBatch:
-        texts = [completion_text(c) for c in completions]
+        texts = [c if type(c) is str else completion_text(c) for c in completions]
         cols = {k: list(v) for k, v in (columns or {}).items()}
         for key, values in cols.items():
             if len(values) != len(texts):

@@ -33,7 +33,7 @@ import numpy as np
 from erv_plugins.labels import BUILTIN_LABEL_SPACES, NEUTRAL, LabelSpace
 from erv_plugins.rewards.base import RewardBatch, RewardResult
 from erv_plugins.rewards.spaces import row_spaces
-from erv_plugins.text import split_sentences_batch
+from erv_plugins.text import split_sentences_unique
 from erv_plugins.verifiers.base import Verifier
 
 
@@ -89,7 +89,6 @@ class ExplanationDetail:
 @dataclass
 class _Computation:
     values: np.ndarray  # (B,) float64
-    sentences: list[list[str]]
     sid: np.ndarray  # (S,) index of each sentence occurrence into the unique sentences
     owner: np.ndarray  # (S,) completion of each sentence occurrence
     unique: list[str]
@@ -126,7 +125,12 @@ class ExplanationReward:
         self._labels = tuple(verifier.labels)
         self._label_index = {label: i for i, label in enumerate(self._labels)}
         self._neutral_idx = self._label_index.get(self.options.neutral_label)
-        self._cache: dict[str, np.ndarray] = {}  # sentence -> probabilities, oldest first
+        # The verifier cache: sentence -> row of _store, oldest first. Rows are handed out
+        # round-robin, so the next row to reuse always belongs to the oldest entry (FIFO).
+        self._cache: dict[str, int] = {}
+        self._cache_keys: list[str] = []  # the sentence of each used row
+        self._cache_next = 0  # the row the next new entry takes
+        self._store = np.empty((0, len(self._labels)), dtype=np.float32)
         self._cache_key: str | None = None
         self._gt_memo: dict[tuple[str, str], int] = {}
 
@@ -135,38 +139,75 @@ class ExplanationReward:
         """Verifier probabilities of distinct ``sentences`` (U, L) and how many were computed."""
         key = self.verifier.cache_key
         if key != self._cache_key:  # outputs of another verifier never mix with these
-            self._cache.clear()
+            self._clear_cache()
             self._cache_key = key
-        cache = self._cache
         width = len(self._labels)
         out = np.empty((len(sentences), width), dtype=np.float32)
-        rows = list(map(cache.get, sentences)) if cache else [None] * len(sentences)
-        missing = [i for i, r in enumerate(rows) if r is None]
-        if len(missing) < len(sentences):
-            hits = [i for i, r in enumerate(rows) if r is not None]
-            out[hits] = np.stack([rows[i] for i in hits])  # type: ignore[misc]
+        missing: list[int] | None = None  # None: all of them
+        if self._cache:
+            rows = list(map(self._cache.get, sentences))
+            missing = [i for i, r in enumerate(rows) if r is None]
+            if len(missing) < len(sentences):
+                hits = [i for i, r in enumerate(rows) if r is not None]
+                out[hits] = self._store[[rows[i] for i in hits]]
+        todo = list(sentences) if missing is None else [sentences[i] for i in missing]
+        if not todo:
+            return out, 0
         # Similar lengths together: each verifier batch pads to its longest sentence.
-        if len(missing) > 1:
-            lengths = list(map(len, sentences))
-            missing.sort(key=lengths.__getitem__)
+        order = np.argsort(np.fromiter(map(len, todo), dtype=np.int64, count=len(todo)),
+                           kind="stable")
+        todo = [todo[i] for i in order.tolist()]
+        new = np.empty((len(todo), width), dtype=np.float32)
         size = self.options.batch_size
-        for start in range(0, len(missing), size):
-            chunk = missing[start:start + size]
-            probs = np.asarray(self.verifier.predict_proba([sentences[i] for i in chunk]),
-                               dtype=np.float32)
+        for start in range(0, len(todo), size):
+            chunk = todo[start:start + size]
+            probs = np.asarray(self.verifier.predict_proba(chunk), dtype=np.float32)
             if probs.shape != (len(chunk), width):
                 raise ValueError(
                     f"explanation reward: verifier {key!r} returned shape {probs.shape} for "
                     f"{len(chunk)} sentences; expected ({len(chunk)}, {width})"
                 )
-            out[chunk] = probs
-        if missing and self.options.cache_size:
-            cache.update(zip([sentences[i] for i in missing], out[missing]))
-            excess = len(cache) - self.options.cache_size
-            if excess > 0:  # forget the oldest entries
-                for old in list(itertools.islice(cache, excess)):
-                    del cache[old]
-        return out, len(missing)
+            new[start:start + len(chunk)] = probs
+        out[order if missing is None else np.asarray(missing, dtype=np.int64)[order]] = new
+        if self.options.cache_size:
+            self._remember(todo, new)
+        return out, len(todo)
+
+    def _clear_cache(self) -> None:
+        self._cache.clear()
+        self._cache_keys = []
+        self._cache_next = 0
+
+    def _remember(self, sentences: list[str], probs: np.ndarray) -> None:
+        """Cache new (not cached) ``sentences``; past ``cache_size`` the oldest are forgotten."""
+        capacity = self.options.cache_size
+        if len(sentences) > capacity:  # only the newest fit
+            sentences, probs = sentences[-capacity:], probs[-capacity:]
+        cache, keys = self._cache, self._cache_keys
+        start, count = self._cache_next, len(sentences)
+        used = len(keys)
+        if used < capacity:  # still filling: rows start..start+count, the store grows
+            fresh = min(count, capacity - used)
+            if used + fresh > len(self._store):
+                grown = np.empty((min(capacity, max(2 * len(self._store), used + fresh, 1024)),
+                                  probs.shape[1]), dtype=np.float32)
+                grown[:used] = self._store[:used]
+                self._store = grown
+            self._store[used:used + fresh] = probs[:fresh]
+            keys.extend(sentences[:fresh])
+            cache.update(zip(sentences[:fresh], range(used, used + fresh)))
+            sentences, probs, start = sentences[fresh:], probs[fresh:], (used + fresh) % capacity
+            count -= fresh
+        # Full: reuse the rows of the oldest entries, round-robin.
+        while count:
+            n = min(count, capacity - start)
+            for old in keys[start:start + n]:
+                del cache[old]
+            keys[start:start + n] = sentences[:n]
+            self._store[start:start + n] = probs[:n]
+            cache.update(zip(sentences[:n], range(start, start + n)))
+            sentences, probs, count, start = sentences[n:], probs[n:], count - n, (start + n) % capacity
+        self._cache_next = start
 
     # -- Algorithm 1, lines 7-17, for all distinct sentences at once ------------------------
     def label_sets(self, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -215,6 +256,19 @@ class ExplanationReward:
             idx = self._gt_memo[memo_key] = self._label_index[mapped]
         return idx
 
+    def _ground_truth_indices(self, labels: Sequence[object], spaces: list[LabelSpace]
+                              ) -> np.ndarray:
+        """``ground_truth_index`` of every row, computed once per distinct (space, label)."""
+        if None in labels:
+            i = next(i for i, label in enumerate(labels) if label is None)
+            raise ValueError(f"explanation reward: completion {i} has no ground-truth label")
+        pairs = list(zip(map(id, spaces), map(str, labels)))
+        distinct = dict.fromkeys(pairs)
+        space_of = {id(space): space for space in spaces}
+        for pair in distinct:
+            distinct[pair] = self.ground_truth_index(pair[1], space_of[pair[0]])
+        return np.fromiter(map(distinct.__getitem__, pairs), dtype=np.int64, count=len(pairs))
+
     def _compute(self, batch: RewardBatch) -> _Computation:
         opts = self.options
         size = len(batch)
@@ -225,23 +279,16 @@ class ExplanationReward:
                             reward=self.name)
         # E_i: the first <think> block, stripped; no block -> empty explanation -> R_E = 0.
         texts = [p.think or "" for p in batch.parsed]
-        if opts.sentence_level:
-            sentences = split_sentences_batch(texts, opts.segmentation)
-        else:
-            sentences = [[t] if t else [] for t in texts]
-
         # Each distinct sentence of the whole batch once (all G generations of all prompts).
-        flat = list(itertools.chain.from_iterable(sentences))
-        unique = list(dict.fromkeys(flat))
-        index = {s: i for i, s in enumerate(unique)}
-        sid = np.fromiter(map(index.__getitem__, flat), dtype=np.int64, count=len(flat))
-        owner = np.repeat(np.arange(size, dtype=np.int64), list(map(len, sentences)))
-
-        gt_idx = np.full(size, -1, dtype=np.int64)
-        for i in range(size):
-            if labels[i] is None:
-                raise ValueError(f"explanation reward: completion {i} has no ground-truth label")
-            gt_idx[i] = self.ground_truth_index(str(labels[i]), spaces[i])
+        if opts.sentence_level:
+            unique, sid, n = split_sentences_unique(texts, opts.segmentation)
+        else:
+            index: dict[str, int] = {}
+            sid = np.array([index.setdefault(t, len(index)) for t in texts if t], dtype=np.int64)
+            n = np.array([1 if t else 0 for t in texts], dtype=np.int64)
+            unique = list(index)
+        owner = np.repeat(np.arange(size, dtype=np.int64), n)
+        gt_idx = self._ground_truth_indices(labels, spaces)
         gt_neutral = (gt_idx == self._neutral_idx) if self._neutral_idx is not None else \
             np.zeros(size, dtype=bool)
 
@@ -249,14 +296,13 @@ class ExplanationReward:
         sets, neutral = self.label_sets(probs)
         contains = sets[sid, gt_idx[owner]] if len(sid) else np.zeros(0, dtype=bool)
         c = np.bincount(owner, weights=contains, minlength=size).astype(np.int64)
-        n = np.bincount(owner, minlength=size).astype(np.int64)
         n_neu = np.bincount(owner, weights=neutral[sid] if len(sid) else None,
                             minlength=size).astype(np.int64)
         whole = gt_neutral | (not opts.neutral_filter)
         denominator = np.where(whole, n, n - n_neu)
         values = np.divide(c, denominator, out=np.zeros(size, dtype=np.float64),
                            where=denominator > 0)
-        return _Computation(values, sentences, sid, owner, unique, probs, sets, neutral, gt_idx,
+        return _Computation(values, sid, owner, unique, probs, sets, neutral, gt_idx,
                             gt_neutral, c, n, n_neu, denominator, verified)
 
     def __call__(self, batch: RewardBatch) -> RewardResult:
@@ -276,10 +322,11 @@ class ExplanationReward:
         comp = self._compute(batch)
         details: list[ExplanationDetail] = []
         pos = 0
-        for i, sents in enumerate(comp.sentences):
+        for i in range(len(comp.values)):
             verdicts = []
-            for s in sents:
+            for _ in range(int(comp.n[i])):
                 u = comp.sid[pos]
+                s = comp.unique[u]
                 idxs = np.flatnonzero(comp.sets[u])
                 idxs = idxs[np.argsort(-comp.probs[u, idxs], kind="stable")]
                 verdicts.append(SentenceVerdict(

@@ -30,19 +30,25 @@ def row_spaces(columns: Mapping[str, Sequence[Any]], n: int, spaces: Mapping[str
     """The label space of each of ``n`` rows: the ``dataset`` column names it."""
     names = columns.get("dataset")
     if names is None:
-        names = [None] * n
-    out: list[LabelSpace] = []
-    memo: dict[Any, LabelSpace] = {}
-    for value in names:
-        space = memo.get(value)
-        if space is None:
-            key = (value or default).lower() if isinstance(value, str) or value is None else value
-            space = spaces.get(key) if isinstance(key, str) else None
-            if space is None:
-                raise ValueError(
-                    f"reward {reward!r}: dataset {value or default!r} has no label space; "
-                    f"known: {', '.join(sorted(spaces))}"
-                )
-            memo[value] = space
-        out.append(space)
-    return out
+        return [_space_of(None, spaces, default, reward)] * n
+    try:  # each distinct name once: a batch holds a handful
+        distinct = dict.fromkeys(names)
+    except TypeError:  # an unhashable value: let _space_of name it
+        distinct = None
+    if distinct is None:
+        return [_space_of(value, spaces, default, reward) for value in names]
+    for value in distinct:
+        distinct[value] = _space_of(value, spaces, default, reward)
+    return list(map(distinct.__getitem__, names))
+
+
+def _space_of(value: Any, spaces: Mapping[str, LabelSpace], default: str, reward: str
+              ) -> LabelSpace:
+    key = (value or default).lower() if isinstance(value, str) or value is None else value
+    space = spaces.get(key) if isinstance(key, str) else None
+    if space is None:
+        raise ValueError(
+            f"reward {reward!r}: dataset {value or default!r} has no label space; "
+            f"known: {', '.join(sorted(spaces))}"
+        )
+    return space
