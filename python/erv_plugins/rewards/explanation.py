@@ -32,7 +32,7 @@ import numpy as np
 
 from erv_plugins.labels import BUILTIN_LABEL_SPACES, NEUTRAL, LabelSpace
 from erv_plugins.rewards.base import RewardBatch, RewardResult
-from erv_plugins.rewards.spaces import row_spaces
+from erv_plugins.rewards.spaces import dataset_column, distinct_rows, row_spaces, space_of
 from erv_plugins.text import split_sentences_unique
 from erv_plugins.verifiers.base import Verifier
 
@@ -214,23 +214,38 @@ class ExplanationReward:
         """Label set EL per row of ``probs`` (bool mask) and whether the row is neutral."""
         tau, k = self.options.tau, self.options.top_k
         above = probs > tau  # strictly, as released
-        count = above.sum(axis=1)
-        sets = above.copy()
+        count = np.count_nonzero(above, axis=1)
+        sets = above
         none = count == 0
         if none.any():  # nothing above tau: the top-1 label
             sets[np.flatnonzero(none), probs[none].argmax(axis=1)] = True
         many = count > k
         if many.any():  # more than k above tau: the k most probable (ties: lower index)
-            sub = probs[many]
-            kth = np.partition(sub, sub.shape[1] - k, axis=1)[:, sub.shape[1] - k, None]
-            higher = sub > kth
-            tied = sub == kth
-            room = k - higher.sum(axis=1, keepdims=True)
-            sets[many] = higher | (tied & (np.cumsum(tied, axis=1) <= room))
+            everywhere = bool(many.all())
+            sub = probs.copy() if everywhere else probs[many]
+            if k <= 4 and not np.isnan(sub).any():
+                # k rounds of argmax (the first, i.e. lowest-index, maximum of each row):
+                # the same set as the partition below, at a fraction of its cost.
+                top = np.zeros(sub.shape, dtype=bool)
+                rows = np.arange(len(sub))
+                for _ in range(k):
+                    best = sub.argmax(axis=1)
+                    top[rows, best] = True
+                    sub[rows, best] = -np.inf
+            else:
+                kth = np.partition(sub, sub.shape[1] - k, axis=1)[:, sub.shape[1] - k, None]
+                higher = sub > kth
+                tied = sub == kth
+                room = k - higher.sum(axis=1, keepdims=True)
+                top = higher | (tied & (np.cumsum(tied, axis=1) <= room))
+            if everywhere:
+                sets = top
+            else:
+                sets[many] = top
         if self._neutral_idx is None:
             neutral = np.zeros(len(probs), dtype=bool)
         elif self.options.neutral_rule == "release":
-            neutral = sets[:, self._neutral_idx] & (sets.sum(axis=1) == 1)
+            neutral = sets[:, self._neutral_idx] & (np.count_nonzero(sets, axis=1) == 1)
         else:
             neutral = sets[:, self._neutral_idx].copy()
         return sets, neutral
@@ -256,18 +271,26 @@ class ExplanationReward:
             idx = self._gt_memo[memo_key] = self._label_index[mapped]
         return idx
 
-    def _ground_truth_indices(self, labels: Sequence[object], spaces: list[LabelSpace]
-                              ) -> np.ndarray:
-        """``ground_truth_index`` of every row, computed once per distinct (space, label)."""
+    def _ground_truth_indices(self, labels: Sequence[object],
+                              columns: Mapping[str, Sequence[object]]) -> np.ndarray:
+        """``ground_truth_index`` of every row, computed once per distinct (dataset, label)."""
+        size = len(labels)
         if None in labels:
             i = next(i for i, label in enumerate(labels) if label is None)
             raise ValueError(f"explanation reward: completion {i} has no ground-truth label")
-        pairs = list(zip(map(id, spaces), map(str, labels)))
-        distinct = dict.fromkeys(pairs)
-        space_of = {id(space): space for space in spaces}
-        for pair in distinct:
-            distinct[pair] = self.ground_truth_index(pair[1], space_of[pair[0]])
-        return np.fromiter(map(distinct.__getitem__, pairs), dtype=np.int64, count=len(pairs))
+        words = list(map(str, labels))
+        names = dataset_column(columns, size)
+        groups = distinct_rows(names, words)
+        if groups is None:  # an unhashable dataset value: row by row
+            spaces = row_spaces(columns, size, self.label_spaces, self.options.label_space,
+                                reward=self.name)
+            return np.array([self.ground_truth_index(w, sp) for w, sp in zip(words, spaces)],
+                            dtype=np.int64)
+        first, inverse = groups
+        idx = np.array([self.ground_truth_index(words[i], space_of(
+            names[i], self.label_spaces, self.options.label_space, self.name))
+            for i in first.tolist()], dtype=np.int64)
+        return idx[inverse]
 
     def _compute(self, batch: RewardBatch) -> _Computation:
         opts = self.options
@@ -275,8 +298,6 @@ class ExplanationReward:
         labels = batch.columns.get("label")
         if labels is None:
             raise ValueError("explanation reward: the batch has no 'label' column (ground truth)")
-        spaces = row_spaces(batch.columns, size, self.label_spaces, opts.label_space,
-                            reward=self.name)
         # E_i: the first <think> block, stripped; no block -> empty explanation -> R_E = 0.
         texts = [p.think or "" for p in batch.parsed]
         # Each distinct sentence of the whole batch once (all G generations of all prompts).
@@ -288,7 +309,7 @@ class ExplanationReward:
             n = np.array([1 if t else 0 for t in texts], dtype=np.int64)
             unique = list(index)
         owner = np.repeat(np.arange(size, dtype=np.int64), n)
-        gt_idx = self._ground_truth_indices(labels, spaces)
+        gt_idx = self._ground_truth_indices(labels, batch.columns)
         gt_neutral = (gt_idx == self._neutral_idx) if self._neutral_idx is not None else \
             np.zeros(size, dtype=bool)
 
