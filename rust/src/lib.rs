@@ -5,6 +5,7 @@
 //! large batches), and Python strings are cut from the original str at the end. Strings holding
 //! lone surrogates are scanned in their "surrogatepass" encoding and cut by code point offsets,
 //! so every Python str gets an exact answer and nothing panics across the boundary.
+use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::intern;
@@ -12,6 +13,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple, PyType};
 use rayon::prelude::*;
 
+pub mod labelsets;
 pub mod paper;
 pub mod pragmatic;
 pub mod tags;
@@ -693,6 +695,48 @@ fn tag_scan(py: Python<'_>, texts: &Bound<'_, PyList>) -> PyResult<(usize, usize
     }))
 }
 
+/// Label sets of Algorithm 1 for a C-contiguous float32 matrix of probabilities without NaN
+/// (rows = sentences): `(sets, neutral)` as bytes of 0/1, rows x labels and rows (for
+/// `numpy.frombuffer(..., bool)`). See `labelsets.rs`; the GIL is released meanwhile.
+#[pyfunction]
+#[pyo3(signature = (probs, tau, k, neutral_idx=None, release_rule=true))]
+fn label_sets<'py>(
+    py: Python<'py>,
+    probs: PyBuffer<f32>,
+    tau: f64,
+    k: usize,
+    neutral_idx: Option<usize>,
+    release_rule: bool,
+) -> PyResult<(Bound<'py, PyBytes>, Bound<'py, PyBytes>)> {
+    let shape = probs.shape();
+    if shape.len() != 2 || !probs.is_c_contiguous() {
+        return Err(PyValueError::new_err(format!(
+            "label_sets: probs must be a C-contiguous 2-D float32 array, got shape {shape:?}"
+        )));
+    }
+    let (rows, width) = (shape[0], shape[1]);
+    if k == 0 || (width == 0 && rows > 0) || neutral_idx.is_some_and(|n| n >= width) {
+        return Err(PyValueError::new_err(format!(
+            "label_sets: k = {k} and neutral_idx = {neutral_idx:?} do not fit {width} labels"
+        )));
+    }
+    let values = probs.to_vec(py)?;
+    let (mut sets, mut neutral) = (vec![0u8; rows * width], vec![0u8; rows]);
+    py.detach(|| {
+        labelsets::label_sets(
+            &values,
+            width,
+            tau as f32,
+            k,
+            neutral_idx,
+            release_rule,
+            &mut sets,
+            &mut neutral,
+        )
+    });
+    Ok((PyBytes::new(py, &sets), PyBytes::new(py, &neutral)))
+}
+
 /// The word lists pragmatic mode uses (for the twin test that keeps Python's copy in step).
 #[pyfunction]
 fn pragmatic_lists() -> Vec<(&'static str, Vec<&'static str>)> {
@@ -712,6 +756,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(split_sentences_batch, m)?)?;
     m.add_function(wrap_pyfunction!(parse_and_split, m)?)?;
     m.add_function(wrap_pyfunction!(split_unique, m)?)?;
+    m.add_function(wrap_pyfunction!(label_sets, m)?)?;
     m.add_function(wrap_pyfunction!(sentence_spans, m)?)?;
     m.add_function(wrap_pyfunction!(sentence_counts, m)?)?;
     m.add_function(wrap_pyfunction!(memchr_scan, m)?)?;

@@ -359,27 +359,37 @@ class RewardEngine:
         weights = self.weights(batch.step)
         per_reward: dict[str, list[float]] = {}
         info: dict[str, float] = {}
+        # All terms at once (one row each): a handful of numpy calls per batch, not per term.
+        values_of = [results[t.name][0] for t in self.terms]
+        table = np.array(values_of, dtype=np.float64).reshape(len(self.terms), size)
+        ok = ~np.isnan(table)
+        all_ok = size > 0 and bool(ok.all())
+        if all_ok:
+            means, stds = table.mean(axis=1).tolist(), table.std(axis=1).tolist()
+            nan_shares = [0.0] * len(self.terms)
+        else:
+            means = [float(r[k].mean()) if k.any() else math.nan for r, k in zip(table, ok)]
+            stds = [float(r[k].std()) if k.any() else math.nan for r, k in zip(table, ok)]
+            nan_shares = (~ok).mean(axis=1).tolist() if size else [0.0] * len(self.terms)
         total = np.zeros(size, dtype=np.float64)
-        seen = np.zeros(size, dtype=bool)
-        for term in self.terms:
+        for row, term in enumerate(self.terms):
             values, extra, failed = results[term.name]
             if failed:
                 with self._lock:
                     self.failures[term.name] += 1
-            arr = np.asarray(values, dtype=np.float64)
             per_reward[term.name] = values
-            ok = ~np.isnan(arr)
             # As TRL: NaN terms are left out of the weighted sum.
-            total += np.where(ok, arr * weights[term.name], 0.0)
-            seen |= ok
-            info[f"{term.name}/mean"] = float(arr[ok].mean()) if ok.any() else math.nan
-            info[f"{term.name}/std"] = float(arr[ok].std()) if ok.any() else math.nan
+            weighted = table[row] * weights[term.name]
+            total += weighted if all_ok else np.where(ok[row], weighted, 0.0)
+            info[f"{term.name}/mean"] = means[row]
+            info[f"{term.name}/std"] = stds[row]
             info[f"{term.name}/failure_rate"] = 1.0 if failed else 0.0
-            info[f"{term.name}/nan_share"] = float((~ok).mean()) if size else 0.0
+            info[f"{term.name}/nan_share"] = nan_shares[row]
             info[f"{term.name}/failures"] = float(self.failures[term.name])
             info[f"{term.name}/weight"] = weights[term.name]
             for key, value in extra.items():
                 info[f"{term.name}/{key}"] = float(value)
+        seen = ok.any(axis=0)
         total_arr = np.where(seen, total, math.nan)
         info["total/mean"] = float(total_arr[seen].mean()) if seen.any() else math.nan
         info["total/std"] = float(total_arr[seen].std()) if seen.any() else math.nan

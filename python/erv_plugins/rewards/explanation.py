@@ -36,6 +36,11 @@ from erv_plugins.rewards.spaces import dataset_column, distinct_rows, row_spaces
 from erv_plugins.text import split_sentences_unique
 from erv_plugins.verifiers.base import Verifier
 
+try:  # the native label sets (same results as the numpy code below, ~10x faster)
+    from erv_plugins._native import label_sets as _native_label_sets
+except ImportError:  # pragma: no cover - no native build
+    _native_label_sets = None
+
 
 class ExplanationOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Options of the explanation reward (paper Algorithm 1 parameters and Table 4 ablations)."""
@@ -212,6 +217,18 @@ class ExplanationReward:
     # -- Algorithm 1, lines 7-17, for all distinct sentences at once ------------------------
     def label_sets(self, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Label set EL per row of ``probs`` (bool mask) and whether the row is neutral."""
+        tau, k = self.options.tau, self.options.top_k
+        if (_native_label_sets is not None and probs.dtype == np.float32 and probs.ndim == 2
+                and not np.isnan(probs).any()):
+            sets_bytes, neutral_bytes = _native_label_sets(
+                np.ascontiguousarray(probs), tau, k, self._neutral_idx,
+                self.options.neutral_rule == "release")
+            return (np.frombuffer(sets_bytes, dtype=bool).reshape(probs.shape),
+                    np.frombuffer(neutral_bytes, dtype=bool))
+        return self._label_sets_numpy(probs)
+
+    def _label_sets_numpy(self, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``label_sets`` in numpy (no native build, NaN or float64 probabilities)."""
         tau, k = self.options.tau, self.options.top_k
         above = probs > tau  # strictly, as released
         count = np.count_nonzero(above, axis=1)
