@@ -163,6 +163,15 @@ def test_split_unique_rebuilds_the_batch(mode):
     assert not ids.flags.writeable and not counts.flags.writeable
 
 
+def test_parse_and_split_unique_is_parse_then_split_unique():
+    completions = [c for c, _ in PARSE_CASES] * 2
+    parsed, distinct, ids, counts = text.parse_and_split_unique(completions, "paper")
+    assert parsed == text.parse_completions(completions)
+    want = text.split_sentences_unique([p.think or "" for p in parsed], "paper")
+    assert (distinct, ids.tolist(), counts.tolist()) == (want[0], want[1].tolist(), want[2].tolist())
+    assert distinct[0] == "He smiles." and counts.sum() == 2 * counts[:len(PARSE_CASES)].sum()
+
+
 def test_split_unique_of_nothing():
     distinct, ids, counts = text.split_sentences_unique([])
     assert distinct == [] and ids.tolist() == [] and counts.tolist() == []

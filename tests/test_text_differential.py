@@ -105,3 +105,12 @@ def test_no_terminators_and_long_quotes():
 def test_split_unique_equals_the_twin(batch, mode):
     distinct, ids, counts = text.split_sentences_unique(batch, mode)
     assert (distinct, ids.tolist(), counts.tolist()) == _text_pure.split_unique(batch, mode)
+
+
+@FAST
+@given(st.lists(texts | st.sampled_from(["<think>A. B.</think><answer>x</answer>", "<think>B. A.</think>"]),
+                max_size=10), st.sampled_from(["paper", "pragmatic"]))
+def test_parse_and_split_unique_equals_the_twin(batch, mode):
+    parsed, distinct, ids, counts = text.parse_and_split_unique(batch, mode)
+    want = _text_pure.parse_and_split_unique(batch, mode)
+    assert (parsed, distinct, ids.tolist(), counts.tolist()) == want

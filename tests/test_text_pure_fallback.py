@@ -23,3 +23,6 @@ def test_falls_back_to_the_pure_twin(pure_only):
     assert not ids.flags.writeable
     with pytest.raises(TypeError, match=r"texts\[1\] is bytes, expected str"):
         text.split_sentences_unique(["a", b"b"])  # type: ignore[list-item]
+    parsed, distinct, ids, counts = text.parse_and_split_unique(["<think>A. A.</think>", "x"])
+    assert parsed == [Parsed(False, "A. A.", None), Parsed(False, None, None)]
+    assert (distinct, ids.tolist(), counts.tolist()) == (["A."], [0, 0], [2, 0])

@@ -227,3 +227,9 @@ def split_unique(texts: list[str], mode: str) -> tuple[list[str], list[int], lis
         counts.append(len(sentences))
         ids.extend(index.setdefault(s, len(index)) for s in sentences)
     return list(index), ids, counts
+
+
+def parse_and_split_unique(texts: list[str], mode: str
+                           ) -> tuple[list[Parsed], list[str], list[int], list[int]]:
+    parsed = parse_completions(texts)
+    return (parsed, *split_unique([p.think or "" for p in parsed], mode))

@@ -28,14 +28,16 @@ try:  # pragma: no cover - exercised by whichever build is present
     from erv_plugins import _native
 
     if not all(hasattr(_native, f) for f in (
-            "parse_completions", "split_sentences_batch", "parse_and_split", "split_unique")):
+            "parse_completions", "split_sentences_batch", "parse_and_split", "split_unique",
+            "parse_and_split_unique")):
         raise ImportError("erv_plugins._native predates the text functions")
     NATIVE = True
 except ImportError:  # pragma: no cover
     _native = None  # type: ignore[assignment]
     NATIVE = False
 
-__all__ = ["NATIVE", "Mode", "Parsed", "parse_and_split", "parse_completion",
+__all__ = ["NATIVE", "Mode", "Parsed", "parse_and_split", "parse_and_split_unique",
+           "parse_completion",
            "parse_completions", "split_sentences", "split_sentences_batch",
            "split_sentences_unique"]
 
@@ -93,6 +95,25 @@ def split_sentences_unique(texts: Sequence[str], mode: Mode = "paper"
         return distinct, ids, counts
     distinct, id_bytes, count_bytes = _native.split_unique(texts, mode)
     return distinct, np.frombuffer(id_bytes, np.int64), np.frombuffer(count_bytes, np.int64)
+
+
+def parse_and_split_unique(texts: Sequence[str], mode: Mode = "paper"
+                           ) -> tuple[list[Parsed], list[str], np.ndarray, np.ndarray]:
+    """``parse_completions`` and ``split_sentences_unique`` of the explanations (``think``; no
+    think block -> no sentences) in one native pass: ``(parsed, distinct, ids, counts)``."""
+    if mode not in _MODES:
+        raise ValueError(f"unknown segmentation mode {mode!r}; expected 'paper' or 'pragmatic'")
+    texts = _as_list(texts)
+    if _native is None:
+        parsed, distinct, id_list, count_list = _text_pure.parse_and_split_unique(
+            _checked(texts), mode)
+        ids = np.array(id_list, dtype=np.int64)
+        counts = np.array(count_list, dtype=np.int64)
+        ids.flags.writeable = counts.flags.writeable = False
+        return parsed, distinct, ids, counts
+    parsed, distinct, id_bytes, count_bytes = _native.parse_and_split_unique(texts, mode, cls=Parsed)
+    return (parsed, distinct, np.frombuffer(id_bytes, np.int64),
+            np.frombuffer(count_bytes, np.int64))
 
 
 def parse_and_split(texts: Sequence[str], mode: Mode = "paper") -> tuple[list[Parsed], list[list[str]]]:

@@ -400,8 +400,14 @@ impl Unique {
     }
 }
 
-fn i64_bytes<'py>(py: Python<'py>, values: impl Iterator<Item = usize>) -> Bound<'py, PyBytes> {
-    let v: Vec<u8> = values.flat_map(|x| (x as i64).to_ne_bytes()).collect();
+fn i64_bytes<'py>(
+    py: Python<'py>,
+    values: impl ExactSizeIterator<Item = usize>,
+) -> Bound<'py, PyBytes> {
+    let mut v = Vec::with_capacity(values.len() * 8);
+    for x in values {
+        v.extend_from_slice(&(x as i64).to_ne_bytes());
+    }
     PyBytes::new(py, &v)
 }
 
@@ -546,6 +552,79 @@ fn parse_and_split<'py>(
         });
     }
     Ok((PyList::new(py, parsed)?, PyList::new(py, sentences)?))
+}
+
+/// `parse_completions` and `split_unique` of the think spans in one pass over the batch:
+/// `(parsed, distinct, ids, counts)`, with `distinct`, `ids` and `counts` as `split_unique`
+/// returns them for the explanations (no think block: no sentences).
+#[pyfunction]
+#[pyo3(signature = (texts, mode="paper", *, parallel=None, cls=None))]
+#[allow(clippy::type_complexity)]
+fn parse_and_split_unique<'py>(
+    py: Python<'py>,
+    texts: &Bound<'py, PyList>,
+    mode: &str,
+    parallel: Option<bool>,
+    cls: Option<&Bound<'py, PyType>>,
+) -> PyResult<(
+    Bound<'py, PyList>,
+    Bound<'py, PyList>,
+    Bound<'py, PyBytes>,
+    Bound<'py, PyBytes>,
+)> {
+    let split = splitter(mode)?;
+    let items = strings_of(texts)?;
+    let texts = texts_of(&items)?;
+    let par = use_parallel(&texts, parallel);
+    let (results, uniq) = py.detach(|| {
+        let results = map_texts(&texts, par, |b| {
+            let p = tags::parse(b);
+            let mut v = Vec::new();
+            if let Some((s, e)) = p.think {
+                split(&b[s..e], &mut v);
+                for sp in &mut v {
+                    *sp = (sp.0 + s, sp.1 + s);
+                }
+            }
+            (p, v)
+        });
+        let refs: Vec<&[(usize, usize)]> = results.iter().map(|(_, v)| v.as_slice()).collect();
+        let uniq = dedup(&texts, &refs);
+        (results, uniq)
+    });
+    let _gc = GcPause::new(py);
+    let none = py.None().into_bound(py);
+    let names = [
+        intern!(py, "format_ok"),
+        intern!(py, "think"),
+        intern!(py, "answer"),
+    ];
+    let strings = uniq.strings(py, &items)?;
+    let mut parsed = Vec::with_capacity(results.len());
+    for (((p, _), t), src) in results.iter().zip(&texts).zip(&items) {
+        let mut cur = CharCursor::new(t);
+        let think = match p.think {
+            Some(sp) => make_str(py, src, &mut cur, sp)?,
+            None => none.clone(),
+        };
+        let answer = match p.answer {
+            Some(sp) => make_str(py, src, &mut cur, sp)?,
+            None => none.clone(),
+        };
+        let ok = pyo3::types::PyBool::new(py, p.format_ok)
+            .to_owned()
+            .into_any();
+        parsed.push(match cls {
+            None => PyTuple::new(py, [ok, think, answer])?.into_any(),
+            Some(cls) => new_frozen(py, cls, &names, [ok, think, answer])?,
+        });
+    }
+    Ok((
+        PyList::new(py, parsed)?,
+        PyList::new(py, strings)?,
+        i64_bytes(py, uniq.ids.iter().map(|&i| i as usize)),
+        i64_bytes(py, uniq.counts.iter().copied()),
+    ))
 }
 
 /// An instance of a frozen slots dataclass with its fields set, skipping the generated
@@ -756,6 +835,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(split_sentences_batch, m)?)?;
     m.add_function(wrap_pyfunction!(parse_and_split, m)?)?;
     m.add_function(wrap_pyfunction!(split_unique, m)?)?;
+    m.add_function(wrap_pyfunction!(parse_and_split_unique, m)?)?;
     m.add_function(wrap_pyfunction!(label_sets, m)?)?;
     m.add_function(wrap_pyfunction!(sentence_spans, m)?)?;
     m.add_function(wrap_pyfunction!(sentence_counts, m)?)?;

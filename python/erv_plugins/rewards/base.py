@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
 import msgspec
+import numpy as np
 
 from erv_plugins.text import Parsed
 
@@ -29,6 +30,10 @@ class RewardBatch:
 
     ``columns`` holds dataset columns, one value per completion (e.g. ``label``,
     ``dataset``); ``parsed`` is computed once per batch by the engine (native parser).
+    ``sentences`` maps a segmentation mode to the distinct sentences of the explanations
+    (``text.split_sentences_unique`` of the ``think`` texts): the engine fills it in the
+    same native pass as ``parsed`` when a reward asks for it (``sentence_mode``), and
+    rewards fill it on first use otherwise, so that a batch is split once.
     """
 
     completions: list[str]
@@ -36,6 +41,8 @@ class RewardBatch:
     columns: dict[str, list[Any]] = field(default_factory=dict)
     prompts: list[Any] | None = None
     step: int = 0
+    sentences: dict[str, tuple[list[str], np.ndarray, np.ndarray]] = field(
+        default_factory=dict, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.completions)

@@ -37,7 +37,7 @@ from erv_plugins.labels import LabelSpace
 from erv_plugins.recipe import WeightSchedule
 from erv_plugins.rewards.base import RewardBatch, RewardResult
 from erv_plugins.rewards.spaces import label_spaces_from_plugins
-from erv_plugins.text import parse_completions
+from erv_plugins.text import parse_and_split_unique, parse_completions
 
 if TYPE_CHECKING:
     from erv_plugins.plugins import Plugins
@@ -265,6 +265,14 @@ class RewardEngine:
             if len(values) != len(texts):
                 raise ValueError(f"column {key!r} has {len(values)} values for "
                                  f"{len(texts)} completions")
+        # A reward that splits explanations (``sentence_mode``) gets them split in the
+        # parsing pass: each completion is read once.
+        modes = {getattr(t.reward, "sentence_mode", None) for t in self.terms} - {None}
+        if len(modes) == 1:
+            mode = modes.pop()
+            parsed, *unique = parse_and_split_unique(texts, mode)
+            return RewardBatch(texts, parsed, cols, list(prompts) if prompts is not None else None,
+                               step, sentences={mode: tuple(unique)})
         return RewardBatch(texts, parse_completions(texts), cols,
                            list(prompts) if prompts is not None else None, step)
 

@@ -139,6 +139,11 @@ class ExplanationReward:
         self._cache_key: str | None = None
         self._gt_memo: dict[tuple[str, str], int] = {}
 
+    @property
+    def sentence_mode(self) -> str | None:
+        """The segmentation this reward needs (the engine splits in its parsing pass)."""
+        return self.options.segmentation if self.options.sentence_level else None
+
     # -- the verifier, deduplicated and cached ---------------------------------------------
     def probabilities(self, sentences: Sequence[str]) -> tuple[np.ndarray, int]:
         """Verifier probabilities of distinct ``sentences`` (U, L) and how many were computed."""
@@ -316,11 +321,15 @@ class ExplanationReward:
         if labels is None:
             raise ValueError("explanation reward: the batch has no 'label' column (ground truth)")
         # E_i: the first <think> block, stripped; no block -> empty explanation -> R_E = 0.
-        texts = [p.think or "" for p in batch.parsed]
         # Each distinct sentence of the whole batch once (all G generations of all prompts).
         if opts.sentence_level:
-            unique, sid, n = split_sentences_unique(texts, opts.segmentation)
+            split = batch.sentences.get(opts.segmentation)
+            if split is None:
+                split = batch.sentences[opts.segmentation] = split_sentences_unique(
+                    [p.think or "" for p in batch.parsed], opts.segmentation)
+            unique, sid, n = split
         else:
+            texts = [p.think or "" for p in batch.parsed]
             index: dict[str, int] = {}
             sid = np.array([index.setdefault(t, len(index)) for t in texts if t], dtype=np.int64)
             n = np.array([1 if t else 0 for t in texts], dtype=np.int64)
