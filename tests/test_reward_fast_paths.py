@@ -77,16 +77,19 @@ def test_label_sets_by_hand_and_with_nan():
 # --- answers and ground truths per distinct group -------------------------------------------
 def test_answers_per_group_equal_answers_per_row():
     completions, columns = synthetic_batch(8, 16, seed=3)
-    completions = completions + ["no tags at all, angry", " <answer>sad</answer> ", "<answer>a\nb</answer>"]
+    # A bare completion equal to another row's answer lands in that row's group: same verdict.
+    completions = completions + ["no tags at all, angry", " <answer>sad</answer> ", "<answer>a\nb</answer>",
+                                 "anger", "<answer>anger</answer>", " anger\n"]
     for key in columns:
-        columns[key] = columns[key] + columns[key][:3]
-    columns["label"][-3:] = ["anger", "<answer>sadness</answer>", 7]
+        columns[key] = columns[key] + columns[key][:6]
+    columns["label"][-6:] = ["anger", "<answer>sadness</answer>", 7, "anger", "anger", "anger"]
+    columns["dataset"][-3:] = ["mafw"] * 3
     batch = RewardBatch(completions, parse_completions(completions), columns)
     ans = AnswerReward(AnswerOptions(mode="release"))
     spaces = row_spaces(columns, len(batch), ans.label_spaces, "mafw", reward="answer")
     per_row = ans._release(batch, columns["label"], spaces)
     assert ans(batch) == per_row
-    assert sum(per_row) > 10 and 0.0 in per_row
+    assert sum(per_row) > 10 and 0.0 in per_row and per_row[-3:] == [1.0, 1.0, 1.0]
 
 
 def test_ground_truths_per_group_equal_per_row():

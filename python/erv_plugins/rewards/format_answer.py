@@ -110,10 +110,13 @@ class AnswerReward:
     def _release_by_group(self, batch: RewardBatch, labels: list) -> list[float] | None:
         """``_release`` judged once per distinct (dataset, answer, label) of the batch (the
         same comparisons; kept in step by tests/test_reward_cases.py)."""
+        # No single-line <answer>: the release compares the whole text, stripped. Rows are
+        # grouped by the unstripped text (a completion equal to another row's answer has no
+        # outer whitespace, so both strip to the same word); each group strips once.
         answers = [p.answer for p in batch.parsed]
-        if None in answers:  # no single-line <answer>: the release compares the whole text
-            answers = [a if a is not None else text.strip()
-                       for a, text in zip(answers, batch.completions)]
+        whole = None in answers
+        if whole:
+            answers = [a if a is not None else text for a, text in zip(answers, batch.completions)]
         names = dataset_column(batch.columns, len(batch))
         truths = list(map(str, labels))
         groups = distinct_rows(names, answers, truths)
@@ -128,31 +131,32 @@ class AnswerReward:
             if truth is None:
                 m = _RELEASE_GT.search(truths[i])
                 truth = truth_of[truths[i]] = m.group(1).strip() if m else truths[i].strip()
+            answer = answers[i]
+            if whole and batch.parsed[i].answer is None:
+                answer = answer.strip()
             normalise = _RELEASE_NORMALISERS.get(space.name)
-            word = normalise(answers[i]) if normalise else answers[i]
+            word = normalise(answer) if normalise else answer
             verdicts.append(1.0 if word == truth else 0.0)
         return np.array(verdicts)[inverse].tolist()
 
     @staticmethod
     def _release(batch: RewardBatch, labels: list, spaces: list[LabelSpace]) -> list[float]:
-        # A batch repeats its answers (G generations per prompt): each distinct
-        # (space, answer, ground truth) is judged once, the rows are looked up.
-        answers = [p.answer for p in batch.parsed]
-        if None in answers:  # no single-line <answer>: the release compares the whole text
-            answers = [a if a is not None else text.strip()
-                       for a, text in zip(answers, batch.completions)]
-        keys = list(zip(map(id, spaces), answers, map(str, labels)))
-        verdicts = dict.fromkeys(keys)
-        space_of = {id(space): space for space in spaces}
         truths: dict[str, str] = {}
-        for key in verdicts:
-            space, answer, raw = space_of[key[0]], key[1], key[2]
+        verdicts: dict[tuple[str, str, str], float] = {}  # a batch repeats its answers
+        out = []
+        for text, parsed, gt, space in zip(batch.completions, batch.parsed, labels, spaces):
+            raw = gt if isinstance(gt, str) else str(gt)
             truth = truths.get(raw)
             if truth is None:
                 m = _RELEASE_GT.search(raw)
                 truth = truths[raw] = m.group(1).strip() if m else raw.strip()
-            normalise = _RELEASE_NORMALISERS.get(space.name)
-            # The release normalises MAFW and DFEW answers only, and compares exactly.
-            word = normalise(answer) if normalise else answer
-            verdicts[key] = 1.0 if word == truth else 0.0
-        return list(map(verdicts.__getitem__, keys))
+            answer = parsed.answer if parsed.answer is not None else text.strip()
+            key = (space.name, answer, truth)
+            verdict = verdicts.get(key)
+            if verdict is None:
+                normalise = _RELEASE_NORMALISERS.get(space.name)
+                # The release normalises MAFW and DFEW answers only, and compares exactly.
+                word = normalise(answer) if normalise else answer
+                verdict = verdicts[key] = 1.0 if word == truth else 0.0
+            out.append(verdict)
+        return out
