@@ -18,7 +18,7 @@ from erv_plugins.rewards.base import RewardBatch
 from erv_plugins.rewards.engine import RewardEngine
 from erv_plugins.rewards.explanation import ExplanationOptions, ExplanationReward
 from erv_plugins.rewards.format_answer import AnswerOptions, AnswerReward
-from erv_plugins.rewards.spaces import distinct_rows, row_spaces
+from erv_plugins.rewards.spaces import distinct_pairs, distinct_rows, label_groups, row_spaces
 from erv_plugins.rewards.testing import KeywordVerifier, synthetic_batch
 from erv_plugins.text import parse_completions
 
@@ -110,6 +110,18 @@ def test_distinct_rows():
     assert distinct_rows(["a"], [[1]]) is None  # unhashable
     first, inverse = distinct_rows([], [])
     assert first.tolist() == [] and inverse.tolist() == []
+
+
+def test_label_groups_are_computed_once_per_batch_and_refined_by_pairs():
+    batch = RewardBatch(["a"] * 4, parse_completions(["a"] * 4),
+                        {"label": ["joy", 1, "joy", "1"], "dataset": ["mafw", "dfew", "mafw", "dfew"]})
+    first, inverse = label_groups(batch)
+    assert label_groups(batch)[1] is inverse  # memoised on the batch
+    assert inverse[0] == inverse[2] and inverse[1] == inverse[3] and inverse[0] != inverse[1]
+    first, pairs = distinct_pairs(inverse, ["x", "y", "z", "y"])
+    assert len(first) == 3 and pairs[1] == pairs[3] and len({pairs[0], pairs[1], pairs[2]}) == 3
+    assert distinct_pairs(inverse, [[1], [2], [3], [4]]) is None
+    assert label_groups(RewardBatch([], [], {})) is None
 
 
 # --- the verifier cache ---------------------------------------------------------------------

@@ -30,6 +30,7 @@ class RewardBatch:
 
     ``columns`` holds dataset columns, one value per completion (e.g. ``label``,
     ``dataset``); ``parsed`` is computed once per batch by the engine (native parser).
+    ``memo`` holds what several rewards derive from the same columns (computed once).
     ``sentences`` maps a segmentation mode to the distinct sentences of the explanations
     (``text.split_sentences_unique`` of the ``think`` texts): the engine fills it in the
     same native pass as ``parsed`` when a reward asks for it (``sentence_mode``), and
@@ -43,6 +44,8 @@ class RewardBatch:
     step: int = 0
     sentences: dict[str, tuple[list[str], np.ndarray, np.ndarray]] = field(
         default_factory=dict, repr=False, compare=False)
+    # Work rewards share within this batch (e.g. ``spaces.label_groups``), by name.
+    memo: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.completions)

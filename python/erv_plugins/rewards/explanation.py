@@ -32,7 +32,13 @@ import numpy as np
 
 from erv_plugins.labels import BUILTIN_LABEL_SPACES, NEUTRAL, LabelSpace
 from erv_plugins.rewards.base import RewardBatch, RewardResult
-from erv_plugins.rewards.spaces import dataset_column, distinct_rows, row_spaces, space_of
+from erv_plugins.rewards.spaces import (
+    dataset_column,
+    distinct_rows,
+    label_groups,
+    row_spaces,
+    space_of,
+)
 from erv_plugins.text import split_sentences_unique
 from erv_plugins.verifiers.base import Verifier
 
@@ -294,7 +300,8 @@ class ExplanationReward:
         return idx
 
     def _ground_truth_indices(self, labels: Sequence[object],
-                              columns: Mapping[str, Sequence[object]]) -> np.ndarray:
+                              columns: Mapping[str, Sequence[object]],
+                              groups: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
         """``ground_truth_index`` of every row, computed once per distinct (dataset, label)."""
         size = len(labels)
         if None in labels:
@@ -302,7 +309,8 @@ class ExplanationReward:
             raise ValueError(f"explanation reward: completion {i} has no ground-truth label")
         words = list(map(str, labels))
         names = dataset_column(columns, size)
-        groups = distinct_rows(names, words)
+        if groups is None:
+            groups = distinct_rows(names, words)
         if groups is None:  # an unhashable dataset value: row by row
             spaces = row_spaces(columns, size, self.label_spaces, self.options.label_space,
                                 reward=self.name)
@@ -335,7 +343,7 @@ class ExplanationReward:
             n = np.array([1 if t else 0 for t in texts], dtype=np.int64)
             unique = list(index)
         owner = np.repeat(np.arange(size, dtype=np.int64), n)
-        gt_idx = self._ground_truth_indices(labels, batch.columns)
+        gt_idx = self._ground_truth_indices(labels, batch.columns, label_groups(batch))
         gt_neutral = (gt_idx == self._neutral_idx) if self._neutral_idx is not None else \
             np.zeros(size, dtype=bool)
 

@@ -11,7 +11,13 @@ import numpy as np
 
 from erv_plugins.labels import BUILTIN_LABEL_SPACES, LabelSpace
 from erv_plugins.rewards.base import RewardBatch
-from erv_plugins.rewards.spaces import dataset_column, distinct_rows, row_spaces, space_of
+from erv_plugins.rewards.spaces import (
+    dataset_column,
+    distinct_pairs,
+    label_groups,
+    row_spaces,
+    space_of,
+)
 
 
 class FormatReward:
@@ -118,11 +124,12 @@ class AnswerReward:
         if whole:
             answers = [a if a is not None else text for a, text in zip(answers, batch.completions)]
         names = dataset_column(batch.columns, len(batch))
-        truths = list(map(str, labels))
-        groups = distinct_rows(names, answers, truths)
+        by_label = label_groups(batch)
+        groups = None if by_label is None else distinct_pairs(by_label[1], answers)
         if groups is None:
             return None
         first, inverse = groups
+        truths = list(map(str, labels))
         truth_of: dict[str, str] = {}
         verdicts = []
         for i in first.tolist():

@@ -11,6 +11,7 @@ from erv_plugins.labels import BUILTIN_LABEL_SPACES, LabelSpace
 
 if TYPE_CHECKING:
     from erv_plugins.plugins import Plugins
+    from erv_plugins.rewards.base import RewardBatch
 
 
 def label_spaces_from_plugins(plugins: Plugins | None) -> dict[str, LabelSpace]:
@@ -77,6 +78,30 @@ def distinct_rows(*columns: Sequence[Any]) -> tuple[np.ndarray, np.ndarray] | No
     except TypeError:
         return None
     _, first, inverse = np.unique(combined, return_index=True, return_inverse=True)
+    return first, inverse.reshape(n)
+
+
+def label_groups(batch: RewardBatch) -> tuple[np.ndarray, np.ndarray] | None:
+    """``distinct_rows`` of (dataset, str(label)) of a batch, computed once per batch: the
+    answer and explanation rewards both judge per (dataset, label) group."""
+    if "label_groups" not in batch.memo:
+        labels = batch.columns.get("label")
+        batch.memo["label_groups"] = None if labels is None else distinct_rows(
+            dataset_column(batch.columns, len(batch)), list(map(str, labels)))
+    return batch.memo["label_groups"]
+
+
+def distinct_pairs(groups: np.ndarray, values: Sequence[Any]) -> tuple[np.ndarray, np.ndarray] | None:
+    """Rows grouped by (their group in ``groups``, their value in ``values``), as
+    ``distinct_rows``; None when a value is unhashable."""
+    n = len(values)
+    try:
+        index = {v: i for i, v in enumerate(dict.fromkeys(values))}
+    except TypeError:
+        return None
+    codes = np.fromiter(map(index.__getitem__, values), dtype=np.int64, count=n)
+    _, first, inverse = np.unique(groups * max(len(index), 1) + codes, return_index=True,
+                                  return_inverse=True)
     return first, inverse.reshape(n)
 
 
