@@ -129,19 +129,23 @@ class AnswerReward:
         if groups is None:
             return None
         first, inverse = groups
-        truths = list(map(str, labels))
+        # Per dataset name (a batch has a handful): its label space's release normaliser.
+        normaliser_of = {
+            name: _RELEASE_NORMALISERS.get(
+                space_of(name, self.label_spaces, self.options.label_space, self.name).name)
+            for name in dict.fromkeys(names)}
         truth_of: dict[str, str] = {}
         verdicts = []
         for i in first.tolist():
-            space = space_of(names[i], self.label_spaces, self.options.label_space, self.name)
-            truth = truth_of.get(truths[i])
+            raw = labels[i] if isinstance(labels[i], str) else str(labels[i])
+            truth = truth_of.get(raw)
             if truth is None:
-                m = _RELEASE_GT.search(truths[i])
-                truth = truth_of[truths[i]] = m.group(1).strip() if m else truths[i].strip()
+                m = _RELEASE_GT.search(raw)
+                truth = truth_of[raw] = m.group(1).strip() if m else raw.strip()
             answer = answers[i]
             if whole and batch.parsed[i].answer is None:
                 answer = answer.strip()
-            normalise = _RELEASE_NORMALISERS.get(space.name)
+            normalise = normaliser_of[names[i]]
             word = normalise(answer) if normalise else answer
             verdicts.append(1.0 if word == truth else 0.0)
         return np.array(verdicts)[inverse].tolist()
