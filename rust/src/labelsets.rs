@@ -29,6 +29,32 @@ pub fn label_sets(
             count += above as usize;
         }
         let keep = if count == 0 { 1 } else { k };
+        if (count == 0 || count > k) && keep <= 2 {
+            // The common case (top-1 or top-2), in registers: strict `>` keeps the first of
+            // equal values, so ties go to the lower index as in the general loop below.
+            let (mut v1, mut i1) = (row[0], 0);
+            let (mut v2, mut i2) = (f32::NEG_INFINITY, usize::MAX);
+            for (j, &p) in row.iter().enumerate().skip(1) {
+                if p > v1 {
+                    (v2, i2) = (v1, i1);
+                    (v1, i1) = (p, j);
+                } else if p > v2 {
+                    (v2, i2) = (p, j);
+                }
+            }
+            if keep == 1 || i2 != usize::MAX {
+                set.fill(0);
+                set[i1] = 1;
+                if keep == 2 {
+                    set[i2] = 1;
+                }
+                neutral[r] = match neutral_idx {
+                    None => 0,
+                    Some(n) => (set[n] == 1 && (!release_rule || keep == 1)) as u8,
+                };
+                continue;
+            }
+        }
         if count == 0 || count > k {
             // The `keep` most probable, one pass: `top` stays sorted by value, descending, and
             // a later equal value never displaces an earlier one (ties: the lower index).

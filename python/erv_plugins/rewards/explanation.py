@@ -22,7 +22,7 @@ which a sentence labelled {joy, neutral} counts both towards c and N_neu, so R_E
 
 from __future__ import annotations
 
-import itertools
+from operator import itemgetter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, ClassVar, Literal
@@ -172,7 +172,8 @@ class ExplanationReward:
         # Similar lengths together: each verifier batch pads to its longest sentence.
         order = np.argsort(np.fromiter(map(len, todo), dtype=np.int64, count=len(todo)),
                            kind="stable")
-        todo = [todo[i] for i in order.tolist()]
+        if len(todo) > 1:
+            todo = list(itemgetter(*order.tolist())(todo))
         new = np.empty((len(todo), width), dtype=np.float32)
         size = self.options.batch_size
         for start in range(0, len(todo), size):
