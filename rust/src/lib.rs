@@ -344,15 +344,40 @@ struct Unique {
     firsts: Vec<(usize, usize, usize)>,
 }
 
-/// Deduplicates the sentence spans of a batch by their bytes (UTF-8 or surrogatepass: equal
-/// bytes are equal strings). Runs without the GIL.
-fn dedup(texts: &[Text<'_>], spans: &[&[(usize, usize)]]) -> Unique {
-    let total: usize = spans.iter().map(|v| v.len()).sum();
+/// Splits every text with `f` (which appends sentence spans and returns what else it found)
+/// and deduplicates the sentences of the batch by their bytes (UTF-8 or surrogatepass: equal
+/// bytes are equal strings). Runs without the GIL. One thread: each text is deduplicated
+/// right after its split, while its bytes are still in cache; with rayon, all texts are split
+/// first.
+fn split_dedup<P: Send>(
+    texts: &[Text<'_>],
+    parallel: bool,
+    f: impl Fn(&[u8], &mut Vec<(usize, usize)>) -> P + Sync + Send,
+) -> (Vec<P>, Unique) {
     let mut d = Dedup::default();
-    let mut ids = Vec::with_capacity(total);
-    let counts = spans.iter().map(|v| v.len()).collect();
-    for (i, v) in spans.iter().enumerate() {
-        d.add(texts, i, v, &mut ids);
+    let mut ids = Vec::new();
+    let mut counts = Vec::with_capacity(texts.len());
+    let mut found = Vec::with_capacity(texts.len());
+    if parallel {
+        let results = map_texts(texts, true, |b| {
+            let mut v = Vec::new();
+            let p = f(b, &mut v);
+            (p, v)
+        });
+        ids.reserve(results.iter().map(|(_, v)| v.len()).sum());
+        for (i, (p, v)) in results.into_iter().enumerate() {
+            counts.push(v.len());
+            d.add(texts, i, &v, &mut ids);
+            found.push(p);
+        }
+    } else {
+        let mut v = Vec::new();
+        for (i, t) in texts.iter().enumerate() {
+            v.clear();
+            found.push(f(t.bytes(), &mut v));
+            counts.push(v.len());
+            d.add(texts, i, &v, &mut ids);
+        }
     }
     // Code point offsets for cutting the Python strings (first occurrences come in order).
     let mut firsts = Vec::with_capacity(d.len());
@@ -364,11 +389,27 @@ fn dedup(texts: &[Text<'_>], spans: &[&[(usize, usize)]]) -> Unique {
         let c = &mut cur.as_mut().unwrap().1;
         firsts.push((i, c.at(s), c.at(e)));
     }
-    Unique {
-        ids,
-        counts,
-        firsts,
+    (
+        found,
+        Unique {
+            ids,
+            counts,
+            firsts,
+        },
+    )
+}
+
+/// Tags and the think span's sentences (completion offsets) of one completion.
+fn parse_split(split: Splitter, b: &[u8], v: &mut Vec<(usize, usize)>) -> tags::ParsedSpans {
+    let p = tags::parse(b);
+    if let Some((s, e)) = p.think {
+        let from = v.len();
+        split(&b[s..e], v);
+        for sp in &mut v[from..] {
+            *sp = (sp.0 + s, sp.1 + s);
+        }
     }
+    p
 }
 
 impl Unique {
@@ -443,15 +484,7 @@ fn split_unique<'py>(
     let items = strings_of(texts)?;
     let texts = texts_of(&items)?;
     let par = use_parallel(&texts, parallel);
-    let uniq = py.detach(|| {
-        let spans = map_texts(&texts, par, |b| {
-            let mut v = Vec::new();
-            split(b, &mut v);
-            v
-        });
-        let refs: Vec<&[(usize, usize)]> = spans.iter().map(|v| v.as_slice()).collect();
-        dedup(&texts, &refs)
-    });
+    let (_, uniq) = py.detach(|| split_dedup(&texts, par, split));
     let strings = uniq.strings(py, &items)?;
     Ok((
         PyList::new(py, strings)?,
@@ -522,22 +555,7 @@ fn parse_and_split<'py>(
     let items = strings_of(texts)?;
     let texts = texts_of(&items)?;
     let par = use_parallel(&texts, parallel);
-    let (results, uniq) = py.detach(|| {
-        let results = map_texts(&texts, par, |b| {
-            let p = tags::parse(b);
-            let mut v = Vec::new();
-            if let Some((s, e)) = p.think {
-                split(&b[s..e], &mut v);
-                for sp in &mut v {
-                    *sp = (sp.0 + s, sp.1 + s);
-                }
-            }
-            (p, v)
-        });
-        let refs: Vec<&[(usize, usize)]> = results.iter().map(|(_, v)| v.as_slice()).collect();
-        let uniq = dedup(&texts, &refs);
-        (results, uniq)
-    });
+    let (results, uniq) = py.detach(|| split_dedup(&texts, par, |b, v| parse_split(split, b, v)));
     let _gc = GcPause::new(py);
     let none = py.None().into_bound(py);
     let names = [
@@ -548,7 +566,7 @@ fn parse_and_split<'py>(
     let strings = uniq.strings(py, &items)?;
     let sentences = uniq.lists(py, &strings)?;
     let mut parsed = Vec::with_capacity(results.len());
-    for (((p, _), t), src) in results.iter().zip(&texts).zip(&items) {
+    for ((p, t), src) in results.iter().zip(&texts).zip(&items) {
         let mut cur = CharCursor::new(t);
         let think = match p.think {
             Some(sp) => make_str(py, src, &mut cur, sp)?,
@@ -591,22 +609,7 @@ fn parse_and_split_unique<'py>(
     let items = strings_of(texts)?;
     let texts = texts_of(&items)?;
     let par = use_parallel(&texts, parallel);
-    let (results, uniq) = py.detach(|| {
-        let results = map_texts(&texts, par, |b| {
-            let p = tags::parse(b);
-            let mut v = Vec::new();
-            if let Some((s, e)) = p.think {
-                split(&b[s..e], &mut v);
-                for sp in &mut v {
-                    *sp = (sp.0 + s, sp.1 + s);
-                }
-            }
-            (p, v)
-        });
-        let refs: Vec<&[(usize, usize)]> = results.iter().map(|(_, v)| v.as_slice()).collect();
-        let uniq = dedup(&texts, &refs);
-        (results, uniq)
-    });
+    let (results, uniq) = py.detach(|| split_dedup(&texts, par, |b, v| parse_split(split, b, v)));
     let _gc = GcPause::new(py);
     let none = py.None().into_bound(py);
     let names = [
@@ -616,7 +619,7 @@ fn parse_and_split_unique<'py>(
     ];
     let strings = uniq.strings(py, &items)?;
     let mut parsed = Vec::with_capacity(results.len());
-    for (((p, _), t), src) in results.iter().zip(&texts).zip(&items) {
+    for ((p, t), src) in results.iter().zip(&texts).zip(&items) {
         let mut cur = CharCursor::new(t);
         let think = match p.think {
             Some(sp) => make_str(py, src, &mut cur, sp)?,
@@ -695,15 +698,7 @@ fn split_sentences_batch<'py>(
     let items = strings_of(texts)?;
     let texts = texts_of(&items)?;
     let par = use_parallel(&texts, parallel);
-    let uniq = py.detach(|| {
-        let spans = map_texts(&texts, par, |b| {
-            let mut v = Vec::new();
-            split(b, &mut v);
-            v
-        });
-        let refs: Vec<&[(usize, usize)]> = spans.iter().map(|v| v.as_slice()).collect();
-        dedup(&texts, &refs)
-    });
+    let (_, uniq) = py.detach(|| split_dedup(&texts, par, split));
     let _gc = GcPause::new(py);
     let strings = uniq.strings(py, &items)?;
     PyList::new(py, uniq.lists(py, &strings)?)
