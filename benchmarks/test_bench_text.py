@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -60,6 +61,8 @@ def report(request):
     ratio("parse+paper split: native 1 thread vs release re", "release_re", "native_parse_split_serial")
     ratio("parse+paper split: text.parse_and_split (Parsed objects) vs release re", "release_re", "public_api_parse_split")
     ratio("parse+paper split: two native calls vs release re", "release_re", "native_two_calls")
+    ratio("parse+paper split, no repeated sentences: text.parse_and_split vs release re",
+          "release_re_distinct", "public_api_parse_split_distinct")
     ratio("parse+paper split: native vs twin (precompiled re)", "twin_re", "native_parse_split")
     ratio("parse+paper split: 2 threads vs 1 thread", "native_parse_split_serial", "native_parse_split_parallel")
     ratio("pragmatic: 2 threads vs 1 thread", "pragmatic_serial", "pragmatic_parallel")
@@ -79,7 +82,11 @@ def report(request):
     timer = request.config.getoption("benchmark_timer")
     out = {"ratios": lines, "medians_s": m, "mins_s": MINS, "cpus": os.cpu_count(), "timer": str(timer),
            "batch": {"completions": len(BATCH), "bytes": nbytes(BATCH),
-                     "explanation_bytes": nbytes(EXPLANATIONS)}}
+                     "explanation_bytes": nbytes(EXPLANATIONS),
+                     "sentences": sum(len(e[3]) for e in EXPECTED),
+                     "distinct_sentences": len({s for e in EXPECTED for s in e[3]}),
+                     "distinct_batch_sentences": sum(len(e[3]) for e in EXPECTED_DISTINCT),
+                     "distinct_batch_distinct": len({s for e in EXPECTED_DISTINCT for s in e[3]})}}
     dest = HERE.parent / ".benchmarks" / "text.json"  # .benchmarks/ is git-ignored
     dest.parent.mkdir(exist_ok=True)
     dest.write_text(json.dumps(out, indent=2) + "\n")
@@ -89,6 +96,7 @@ def report(request):
         tr.write_line(f"\nText hot path, medians (and minima) of this run, timer {timer}:")
         for k, v in lines.items():
             tr.write_line(f"  {k}: {v}")
+        tr.write_line(f"  batch: {out['batch']}")
 
 
 def quality() -> dict[str, float]:
@@ -133,6 +141,14 @@ def twin_parse_split(batch):
 
 EXPECTED = release_text.parse_and_split(BATCH)
 
+# The same batch with (almost) no sentence repeated anywhere in it: each completion's sentences
+# carry its number. erv builds one str per distinct sentence, and the generated batch repeats
+# most of its sentences (33,098 sentences, 1,358 distinct); this batch shows the cost when a
+# batch repeats nothing.
+DISTINCT_BATCH = [re.sub(r"([.!?]) ", rf"\1 #{i} ", c).replace("<think>", f"<think>#{i} ")
+                  for i, c in enumerate(BATCH)]
+EXPECTED_DISTINCT = release_text.parse_and_split(DISTINCT_BATCH)
+
 
 def test_release_re(benchmark):
     assert run(benchmark, "release_re", release_text.parse_and_split, BATCH) == EXPECTED
@@ -161,6 +177,18 @@ def test_native_two_calls(benchmark):
 def test_public_api_parse_split(benchmark):
     parsed, sentences = run(benchmark, "public_api_parse_split", text.parse_and_split, BATCH, "paper")
     assert [(p.format_ok, p.think, p.answer, s) for p, s in zip(parsed, sentences)] == EXPECTED
+
+
+def test_release_re_distinct(benchmark):
+    assert run(benchmark, "release_re_distinct", release_text.parse_and_split, DISTINCT_BATCH) == \
+        EXPECTED_DISTINCT
+
+
+def test_public_api_parse_split_distinct(benchmark):
+    parsed, sentences = run(benchmark, "public_api_parse_split_distinct", text.parse_and_split,
+                            DISTINCT_BATCH, "paper")
+    assert [(p.format_ok, p.think, p.answer, s) for p, s in zip(parsed, sentences)] == \
+        EXPECTED_DISTINCT
 
 
 def test_paper_serial(benchmark):

@@ -190,6 +190,20 @@ def test_repeated_sentences_are_one_object():
     assert sentences == [["Ok.", "Ok."]] * 2 and sentences[0][0] is sentences[1][1]
 
 
+def test_batches_that_repeat_little_stop_sharing_but_stay_exact():
+    if not text.NATIVE:
+        pytest.skip("erv_plugins._native is not built")
+    # 6,000 sentences, all distinct: past the first 4,096 the native code stops looking
+    # sentences up; results and split_sentences_unique (which always deduplicates) are exact.
+    texts = [" ".join(f"Line {i}-{j}." for j in range(6)) for i in range(1000)] + ["Line 0-0. Again."]
+    want = _text_pure.split_sentences_batch(texts, "paper")
+    assert text.split_sentences_batch(texts) == want
+    _, sentences = text.parse_and_split([f"<think>{t}</think>" for t in texts])
+    assert sentences == want
+    distinct, ids, counts = text.split_sentences_unique(texts)
+    assert len(distinct) == 6001 and ids[-2] == 0 and counts.sum() == 6002
+
+
 # --- the public API -------------------------------------------------------------------------
 def test_split_sentences_defaults_to_paper_mode():
     assert text.split_sentences("Dr. Who. Yes") == ["Dr.", "Who.", "Yes"]

@@ -314,6 +314,15 @@ impl Dedup {
         }
     }
 
+    /// Appends ids for the spans of text `ti` without looking them up: each is taken as new
+    /// (for results where sharing equal strings is only an optimisation).
+    pub fn add_unchecked(&mut self, ti: usize, spans: &[(usize, usize)], ids: &mut Vec<u32>) {
+        for &(s, e) in spans {
+            ids.push(self.firsts.len() as u32);
+            self.firsts.push((ti, s, e));
+        }
+    }
+
     fn grow(&mut self) {
         let size = (self.table.len() * 2).max(1024);
         let mut table = vec![(0u64, EMPTY); size];
@@ -344,6 +353,20 @@ struct Unique {
     firsts: Vec<(usize, usize, usize)>,
 }
 
+/// Whether every repeated sentence must be found (`split_unique`), or finding most of them is
+/// enough (lists of sentences, where sharing one str for equal sentences only saves time).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Dedupe {
+    All,
+    WhileWorthIt,
+}
+
+/// With `Dedupe::WhileWorthIt`, sentences are looked up until at least this many were seen...
+const DEDUP_PROBE: usize = 4096;
+/// ...and then only while fewer than this share of them were new: a batch that repeats little
+/// costs the lookups without saving string objects.
+const DEDUP_GIVE_UP: f64 = 0.5;
+
 /// Splits every text with `f` (which appends sentence spans and returns what else it found)
 /// and deduplicates the sentences of the batch by their bytes (UTF-8 or surrogatepass: equal
 /// bytes are equal strings). Runs without the GIL. One thread: each text is deduplicated
@@ -352,9 +375,22 @@ struct Unique {
 fn split_dedup<P: Send>(
     texts: &[Text<'_>],
     parallel: bool,
+    all: Dedupe,
     f: impl Fn(&[u8], &mut Vec<(usize, usize)>) -> P + Sync + Send,
 ) -> (Vec<P>, Unique) {
     let mut d = Dedup::default();
+    let mut checking = true;
+    // Stop looking sentences up once the batch shows it repeats few of them (when allowed).
+    let mut add = |d: &mut Dedup, i: usize, v: &[(usize, usize)], ids: &mut Vec<u32>| {
+        if checking {
+            d.add(texts, i, v, ids);
+            checking = all == Dedupe::All
+                || ids.len() < DEDUP_PROBE
+                || (d.len() as f64) < DEDUP_GIVE_UP * ids.len() as f64;
+        } else {
+            d.add_unchecked(i, v, ids);
+        }
+    };
     let mut ids = Vec::new();
     let mut counts = Vec::with_capacity(texts.len());
     let mut found = Vec::with_capacity(texts.len());
@@ -367,7 +403,7 @@ fn split_dedup<P: Send>(
         ids.reserve(results.iter().map(|(_, v)| v.len()).sum());
         for (i, (p, v)) in results.into_iter().enumerate() {
             counts.push(v.len());
-            d.add(texts, i, &v, &mut ids);
+            add(&mut d, i, &v, &mut ids);
             found.push(p);
         }
     } else {
@@ -376,7 +412,7 @@ fn split_dedup<P: Send>(
             v.clear();
             found.push(f(t.bytes(), &mut v));
             counts.push(v.len());
-            d.add(texts, i, &v, &mut ids);
+            add(&mut d, i, &v, &mut ids);
         }
     }
     // Code point offsets for cutting the Python strings (first occurrences come in order).
@@ -484,7 +520,7 @@ fn split_unique<'py>(
     let items = strings_of(texts)?;
     let texts = texts_of(&items)?;
     let par = use_parallel(&texts, parallel);
-    let (_, uniq) = py.detach(|| split_dedup(&texts, par, split));
+    let (_, uniq) = py.detach(|| split_dedup(&texts, par, Dedupe::All, split));
     let strings = uniq.strings(py, &items)?;
     Ok((
         PyList::new(py, strings)?,
@@ -555,7 +591,11 @@ fn parse_and_split<'py>(
     let items = strings_of(texts)?;
     let texts = texts_of(&items)?;
     let par = use_parallel(&texts, parallel);
-    let (results, uniq) = py.detach(|| split_dedup(&texts, par, |b, v| parse_split(split, b, v)));
+    let (results, uniq) = py.detach(|| {
+        split_dedup(&texts, par, Dedupe::WhileWorthIt, |b, v| {
+            parse_split(split, b, v)
+        })
+    });
     let _gc = GcPause::new(py);
     let none = py.None().into_bound(py);
     let names = [
@@ -609,7 +649,8 @@ fn parse_and_split_unique<'py>(
     let items = strings_of(texts)?;
     let texts = texts_of(&items)?;
     let par = use_parallel(&texts, parallel);
-    let (results, uniq) = py.detach(|| split_dedup(&texts, par, |b, v| parse_split(split, b, v)));
+    let (results, uniq) =
+        py.detach(|| split_dedup(&texts, par, Dedupe::All, |b, v| parse_split(split, b, v)));
     let _gc = GcPause::new(py);
     let none = py.None().into_bound(py);
     let names = [
@@ -698,7 +739,7 @@ fn split_sentences_batch<'py>(
     let items = strings_of(texts)?;
     let texts = texts_of(&items)?;
     let par = use_parallel(&texts, parallel);
-    let (_, uniq) = py.detach(|| split_dedup(&texts, par, split));
+    let (_, uniq) = py.detach(|| split_dedup(&texts, par, Dedupe::WhileWorthIt, split));
     let _gc = GcPause::new(py);
     let strings = uniq.strings(py, &items)?;
     PyList::new(py, uniq.lists(py, &strings)?)
