@@ -287,3 +287,19 @@ options = {{ n = 330, seed = 3 }}
     metrics = json.loads((tmp_path / "run" / "verifier" / "metrics.json").read_text())
     assert metrics["train_size"] == 297 and metrics["eval_size"] == 33
     assert (tmp_path / "run" / "verifier" / "metrics.png").is_file()
+
+
+def test_a_hub_id_loads_from_the_local_hf_cache(random_goemotions_verifier: Path,
+                                                tmp_path: Path, monkeypatch):
+    """``SamLowe/roberta-base-go_emotions`` style ids resolve in the local cache only."""
+    import shutil
+
+    snapshot = tmp_path / "hub" / "models--acme--tiny-erv" / "snapshots" / ("0" * 40)
+    shutil.copytree(random_goemotions_verifier, snapshot)
+    (snapshot.parent.parent / "refs").mkdir()
+    (snapshot.parent.parent / "refs" / "main").write_text("0" * 40)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    verifier = HFVerifier("acme/tiny-erv")
+    assert verifier.path == snapshot.resolve()
+    assert verifier.labels == GOEMOTIONS
