@@ -151,6 +151,10 @@ class EvalConfig(_Strict):
 
     dataset: DataSpec | None = None
     predictions: str | None = None  # score an existing predictions JSONL instead
+    label_space: str | None = None  # labels of `predictions` (mafw, dfew) without a dataset
+    device: str = "auto"  # generation: "auto" (cuda if present), "cpu", "cuda:0", ...
+    dtype: str = "auto"  # generation: "auto", "float32", "bfloat16", "float16"
+    batch_size: int = 4  # generation: clips per generate() call
     judge: PluginSpec = msgspec.field(default_factory=lambda: PluginSpec(plugin="verifier"))
     temperature: float = 0.3
     top_p: float = 0.9
@@ -331,6 +335,15 @@ def load_recipe(path: str | os.PathLike[str], plugins: Plugins | None = None) ->
     """Read, merge, decode and check a recipe against the installed plugins."""
     shown = os.fspath(path)
     loaded = _load_chain(Path(shown), shown, [], None)
+    rewards = loaded.data.get("rewards")
+    if isinstance(rewards, dict):
+        # msgspec cannot name a dict key in its error path ("$.rewards[...]"): check the
+        # entries one by one first so the error names the reward.
+        for key, value in rewards.items():
+            try:
+                msgspec.convert(value, type=RewardSpec)
+            except msgspec.ValidationError as exc:
+                raise _error(loaded, *_validation_message(exc, ("rewards", key))) from None
     try:
         recipe = msgspec.convert(loaded.data, type=Recipe)
     except msgspec.ValidationError as exc:
