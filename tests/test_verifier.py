@@ -216,11 +216,11 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, float
     """A tiny RoBERTa from scratch, [CLS] pooling as in the paper, 2,200 sentences, CPU.
 
     Why it learns (where the issue saw collapse to label frequencies): the label is carried
-    only by cue words that are single tokens; ``initializer_range=0.1`` (not 0.02) makes
-    attention and feed-forward outputs large enough beside the first token's own embedding
-    that its final vector differs between sentences from the first step, and lr 3e-3 with
-    10 % warmup and no dropout separates the cues before the head settles on frequencies.
-    With initializer_range 0.02 the same run scores macro-F1 0.07 after 4 epochs.
+    only by cue words that are single tokens, and the head's biases start at the prior of
+    a rare label (p = 1/11) instead of 0.5, so the first steps are not spent pushing every
+    logit down regardless of the input; lr 3e-3 with 10 % warmup and no dropout then
+    separate the cues. With zero biases (initializer_range 0.02, 4 epochs) the same data
+    gave macro-F1 0.07; see erv_plugins.verifiers.tiny.
     """
     tmp = tmp_path_factory.mktemp("trained")
     start = time.perf_counter()
@@ -250,10 +250,23 @@ def test_tiny_verifier_learns_the_generated_corpus(trained: tuple[Path, dict, fl
 
     verifier = get_plugins().get("verifier", "hf").build(
         HFVerifierOptions(path=str(out), labels="mafw"))
-    assert verifier.predict(["The driver looks terrified.",  # new subject-cue pairs
-                             "He sounds scornful and livid.",
-                             "The background is a busy street at night."]) == [
-        ("fear",), ("anger", "contempt"), ("neutral",)]
+    predicted = verifier.predict(["The driver looks terrified.",  # new subject-cue pairs
+                                  "He sounds scornful and livid.",
+                                  "The background is a busy street at night."])
+    assert [sorted(p) for p in predicted] == [["fear"], ["anger", "contempt"], ["neutral"]]
+
+
+@pytest.mark.slow
+def test_a_trained_tiny_goemotions_verifier_for_demos(tmp_path: Path):
+    """``build_tiny_verifier(..., train=True)``: the paper's 28-label head, fitted on the
+    generated corpus mapped through the release's label map (happiness -> joy, ...)."""
+    verifier = HFVerifier(build_tiny_verifier(tmp_path / "v", train=True, epochs=6))
+    assert verifier.labels == GOEMOTIONS
+    assert verifier.predict(["The boy looks delighted.", "The old man seems furious.",
+                             "She sounds powerless.", "He wears a dark jacket in a small room."]
+                            ) == [("joy",), ("anger",), ("grief",), ("neutral",)]
+    metrics = json.loads((tmp_path / "v" / "metrics.json").read_text())
+    assert metrics["macro_f1"] > 0.9
 
 
 @pytest.mark.slow
