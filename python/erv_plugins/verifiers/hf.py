@@ -266,12 +266,3 @@ def _torch_dtype(dtype: Dtype, device: torch.device) -> torch.dtype:
         return torch.bfloat16 if device.type == "cuda" else torch.float32
     return {"float32": torch.float32, "bfloat16": torch.bfloat16,
             "float16": torch.float16}[dtype]
-
-
-def build_hf_verifier(options: HFVerifierOptions, **context: Any) -> HFVerifier:
-    """Load a local Hugging Face multi-label classifier as the verifier."""
-    return HFVerifier.from_options(options, **context)
-
-
-build_hf_verifier.name = "hf"  # type: ignore[attr-defined]
-build_hf_verifier.Options = HFVerifierOptions  # type: ignore[attr-defined]

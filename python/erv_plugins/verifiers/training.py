@@ -34,7 +34,6 @@ from erv_plugins.verifiers.data import (
     map_to_verifier,
 )
 from erv_plugins.verifiers.hf import (
-    LabelSpaceMismatch,
     check_label_space,
     checkpoint_labels,
     label_sets,
@@ -289,6 +288,7 @@ def train_verifier(
     loss_fn = torch.nn.BCEWithLogitsLoss()
     say(f"verifier: {len(records)} train / {len(held)} held-out, {len(target)} labels, "
         f"{total_steps} steps on {dev}")
+    say(format_counts(label_counts([*records, *held])))
     losses: list[float] = []
     model.train()
     step = 0
