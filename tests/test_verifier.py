@@ -350,3 +350,30 @@ def test_a_hub_id_loads_from_the_local_hf_cache(random_goemotions_verifier: Path
     verifier = HFVerifier("acme/tiny-erv")
     assert verifier.path == snapshot.resolve()
     assert verifier.labels == GOEMOTIONS
+
+
+def test_text_dataset_plugins_read_table_5_sources(tmp_path: Path):
+    """What a recipe's [[train_verifier.train]] entries build (root = the file)."""
+    from erv_plugins.plugins import get_plugins
+    from erv_plugins.recipe import DataSpec
+    from erv_plugins.verifiers.text_datasets import MerrOptions, TextJsonlOptions
+    from erv_plugins.verifiers.training import build_dataset, records_from_dataset
+
+    merr = tmp_path / "merr.json"
+    merr.write_text(json.dumps({"a": {"pseu_emotion": "fear", "caption": "He trembles."}}))
+    pseudo = tmp_path / "pseudo_dfew.jsonl"
+    pseudo.write_text('{"text": "She scowls.", "labels": ["anger", "disgust"]}\n')
+    plugins = get_plugins()
+    ds = build_dataset(plugins, DataSpec(plugin="text_merr_fine", root=str(merr),
+                                         options=MerrOptions(text_field="caption")))
+    assert records_from_dataset(ds, "merr") == [TextRecord("He trembles.", ("fear",),
+                                                           "merr_fine", "a")]
+    ds = build_dataset(plugins, DataSpec(plugin="text_jsonl", root=str(pseudo),
+                                         options=TextJsonlOptions()))
+    assert [(r.text, r.labels, r.source) for r in ds.records()] == [
+        ("She scowls.", ("anger", "disgust"), "pseudo_dfew")]
+    sample = ds.samples()[0]  # the Dataset protocol view
+    assert (sample.label, sample.explanation, sample.extra["labels"]) == (
+        "anger", "She scowls.", ["anger", "disgust"])
+    with pytest.raises(VerifierDataError, match="text_emer: give the file as root"):
+        build_dataset(plugins, DataSpec(plugin="text_emer"))

@@ -10,10 +10,11 @@ paper's checkpoint, or whatever a user trained with ``erv train-verifier``).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -172,13 +173,14 @@ class HFVerifier:
         self.dtype = _torch_dtype(dtype, self.device)
         self.batch_size = batch_size
         self.length_bucketing = length_bucketing  # False: input order (benchmark baseline)
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
-            model = AutoModelForSequenceClassification.from_pretrained(
-                self.path, local_files_only=True, dtype=self.dtype
-            )
-        except (OSError, ValueError) as exc:
-            raise VerifierLoadError(f"verifier checkpoint {self.path}: {exc}") from None
+        with _quiet_loading():
+            try:
+                self.tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
+                model = AutoModelForSequenceClassification.from_pretrained(
+                    self.path, local_files_only=True, dtype=self.dtype
+                )
+            except (OSError, ValueError) as exc:
+                raise VerifierLoadError(f"verifier checkpoint {self.path}: {exc}") from None
         self.labels: tuple[str, ...] = _labels_from_id2label(
             {str(k): v for k, v in model.config.id2label.items()}, self.path
         )
@@ -257,6 +259,21 @@ def label_sets(proba: np.ndarray, *, tau: float = 0.5, top_k: int = 2) -> list[t
         above = [int(i) for i in ranked if row[i] > tau]
         result.append(tuple(above[:top_k]) if above else (int(ranked[0]),))
     return result
+
+
+@contextlib.contextmanager
+def _quiet_loading() -> Iterator[None]:
+    """No "Loading weights" bar: a small classifier loads in a blink, and the bar would
+    land in the middle of reward and judge output."""
+    from transformers.utils import logging as hf_logging
+
+    was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_on:
+            hf_logging.enable_progress_bar()
 
 
 def _torch_dtype(dtype: Dtype, device: torch.device) -> torch.dtype:

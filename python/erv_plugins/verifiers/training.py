@@ -401,7 +401,15 @@ def build_dataset(plugins: Any, spec: Any) -> Any:
             context = {k: v for k, v in context.items() if k in params}
     except (TypeError, ValueError):
         pass
-    return reg.build(spec.options, **context)
+    options = spec.options
+    if reg.options is not None and not isinstance(options, reg.options):
+        import msgspec  # a DataSpec built in code rather than decoded by load_recipe
+
+        try:
+            options = msgspec.convert(options or {}, reg.options)
+        except msgspec.ValidationError as exc:
+            raise ErvError(f"dataset {spec.plugin!r} options: {exc}") from None
+    return reg.build(options, **context)
 
 
 # -- the pipeline stage --------------------------------------------------------------------
