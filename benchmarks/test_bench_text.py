@@ -58,9 +58,13 @@ def report(request):
 
     ratio("parse+paper split: native (auto) vs release re", "release_re", "native_parse_split")
     ratio("parse+paper split: native 1 thread vs release re", "release_re", "native_parse_split_serial")
+    ratio("parse+paper split: text.parse_and_split (Parsed objects) vs release re", "release_re", "public_api_parse_split")
+    ratio("parse+paper split: two native calls vs release re", "release_re", "native_two_calls")
     ratio("parse+paper split: native vs twin (precompiled re)", "twin_re", "native_parse_split")
     ratio("parse+paper split: 2 threads vs 1 thread", "native_parse_split_serial", "native_parse_split_parallel")
     ratio("pragmatic: 2 threads vs 1 thread", "pragmatic_serial", "pragmatic_parallel")
+    ratio("scan only, paper: 2 threads vs 1 thread (wall time)", "scan_paper_serial", "scan_paper_parallel")
+    ratio("scan only, pragmatic: 2 threads vs 1 thread (wall time)", "scan_pragmatic_serial", "scan_pragmatic_parallel")
     ratio("pragmatic vs pysbd, same 32 explanations", "pysbd", "pragmatic_subset")
     ratio("tag scan vs memchr scan (times slower)", "tag_scan", "memchr_scan")
     ratio("parse_completions (with Parsed objects) vs memchr scan (times slower)", "parse_completions", "memchr_scan")
@@ -111,8 +115,14 @@ def run(benchmark, name, fn, *args, **kwargs):
 
 # --- parse + paper split -------------------------------------------------------------------
 def native_parse_split(batch, parallel=None):
-    parsed = native.parse_completions(batch, parallel=parallel)
-    sentences = native.split_sentences_batch([p[1] or "" for p in parsed], "paper", parallel=parallel)
+    """One native call: tags found and the explanation split where it lies in the completion."""
+    parsed, sentences = native.parse_and_split(batch, "paper", parallel=parallel)
+    return [(f, t, a, s) for (f, t, a), s in zip(parsed, sentences)]
+
+
+def native_two_calls(batch):
+    parsed = native.parse_completions(batch)
+    sentences = native.split_sentences_batch([p[1] or "" for p in parsed], "paper")
     return [(f, t, a, s) for (f, t, a), s in zip(parsed, sentences)]
 
 
@@ -144,17 +154,27 @@ def test_native_parse_split_parallel(benchmark):
     assert run(benchmark, "native_parse_split_parallel", native_parse_split, BATCH, True) == EXPECTED
 
 
-def test_public_api_parse_split(benchmark):
-    def api(batch):
-        parsed = text.parse_completions(batch)
-        return parsed, text.split_sentences_batch([p.think or "" for p in parsed], "paper")
+def test_native_two_calls(benchmark):
+    assert run(benchmark, "native_two_calls", native_two_calls, BATCH) == EXPECTED
 
-    parsed, sentences = run(benchmark, "public_api_parse_split", api, BATCH)
+
+def test_public_api_parse_split(benchmark):
+    parsed, sentences = run(benchmark, "public_api_parse_split", text.parse_and_split, BATCH, "paper")
     assert [(p.format_ok, p.think, p.answer, s) for p, s in zip(parsed, sentences)] == EXPECTED
 
 
 def test_paper_serial(benchmark):
     run(benchmark, "paper_serial", native.split_sentences_batch, EXPLANATIONS, "paper", parallel=False)
+
+
+# --- scan-only scaling (no Python objects): what rayon can speed up ------------------------
+BIG = BATCH * 4  # 4,096 completions, ~5.6 MB
+
+
+@pytest.mark.parametrize("mode", ["paper", "pragmatic"])
+@pytest.mark.parametrize("threads", ["serial", "parallel"])
+def test_scan_scaling(benchmark, mode, threads):
+    run(benchmark, f"scan_{mode}_{threads}", native.sentence_counts, BIG, mode, parallel=threads == "parallel")
 
 
 # --- pragmatic -----------------------------------------------------------------------------

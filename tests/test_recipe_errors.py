@@ -59,7 +59,7 @@ CASES = [
                  "$.stages: a stage is named twice", id="duplicate-stage"),
     pytest.param(GOOD.replace("[rewards.toy]", "[rewards.tyo]"),
                  "$.rewards.tyo.plugin: unknown reward 'tyo' (did you mean 'toy'?); "
-                 "available: toy", id="unknown-reward"),
+                 "available: {rewards}", id="unknown-reward"),
     pytest.param(GOOD.replace('plugin = "toyset"', 'plugin = "dfew-missing"'),
                  "$.grpo.dataset.plugin: unknown dataset 'dfew-missing'; available: {datasets}",
                  id="unknown-dataset"),
@@ -86,7 +86,8 @@ def test_bad_recipe(tmp_path, capsys, toy_plugins, text, message):
     assert r.code == 2
     assert r.out == ""
     expected = message.format(dir=tmp_path, stages=", ".join(toy_plugins.names("stage")),
-                              datasets=", ".join(toy_plugins.names("dataset")))
+                              datasets=", ".join(toy_plugins.names("dataset")),
+                              rewards=", ".join(toy_plugins.names("reward")))
     assert r.err == f"erv: error: {path}: {expected}\n"
 
 

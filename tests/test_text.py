@@ -17,6 +17,7 @@ CASES = [json.loads(line) for line in
 class Native:
     parse_completions = staticmethod(text.parse_completions)
     split_sentences_batch = staticmethod(text.split_sentences_batch)
+    parse_and_split = staticmethod(text.parse_and_split)
 
 
 @pytest.fixture(params=["native", "pure"])
@@ -126,6 +127,17 @@ def test_pragmatic_word_lists_match_the_native_ones():
     assert set(lists["starters"]) == _text_pure.STARTERS
 
 
+# --- parse and split in one call -----------------------------------------------------------
+@pytest.mark.parametrize("mode", ["paper", "pragmatic"])
+def test_parse_and_split_is_parse_then_split_of_the_explanation(impl, mode):
+    completions = [c for c, _ in PARSE_CASES] + [f"<think> {c['text']} </think><answer>x</answer>" for c in CASES]
+    parsed, sentences = impl.parse_and_split(completions, mode)
+    assert parsed == [p for _, p in PARSE_CASES] + _text_pure.parse_completions(completions[len(PARSE_CASES):])
+    assert sentences == _text_pure.split_sentences_batch([p.think or "" for p in parsed], mode)
+    assert sentences[0] == ["He smiles."]
+    assert sentences[len(PARSE_CASES) - 3] == []  # "no tags at all": no explanation
+
+
 # --- the public API -------------------------------------------------------------------------
 def test_split_sentences_defaults_to_paper_mode():
     assert text.split_sentences("Dr. Who. Yes") == ["Dr.", "Who.", "Yes"]
@@ -136,6 +148,16 @@ def test_batch_accepts_any_sequence_and_keeps_order():
     texts = ("A. B.", "", "C! D?")
     assert text.split_sentences_batch(texts) == [["A.", "B."], [], ["C!", "D?"]]
     assert text.parse_completions(iter([])) == []
+
+
+def test_str_subclasses_give_plain_str(impl):
+    class Note(str):
+        pass
+
+    parsed = impl.parse_completions([Note("<think>a. b</think><answer>x</answer>")])[0]
+    sentences = impl.split_sentences_batch([Note("a. b"), Note("whole")], "paper")
+    assert sentences == [["a.", "b"], ["whole"]]
+    assert {type(x) for x in [parsed.think, parsed.answer, *sentences[0], *sentences[1]]} == {str}
 
 
 def test_bad_mode_is_named():
@@ -162,6 +184,8 @@ def test_parallel_and_serial_paths_agree(mode):
     assert serial == _text_pure.split_sentences_batch(texts, mode)
     spans = text._native.sentence_spans(["a. b", "\u00e9. x"], "paper")
     assert spans == [[0, 2, 3, 4], [0, 3, 4, 5]]
+    counts = text._native.sentence_counts(texts, mode, parallel=True)
+    assert counts == [len(s) for s in serial]
 
 
 def test_batches_release_the_gil():

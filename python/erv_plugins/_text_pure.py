@@ -55,7 +55,7 @@ TITLES = frozenset("""adm brig capt cmdr col det dr fr gen gov hon insp lt maj m
     mr mrs ms mt pres prof rep rev sen sgt st supt""".split())
 NEVER_END = frozenset("al approx ca cf e.g esp i.e incl resp viz vs w.r.t".split())
 NUMBER_ABBR = frozenset("art ch eq eqs fig figs no nos nr op p pp sec tab vol vols".split())
-SOMETIMES_END = frozenset("""a.m apr aug ave b.a b.sc blvd bros co corp dec dept e.u est etc feb
+SOMETIMES_END = frozenset("""a.m apr aug ave b.a b.sc blvd bros co corp dec dept e.u est feb
     fri hr hrs inc jan jr jul jun llc ltd m.a m.d mar min mon nov oct p.m ph.d plc rd sat sep
     sept sr sun thu thur thurs tue tues u.k u.n u.s u.s.a univ wed""".split())
 STARTERS = frozenset("""A Additionally After Afterwards Again All Also Although An And Another
@@ -210,3 +210,8 @@ def split_sentences_batch(texts: list[str], mode: str) -> list[list[str]]:
     if mode == "pragmatic":
         return [split_pragmatic(t) for t in texts]
     raise ValueError(f"unknown segmentation mode {mode!r}; expected 'paper' or 'pragmatic'")
+
+
+def parse_and_split(texts: list[str], mode: str) -> tuple[list[Parsed], list[list[str]]]:
+    parsed = parse_completions(texts)
+    return parsed, split_sentences_batch([p.think or "" for p in parsed], mode)

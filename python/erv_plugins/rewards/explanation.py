@@ -175,15 +175,17 @@ class ExplanationReward:
         above = probs > tau  # strictly, as released
         count = above.sum(axis=1)
         sets = above.copy()
-        rows = np.arange(len(probs))
         none = count == 0
         if none.any():  # nothing above tau: the top-1 label
-            sets[rows[none], probs[none].argmax(axis=1)] = True
+            sets[np.flatnonzero(none), probs[none].argmax(axis=1)] = True
         many = count > k
         if many.any():  # more than k above tau: the k most probable (ties: lower index)
-            top = np.argsort(-probs[many], axis=1, kind="stable")[:, :k]
-            sets[many] = False
-            sets[rows[many][:, None], top] = True
+            sub = probs[many]
+            kth = np.partition(sub, sub.shape[1] - k, axis=1)[:, sub.shape[1] - k, None]
+            higher = sub > kth
+            tied = sub == kth
+            room = k - higher.sum(axis=1, keepdims=True)
+            sets[many] = higher | (tied & (np.cumsum(tied, axis=1) <= room))
         if self._neutral_idx is None:
             neutral = np.zeros(len(probs), dtype=bool)
         elif self.options.neutral_rule == "release":

@@ -243,6 +243,22 @@ class OmniForCausalLM(Qwen2ForCausalLM):
         self.vocab_size = config.vocab_size
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         self.post_init()
+        self.freeze_encoders()
+
+    def freeze_encoders(self) -> None:
+        """requires_grad=False on the encoders the config marks frozen (release: both)."""
+        if self.config.freeze_vision_tower:
+            self.model.vision_tower.requires_grad_(False)
+        if self.config.freeze_audio_tower:
+            self.model.audio_tower.requires_grad_(False)
+
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):  # noqa: ANN002, ANN003, ANN206
+        # Loading materialises fresh parameters; freeze again afterwards.
+        loaded = super().from_pretrained(*args, **kwargs)
+        model = loaded[0] if isinstance(loaded, tuple) else loaded
+        model.freeze_encoders()
+        return loaded
 
     # -- encoders (release encode_images_or_videos / encode_audios) ------------------------
     def encode_videos(self, videos: torch.Tensor, gate_input_ids: torch.Tensor | None = None,
@@ -323,8 +339,11 @@ class OmniForCausalLM(Qwen2ForCausalLM):
                     f"{kind}: each row needs exactly {count} placeholder tokens and one clip; "
                     f"got {per_row.tolist()} placeholders for {media.shape[0]} clips")
             if kind == "video":
-                gi = gate_input_ids[rows] if gate_input_ids is not None else None
-                gm = gate_attention_mask[rows] if gate_attention_mask is not None else None
+                # Gate inputs come one per clip (the processor) or one per row.
+                gi, gm = gate_input_ids, gate_attention_mask
+                if gi is not None and gi.shape[0] != media.shape[0]:
+                    gi = gi[rows]
+                    gm = gm[rows] if gm is not None else None
                 features = self.encode_videos(media, gi, gm)
             else:
                 features = self.encode_audios(media)
