@@ -12,8 +12,9 @@ Fixtures:
     Eight completions with their ground truth (``label``, ``dataset``) and the values the
     paper's ``format`` and ``answer`` rewards give them (``SampleCompletion``).
 ``erv_verifier``
-    A tiny deterministic verifier (``KeywordVerifier``): GoEmotions labels, probability
-    0.9 for every label whose keyword occurs in the text, neutral 0.9 when none does, 0.05
+    A tiny deterministic verifier (``erv_plugins.rewards.testing.KeywordVerifier``):
+    GoEmotions labels, probability 0.9 for every label whose keyword occurs in the text
+    ("tears" -> sadness, "smiling" -> joy, ...), neutral 0.8 when none does, 0.01
     elsewhere, so explanation rewards can be computed by hand. No model, no torch.
 ``erv_hf_verifier``
     A real tiny Hugging Face RoBERTa verifier saved to a temporary directory (random
@@ -49,15 +50,12 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from erv_plugins.plugins import Plugins
     from erv_plugins.rewards.engine import RewardScores
 
 __all__ = [
     "CliResult",
     "GRPORun",
-    "KeywordVerifier",
     "SampleCompletion",
     "SAMPLE_COMPLETIONS",
     "run_cli",
@@ -128,59 +126,6 @@ def _batch(samples: Sequence[SampleCompletion | str],
         raise ValueError("mix of SampleCompletion and plain strings: pass one kind")
     cols.update({k: list(v) for k, v in (columns or {}).items()})
     return completions, cols
-
-
-# -- a tiny deterministic verifier ----------------------------------------------------------
-KEYWORDS: dict[str, tuple[str, ...]] = {
-    "joy": ("happy", "joyful", "smiling", "smiles", "laughing", "delighted", "cheerful"),
-    "sadness": ("sad", "tears", "crying", "sorrowful", "gloomy"),
-    "anger": ("angry", "furious", "shouts", "shouting", "frowns"),
-    "fear": ("afraid", "scared", "terrified", "trembles"),
-    "surprise": ("surprised", "shocked", "astonished"),
-    "disgust": ("disgusted", "revolted"),
-    "nervousness": ("nervous", "anxious", "worried"),
-}  # fmt: skip
-
-
-class KeywordVerifier:
-    """A verifier you can compute by hand: no model, no torch.
-
-    For each text, every GoEmotions label with a keyword in it (whole word, any case) gets
-    probability ``hit``; a text with no keyword gets ``neutral`` at ``hit``; all other
-    labels get ``miss``. Counts its calls and texts so tests can check batching and caching.
-    """
-
-    cache_key = "erv-testing-keyword-verifier-v1"
-
-    def __init__(self, keywords: Mapping[str, Iterable[str]] | None = None, *,
-                 hit: float = 0.9, miss: float = 0.05) -> None:
-        from erv_plugins.labels import GOEMOTIONS
-
-        self.labels: tuple[str, ...] = GOEMOTIONS
-        self.keywords = {k: tuple(v) for k, v in (keywords or KEYWORDS).items()}
-        unknown = set(self.keywords) - set(self.labels)
-        if unknown:
-            raise ValueError(f"keywords for labels outside GoEmotions: {', '.join(sorted(unknown))}")
-        self.hit, self.miss = hit, miss
-        self.calls = 0
-        self.texts_seen = 0
-
-    def labels_of(self, text: str) -> list[str]:
-        words = {w.strip(".,;:!?\"'()").lower() for w in text.split()}
-        found = [label for label, keys in self.keywords.items() if words & set(keys)]
-        return found or ["neutral"]
-
-    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        import numpy as np
-
-        self.calls += 1
-        self.texts_seen += len(texts)
-        out = np.full((len(texts), len(self.labels)), self.miss, dtype=np.float32)
-        index = {label: i for i, label in enumerate(self.labels)}
-        for row, text in enumerate(texts):
-            for label in self.labels_of(text):
-                out[row, index[label]] = self.hit
-        return out
 
 
 # -- running rewards through the real engine ---------------------------------------------------
@@ -365,8 +310,10 @@ def erv_samples() -> list[SampleCompletion]:
 
 
 @pytest.fixture
-def erv_verifier() -> KeywordVerifier:
+def erv_verifier() -> Any:
     """A deterministic keyword verifier over the 28 GoEmotions labels (no model)."""
+    from erv_plugins.rewards.testing import KeywordVerifier
+
     return KeywordVerifier()
 
 

@@ -27,7 +27,7 @@ import msgspec
 
 from erv_plugins.hookspecs import hookimpl
 from erv_plugins.plugins import Register
-from erv_plugins.rewards.base import RewardBatch
+from erv_plugins.rewards.base import RewardBatch, RewardResult
 
 __all__ = ["DEFAULT_LEXICON", "CueGrounding", "CueGroundingOptions", "compile_cues"]
 
@@ -149,16 +149,27 @@ class CueGrounding:
 
     def score(self, explanation: str | None) -> float:
         """R_cue of one explanation; no explanation scores 0.0, as in R_E."""
-        if not explanation:
+        return self._value(self.cues(explanation) if explanation else None)
+
+    def __call__(self, batch: RewardBatch) -> RewardResult:
+        found = [self.cues(p.think) if p.think else None for p in batch.parsed]
+        values = [self._value(f) for f in found]
+        # Logged by the engine as cue_grounding/<modality>_share: how often each is cited.
+        n = max(len(found), 1)
+        info = {
+            f"{m}_share": sum(f is not None and len(f[m]) >= self.options.min_mentions
+                              for f in found) / n
+            for m in self.patterns
+        }
+        return RewardResult(values, info)
+
+    def _value(self, cues: dict[str, list[str]] | None) -> float:
+        if cues is None:
             return 0.0
-        cues = self.cues(explanation)
         cited = sum(len(words) >= self.options.min_mentions for words in cues.values())
         if self.options.mode == "all":
             return 1.0 if cited == len(cues) else 0.0
         return cited / len(cues)
-
-    def __call__(self, batch: RewardBatch) -> list[float | None]:
-        return [self.score(parsed.think) for parsed in batch.parsed]
 
 
 @hookimpl
