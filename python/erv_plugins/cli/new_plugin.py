@@ -119,14 +119,14 @@ def new_plugin(name: str, kind: str, directory: str) -> None:
     \b
     Example:
       erv new-plugin word-count --kind reward
-      cd erv-word-count && pip install -e . && pytest
+      cd erv-word-count && uv pip install -e . && pytest
       erv plugins
     """
     target = write_plugin(name, kind, directory)
     names = plugin_names(name)
     click.echo(f"Created {target}/ ({kind} {names.name!r}, package {names.module}). Next:")
     click.echo(f"  cd {target}")
-    click.echo("  pip install -e .          # or: uv pip install -e .")
+    click.echo("  uv pip install -e .       # or: pip install -e . (a venv with pip)")
     click.echo("  pytest                    # its tests pass as they are")
     click.echo(f"  erv plugins               # lists {names.name}")
     click.echo(f"Then edit src/{names.module}/__init__.py; see docs/writing-plugins.md.")
