@@ -3,7 +3,13 @@
 A reward scores the whole batch of completions at once (all G generations of all
 prompts), so that it can share work across them (the explanation reward verifies each
 distinct sentence once). It returns one value per completion: a float, or None where it
-does not apply. It may be a coroutine function; the engine awaits those concurrently.
+does not apply; or a ``RewardResult`` that adds batch statistics for logging. It may be a
+coroutine function; the engine awaits those concurrently.
+
+What a reward ``requires`` decides what the engine hands it when it is built from a
+recipe: ``"verifier"`` -> keyword ``verifier=`` (a ``erv_plugins.verifiers.base.Verifier``),
+``"label_space"`` -> keyword ``label_spaces=`` (a ``Mapping[str, LabelSpace]`` keyed by
+dataset name); any other name is a dataset column the batch must carry.
 """
 
 from __future__ import annotations
@@ -35,10 +41,22 @@ class RewardBatch:
         return len(self.completions)
 
 
+@dataclass
+class RewardResult:
+    """Values (one per completion, None = not applicable) plus statistics for logging.
+
+    ``info`` keys are plain statistic names (``"sentences_per_explanation"``); the engine
+    prefixes them with the reward's name.
+    """
+
+    values: Sequence[float | None]
+    info: dict[str, float] = field(default_factory=dict)
+
+
 class Reward(Protocol):
     name: ClassVar[str]
     Options: ClassVar[type[msgspec.Struct]]
     # What the reward needs: dataset columns ("label"), "verifier", "label_space".
     requires: ClassVar[frozenset[str]]
 
-    def __call__(self, batch: RewardBatch) -> Sequence[float | None]: ...
+    def __call__(self, batch: RewardBatch) -> Sequence[float | None] | RewardResult: ...

@@ -1,0 +1,502 @@
+"""The reward engine: R = sum_j w_j(step) * R_j over the recipe's rewards (paper eq. 5).
+
+One engine serves the GRPO stage (through TRL) and ``erv reward``. Per batch it parses
+every completion once, hands the whole batch to each reward (so the explanation reward can
+verify each distinct sentence once), enforces each reward's timeout and retries, and turns
+a failure into NaN that is logged and counted, never a silent 0.0. Async rewards run
+concurrently. Weights are constant or scheduled over training steps.
+
+With TRL::
+
+    engine = RewardEngine.from_recipe(recipe, plugins)
+    trainer = GRPOTrainer(..., reward_funcs=engine.trl_reward_functions(),
+                          args=GRPOConfig(..., reward_weights=engine.trl_reward_weights(0)))
+    trainer.add_callback(engine.trl_callback(trainer))   # scheduled weights, each step
+
+TRL calls one function per reward; the first call of a batch scores all rewards (one
+``score``), the others read that result. TRL logs ``rewards/<name>/mean``; the engine's
+extra statistics (``explanation/neutral_share``...) go to TRL's ``log_metric``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import inspect
+import logging
+import math
+import threading
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from erv_plugins.errors import ErvError, PluginError, RecipeError
+from erv_plugins.labels import LabelSpace
+from erv_plugins.recipe import WeightSchedule
+from erv_plugins.rewards.base import RewardBatch, RewardResult
+from erv_plugins.rewards.spaces import label_spaces_from_plugins
+from erv_plugins.text import parse_completions
+
+if TYPE_CHECKING:
+    from erv_plugins.plugins import Plugins
+    from erv_plugins.recipe import Recipe
+    from erv_plugins.verifiers.base import Verifier
+
+logger = logging.getLogger("erv.rewards")
+
+# Columns a GRPO batch carries for every sample (erv_plugins.datasets.base.Sample).
+DEFAULT_COLUMNS: frozenset[str] = frozenset({"label", "dataset", "id", "video", "prompt"})
+
+
+# -- weights ------------------------------------------------------------------------------
+def check_schedule(weight: float, schedule: WeightSchedule | None) -> None:
+    """Raise ValueError when ``schedule`` cannot be evaluated."""
+    if schedule is None or schedule.kind == "constant":
+        return
+    if schedule.kind in ("linear", "cosine"):
+        if schedule.end is None or schedule.steps is None or schedule.steps <= 0:
+            raise ValueError(f"a {schedule.kind} schedule needs 'end' and 'steps' > 0")
+    elif schedule.kind == "step":
+        if not schedule.milestones or len(schedule.milestones) != len(schedule.values):
+            raise ValueError("a step schedule needs as many 'values' as 'milestones' (at least one)")
+        if sorted(schedule.milestones) != list(schedule.milestones):
+            raise ValueError("step schedule 'milestones' must be increasing")
+
+
+def scheduled_weight(weight: float, schedule: WeightSchedule | None, step: int) -> float:
+    """The weight at ``step``: from ``weight`` to ``schedule.end`` over ``schedule.steps``
+    (linear or half-cosine, then held), or ``values[i]`` from ``milestones[i]`` on."""
+    if schedule is None or schedule.kind == "constant":
+        return weight
+    if schedule.kind == "step":
+        w = weight
+        for milestone, value in zip(schedule.milestones, schedule.values):
+            if step >= milestone:
+                w = value
+        return w
+    assert schedule.end is not None and schedule.steps
+    t = min(max(step, 0) / schedule.steps, 1.0)
+    if schedule.kind == "linear":
+        return weight + (schedule.end - weight) * t
+    return schedule.end + (weight - schedule.end) * 0.5 * (1.0 + math.cos(math.pi * t))
+
+
+@dataclass
+class RewardTerm:
+    """One reward of the engine with its weight, schedule, timeout and retries."""
+
+    name: str
+    reward: Callable[[RewardBatch], Any]
+    weight: float = 1.0
+    schedule: WeightSchedule | None = None
+    timeout_s: float | None = None
+    retries: int = 0
+
+    def __post_init__(self) -> None:
+        check_schedule(self.weight, self.schedule)
+        if self.retries < 0:
+            raise ValueError(f"reward {self.name!r}: retries must be >= 0")
+        if self.timeout_s is not None and self.timeout_s <= 0:
+            raise ValueError(f"reward {self.name!r}: timeout_s must be > 0")
+
+    @property
+    def is_async(self) -> bool:
+        call = getattr(self.reward, "__call__", None)
+        return inspect.iscoroutinefunction(self.reward) or inspect.iscoroutinefunction(call)
+
+    def weight_at(self, step: int) -> float:
+        return scheduled_weight(self.weight, self.schedule, step)
+
+
+@dataclass
+class RewardScores:
+    """The rewards of one batch: total R, each reward's unweighted values (NaN = failed or
+    not applicable), and statistics (flat keys ``<reward>/<statistic>``)."""
+
+    total: list[float]
+    per_reward: dict[str, list[float]]
+    info: dict[str, float] = field(default_factory=dict)
+    weights: dict[str, float] = field(default_factory=dict)
+
+
+class _Failed(Exception):
+    pass
+
+
+def completion_text(completion: Any) -> str:
+    """A TRL completion as text: a string, or chat messages ``[{"role", "content"}]``."""
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, Mapping):
+        completion = [completion]
+    if isinstance(completion, Sequence):
+        parts: list[str] = []
+        for message in completion:
+            content = message.get("content", "") if isinstance(message, Mapping) else message
+            if isinstance(content, str):
+                parts.append(content)
+            elif isinstance(content, Sequence):  # content blocks [{"type": "text", "text": ...}]
+                parts.extend(b.get("text", "") for b in content
+                             if isinstance(b, Mapping) and b.get("type", "text") == "text")
+        return "".join(parts)
+    raise TypeError(f"a completion must be a string or a list of chat messages, got {completion!r}")
+
+
+class RewardEngine:
+    """Scores batches of completions with weighted rewards (paper eq. 5)."""
+
+    def __init__(self, rewards: Mapping[str, Callable[[RewardBatch], Any]] | Sequence[RewardTerm],
+                 *, weights: Mapping[str, float] | None = None,
+                 plugins: Plugins | None = None) -> None:
+        if isinstance(rewards, Mapping):
+            weights = weights or {}
+            unknown = set(weights) - set(rewards)
+            if unknown:
+                raise ValueError(f"weights for unknown rewards: {', '.join(sorted(unknown))}")
+            terms = [RewardTerm(name, r, weights.get(name, 1.0)) for name, r in rewards.items()]
+        else:
+            terms = list(rewards)
+        names = [t.name for t in terms]
+        if len(set(names)) != len(names):
+            raise ValueError(f"reward names must be unique, got {names}")
+        if not terms:
+            raise ValueError("a reward engine needs at least one reward")
+        self.terms: list[RewardTerm] = terms
+        self.plugins = plugins
+        self.failures: dict[str, int] = {t.name: 0 for t in terms}  # failed calls so far
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._trl_last: tuple[Any, RewardScores] | None = None
+        self._lock = threading.Lock()
+
+    # -- construction from a recipe ---------------------------------------------------------
+    @classmethod
+    def from_recipe(cls, recipe: Recipe, plugins: Plugins, *, verifier: Verifier | None = None,
+                    label_spaces: Mapping[str, LabelSpace] | None = None,
+                    columns: Collection[str] = DEFAULT_COLUMNS) -> RewardEngine:
+        """Build every ``[rewards.<name>]`` of the recipe through the plugin registry.
+
+        Checks what each reward requires against what the recipe provides (``columns``
+        the batches will carry, a verifier from ``verifier`` or the recipe's ``[verifier]``
+        table) and fails here, naming ``<recipe file>: $.rewards.<name>``, not mid-training.
+        """
+        source = recipe.source or "recipe"
+        if not recipe.rewards:
+            raise RecipeError(f"{source}: $.rewards: the recipe defines no rewards")
+        spaces = dict(label_spaces) if label_spaces is not None else label_spaces_from_plugins(plugins)
+        regs = {}
+        for name, spec in recipe.rewards.items():
+            plugin = spec.plugin or name
+            try:
+                regs[name] = plugins.get("reward", plugin)
+            except PluginError as exc:
+                raise RecipeError(f"{source}: $.rewards.{name}.plugin: {exc}") from None
+        needs_verifier = [n for n, r in regs.items()
+                          if "verifier" in getattr(r.factory, "requires", ())]
+        for name, reg in regs.items():
+            requires = frozenset(getattr(reg.factory, "requires", ()))
+            missing = sorted(requires - {"verifier", "label_space"} - set(columns))
+            if missing:
+                raise RecipeError(
+                    f"{source}: $.rewards.{name}: reward {reg.name!r} needs the dataset "
+                    f"column(s) {', '.join(missing)}, which the batches do not carry "
+                    f"(they carry {', '.join(sorted(columns))})"
+                )
+            if "verifier" in requires and verifier is None and recipe.verifier is None:
+                raise RecipeError(
+                    f"{source}: $.rewards.{name}: reward {reg.name!r} needs a verifier; add a "
+                    f"[verifier] table (e.g. plugin = \"hf\", options.path = \"...\")"
+                )
+        if needs_verifier and verifier is None:
+            assert recipe.verifier is not None
+            try:
+                verifier = plugins.get("verifier", recipe.verifier.plugin).build(
+                    recipe.verifier.options)
+            except ErvError as exc:
+                raise RecipeError(f"{source}: $.verifier: {exc}") from None
+            except Exception as exc:  # a verifier that cannot load: say which and why
+                raise RecipeError(
+                    f"{source}: $.verifier: verifier {recipe.verifier.plugin!r} could not be "
+                    f"built: {type(exc).__name__}: {exc}") from exc
+        terms = []
+        for name, spec in recipe.rewards.items():
+            reg = regs[name]
+            requires = frozenset(getattr(reg.factory, "requires", ()))
+            context: dict[str, Any] = {}
+            if "verifier" in requires:
+                context["verifier"] = verifier
+            if "label_space" in requires:
+                context["label_spaces"] = spaces
+            try:
+                reward = reg.build(spec.options, **context)
+            except ErvError as exc:
+                raise RecipeError(f"{source}: $.rewards.{name}: {exc}") from None
+            except (TypeError, ValueError) as exc:
+                raise RecipeError(f"{source}: $.rewards.{name}: reward {reg.name!r} could not "
+                                  f"be built: {exc}") from exc
+            try:
+                terms.append(RewardTerm(name, reward, spec.weight, spec.schedule,
+                                        spec.timeout_s, spec.retries))
+            except ValueError as exc:
+                raise RecipeError(f"{source}: $.rewards.{name}.schedule: {exc}") from None
+        return cls(terms, plugins=plugins)
+
+    # -- introspection -----------------------------------------------------------------------
+    @property
+    def names(self) -> list[str]:
+        return [t.name for t in self.terms]
+
+    def reward(self, name: str) -> Any:
+        for t in self.terms:
+            if t.name == name:
+                return t.reward
+        raise KeyError(f"no reward {name!r}; the engine has {', '.join(self.names)}")
+
+    def weights(self, step: int = 0) -> dict[str, float]:
+        return {t.name: t.weight_at(step) for t in self.terms}
+
+    # -- scoring -----------------------------------------------------------------------------
+    def make_batch(self, completions: Sequence[Any], columns: Mapping[str, Sequence[Any]] | None,
+                   *, prompts: Sequence[Any] | None = None, step: int = 0) -> RewardBatch:
+        texts = [completion_text(c) for c in completions]
+        cols = {k: list(v) for k, v in (columns or {}).items()}
+        for key, values in cols.items():
+            if len(values) != len(texts):
+                raise ValueError(f"column {key!r} has {len(values)} values for "
+                                 f"{len(texts)} completions")
+        return RewardBatch(texts, parse_completions(texts), cols,
+                           list(prompts) if prompts is not None else None, step)
+
+    def score(self, completions: Sequence[Any], columns: Mapping[str, Sequence[Any]] | None = None,
+              *, prompts: Sequence[Any] | None = None, step: int = 0) -> RewardScores:
+        """Score a whole batch; calls the ``erv_rewards_computed`` observers."""
+        batch = self.make_batch(completions, columns, prompts=prompts, step=step)
+        return self.score_batch(batch)
+
+    def score_batch(self, batch: RewardBatch) -> RewardScores:
+        results: dict[str, tuple[list[float], dict[str, float], bool]] = {}
+        async_terms = [t for t in self.terms if t.is_async]
+        for term in self.terms:
+            if not term.is_async:
+                results[term.name] = self._run_sync(term, batch)
+        if async_terms:
+            results.update(_run_coroutine(self._run_async_all(async_terms, batch)))
+        return self._finish(batch, results)
+
+    async def ascore(self, completions: Sequence[Any],
+                     columns: Mapping[str, Sequence[Any]] | None = None, *,
+                     prompts: Sequence[Any] | None = None, step: int = 0) -> RewardScores:
+        """``score`` for callers inside an event loop (sync rewards run in threads)."""
+        batch = self.make_batch(completions, columns, prompts=prompts, step=step)
+        loop = asyncio.get_running_loop()
+        sync = [t for t in self.terms if not t.is_async]
+        outs = await asyncio.gather(
+            *[loop.run_in_executor(None, self._run_sync, t, batch) for t in sync],
+            self._run_async_all([t for t in self.terms if t.is_async], batch),
+        )
+        results = dict(zip([t.name for t in sync], outs[:-1]))
+        results.update(outs[-1])
+        return self._finish(batch, results)
+
+    def _pool(self) -> concurrent.futures.ThreadPoolExecutor:
+        if self._executor is None:
+            self._executor = concurrent.futures.ThreadPoolExecutor(
+                max_workers=max(2, len(self.terms)), thread_name_prefix="erv-reward")
+        return self._executor
+
+    def _run_sync(self, term: RewardTerm, batch: RewardBatch) -> tuple[list[float], dict, bool]:
+        error: str = ""
+        for attempt in range(term.retries + 1):
+            try:
+                if term.timeout_s is None:
+                    out = term.reward(batch)
+                else:
+                    future = self._pool().submit(term.reward, batch)
+                    try:
+                        out = future.result(timeout=term.timeout_s)
+                    except concurrent.futures.TimeoutError:
+                        future.cancel()
+                        raise _Failed(f"timed out after {term.timeout_s:g} s") from None
+                return (*_check_output(term.name, out, len(batch)), False)
+            except Exception as exc:  # a reward failure must not stop training: NaN + log
+                error = str(exc) if isinstance(exc, _Failed) else f"{type(exc).__name__}: {exc}"
+                self._log_failure(term, attempt, error)
+        return [math.nan] * len(batch), {}, True
+
+    async def _run_async(self, term: RewardTerm, batch: RewardBatch) -> tuple[list[float], dict, bool]:
+        for attempt in range(term.retries + 1):
+            try:
+                coro = term.reward(batch)
+                out = await (asyncio.wait_for(coro, term.timeout_s) if term.timeout_s else coro)
+                return (*_check_output(term.name, out, len(batch)), False)
+            except (asyncio.TimeoutError, TimeoutError):
+                self._log_failure(term, attempt, f"timed out after {term.timeout_s:g} s")
+            except Exception as exc:
+                self._log_failure(term, attempt, f"{type(exc).__name__}: {exc}")
+        return [math.nan] * len(batch), {}, True
+
+    async def _run_async_all(self, terms: list[RewardTerm], batch: RewardBatch
+                             ) -> dict[str, tuple[list[float], dict, bool]]:
+        outs = await asyncio.gather(*[self._run_async(t, batch) for t in terms])
+        return {t.name: o for t, o in zip(terms, outs)}
+
+    def _log_failure(self, term: RewardTerm, attempt: int, error: str) -> None:
+        last = attempt == term.retries
+        logger.warning("reward %r failed (attempt %d of %d)%s: %s", term.name, attempt + 1,
+                       term.retries + 1, "; its values are NaN for this batch" if last else
+                       ", retrying", error)
+
+    def _finish(self, batch: RewardBatch,
+                results: Mapping[str, tuple[list[float], dict, bool]]) -> RewardScores:
+        size = len(batch)
+        weights = self.weights(batch.step)
+        per_reward: dict[str, list[float]] = {}
+        info: dict[str, float] = {}
+        total = np.zeros(size, dtype=np.float64)
+        seen = np.zeros(size, dtype=bool)
+        for term in self.terms:
+            values, extra, failed = results[term.name]
+            if failed:
+                with self._lock:
+                    self.failures[term.name] += 1
+            arr = np.asarray(values, dtype=np.float64)
+            per_reward[term.name] = values
+            ok = ~np.isnan(arr)
+            # As TRL: NaN terms are left out of the weighted sum.
+            total += np.where(ok, arr * weights[term.name], 0.0)
+            seen |= ok
+            info[f"{term.name}/mean"] = float(arr[ok].mean()) if ok.any() else math.nan
+            info[f"{term.name}/std"] = float(arr[ok].std()) if ok.any() else math.nan
+            info[f"{term.name}/failure_rate"] = 1.0 if failed else 0.0
+            info[f"{term.name}/nan_share"] = float((~ok).mean()) if size else 0.0
+            info[f"{term.name}/failures"] = float(self.failures[term.name])
+            info[f"{term.name}/weight"] = weights[term.name]
+            for key, value in extra.items():
+                info[f"{term.name}/{key}"] = float(value)
+        total_list = np.where(seen, total, math.nan).tolist()
+        scores = RewardScores(total_list, per_reward, info, weights)
+        if self.plugins is not None:
+            self.plugins.rewards_computed(batch.step, per_reward, total_list, info)
+        return scores
+
+    # -- TRL ---------------------------------------------------------------------------------
+    def trl_reward_functions(self) -> list[Callable[..., list[float | None]]]:
+        """One function per reward, TRL's calling convention, ``__name__`` = reward name.
+
+        ``f(prompts=..., completions=..., completion_ids=..., trainer_state=..., **columns)``
+        returns one float per completion (None where the reward failed or does not apply).
+        """
+        return [self._trl_function(name) for name in self.names]
+
+    def _trl_function(self, name: str) -> Callable[..., list[float | None]]:
+        engine = self
+
+        def reward(prompts: Sequence[Any] | None = None, completions: Sequence[Any] | None = None,
+                   completion_ids: Any = None, trainer_state: Any = None, **kwargs: Any
+                   ) -> list[float | None]:
+            scores = engine._trl_scores(prompts, completions or [], trainer_state, kwargs)
+            return [None if math.isnan(v) else float(v) for v in scores.per_reward[name]]
+
+        reward.__name__ = reward.__qualname__ = name
+        reward.__doc__ = f"erv reward {name!r} in TRL's reward-function convention."
+        return reward
+
+    def _trl_scores(self, prompts: Sequence[Any] | None, completions: Sequence[Any],
+                    trainer_state: Any, kwargs: dict[str, Any]) -> RewardScores:
+        log_metric = kwargs.pop("log_metric", None)
+        for key in ("log_extra", "environments"):
+            kwargs.pop(key, None)
+        step = int(getattr(trainer_state, "global_step", 0) or 0)
+        texts = tuple(completion_text(c) for c in completions)
+        key = (step, texts, tuple((k, tuple(map(repr, v))) for k, v in sorted(kwargs.items())
+                                  if k in ("label", "dataset")))
+        with self._lock:
+            last = self._trl_last
+        if last is not None and last[0] == key:
+            return last[1]
+        scores = self.score(list(texts), kwargs, prompts=prompts, step=step)
+        with self._lock:
+            self._trl_last = (key, scores)
+        if log_metric is not None:
+            for stat, value in scores.info.items():
+                if not stat.endswith(("/mean", "/std")) and not math.isnan(value):
+                    log_metric(f"erv/{stat}", value)
+        return scores
+
+    def trl_reward_weights(self, step: int = 0) -> list[float]:
+        """The weights at ``step`` in the order of ``trl_reward_functions()``."""
+        return [t.weight_at(step) for t in self.terms]
+
+    def trl_callback(self, trainer: Any = None) -> Any:
+        """A ``transformers.TrainerCallback`` that sets ``trainer.reward_weights`` to the
+        scheduled weights before every optimisation step: ``trainer.add_callback(
+        engine.trl_callback(trainer))``."""
+        from transformers import TrainerCallback
+
+        engine = self
+
+        class RewardWeightsCallback(TrainerCallback):
+            def __init__(self) -> None:
+                self.trainer = trainer
+
+            def bind(self, bound: Any) -> RewardWeightsCallback:
+                self.trainer = bound
+                return self
+
+            def _apply(self, step: int) -> None:
+                if self.trainer is None:
+                    raise RuntimeError("the erv reward-weights callback is not bound to a "
+                                       "trainer: use engine.trl_callback(trainer)")
+                import torch
+
+                current = getattr(self.trainer, "reward_weights", None)
+                device = current.device if isinstance(current, torch.Tensor) else None
+                self.trainer.reward_weights = torch.tensor(
+                    engine.trl_reward_weights(step), dtype=torch.float32, device=device)
+
+            def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+                self._apply(state.global_step)
+
+            def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+                self._apply(state.global_step)
+
+        return RewardWeightsCallback()
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+
+
+def _check_output(name: str, out: Any, size: int) -> tuple[list[float], dict[str, float]]:
+    info: dict[str, float] = {}
+    if isinstance(out, RewardResult):
+        info = dict(out.info)
+        out = out.values
+    try:
+        values = list(out)
+    except TypeError:
+        raise TypeError(f"reward {name!r} returned {type(out).__name__}, expected a list "
+                        "of floats") from None
+    if len(values) != size:
+        raise ValueError(f"reward {name!r} returned {len(values)} values for {size} completions")
+    clean = []
+    for v in values:
+        if v is None:
+            clean.append(math.nan)
+        elif isinstance(v, (int, float, np.floating, np.integer)):
+            clean.append(float(v))
+        else:
+            raise TypeError(f"reward {name!r} returned {v!r}; expected a float or None")
+    return clean, info
+
+
+def _run_coroutine(coro: Any) -> Any:
+    """Run ``coro`` to completion, also when called from inside a running event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()

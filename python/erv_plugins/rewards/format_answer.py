@@ -1,0 +1,111 @@
+"""R_format and R_answer (paper eq. 5), the two rule-based terms beside R_E."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import ClassVar, Literal
+
+import msgspec
+
+from erv_plugins.labels import BUILTIN_LABEL_SPACES, LabelSpace
+from erv_plugins.rewards.base import RewardBatch
+from erv_plugins.rewards.spaces import row_spaces
+
+
+class FormatReward:
+    """1.0 iff the whole completion is ``<think>...</think> <answer>...</answer>``."""
+
+    name: ClassVar[str] = "format"
+    Options: ClassVar[type[msgspec.Struct] | None] = None
+    requires: ClassVar[frozenset[str]] = frozenset()
+
+    def __call__(self, batch: RewardBatch) -> list[float]:
+        # The release's full match, across lines: <think>.*?</think>\s*<answer>.*?</answer>
+        return [1.0 if p.format_ok else 0.0 for p in batch.parsed]
+
+
+class AnswerOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    # "paper": only the text inside <answer> counts (across lines); no tags -> 0.
+    # "release": the first single-line <answer>, else the whole completion, as released.
+    mode: Literal["paper", "release"] = "paper"
+    # Label space of rows without a "dataset" column.
+    label_space: str = "mafw"
+
+
+_ANSWER_DOTALL = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
+_RELEASE_GT = re.compile(r"<answer>(.*?)</answer>")
+
+
+def _release_dfew(word: str) -> str:
+    # match_emotion_key_DFEW of the release: case-sensitive, no tag stripping.
+    if word == "sadness":
+        return "sad"
+    if "happiness" in word:
+        return "happy"
+    if "anger" in word:
+        return "angry"
+    return word
+
+
+def _release_mafw(word: str) -> str:
+    # match_emotion_key_MAFW of the release.
+    exact = {"angry": "anger", "sad": "sadness", "anxious": "anxiety",
+             "helpless": "helplessness", "disappointed": "disappointment"}
+    if word in exact:
+        return exact[word]
+    if "happy" in word:
+        return "happiness"
+    if "contemptuous" in word:
+        return "contempt"
+    return word
+
+
+_RELEASE_NORMALISERS = {"dfew": _release_dfew, "mafw": _release_mafw}
+
+
+class AnswerReward:
+    """1.0 iff the answer, normalised to the dataset's label words, equals the ground truth."""
+
+    name: ClassVar[str] = "answer"
+    Options: ClassVar[type[msgspec.Struct]] = AnswerOptions
+    requires: ClassVar[frozenset[str]] = frozenset({"label", "label_space"})
+
+    def __init__(self, options: AnswerOptions | None = None, *,
+                 label_spaces: Mapping[str, LabelSpace] | None = None) -> None:
+        self.options = options or AnswerOptions()
+        self.label_spaces = dict(label_spaces if label_spaces is not None else BUILTIN_LABEL_SPACES)
+
+    def __call__(self, batch: RewardBatch) -> list[float]:
+        labels = batch.columns.get("label")
+        if labels is None:
+            raise ValueError("answer reward: the batch has no 'label' column (ground truth)")
+        spaces = row_spaces(batch.columns, len(batch), self.label_spaces,
+                            self.options.label_space, reward=self.name)
+        if self.options.mode == "release":
+            return self._release(batch, labels, spaces)
+        out = []
+        for text, parsed, gt, space in zip(batch.completions, batch.parsed, labels, spaces):
+            answer = parsed.answer
+            if answer is None and "<answer>" in text:  # the paper counts a multi-line answer too
+                m = _ANSWER_DOTALL.search(text)
+                answer = m.group(1).strip() if m else None
+            if answer is None:
+                out.append(0.0)
+                continue
+            out.append(1.0 if space.normalize(answer) == space.normalize(str(gt)) else 0.0)
+        return out
+
+    @staticmethod
+    def _release(batch: RewardBatch, labels: list, spaces: list[LabelSpace]) -> list[float]:
+        out = []
+        for text, parsed, gt, space in zip(batch.completions, batch.parsed, labels, spaces):
+            gt = str(gt)
+            m = _RELEASE_GT.search(gt)
+            truth = m.group(1).strip() if m else gt.strip()
+            answer = parsed.answer if parsed.answer is not None else text.strip()
+            normalise = _RELEASE_NORMALISERS.get(space.name)
+            # The release normalises MAFW and DFEW answers only, and compares exactly.
+            answer = normalise(answer) if normalise else answer
+            out.append(1.0 if answer == truth else 0.0)
+        return out
