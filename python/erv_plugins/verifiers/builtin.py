@@ -1,11 +1,26 @@
-"""Built-in verifiers, registered through ``erv_register_verifiers`` like any third-party plugin."""
+"""Built-in verifiers, registered through ``erv_register_verifiers`` like any third-party plugin.
+
+This module also registers the verifier's *text* datasets (explanation-label pairs for
+``erv train-verifier``) through a second hook implementation, ``erv_register_datasets``.
+Heavy imports (torch, transformers) happen only when a component is built.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 from erv_plugins.hookspecs import hookimpl
 from erv_plugins.plugins import Register
+from erv_plugins.verifiers.hf import HFVerifierOptions
+
+
+def _hf(options: HFVerifierOptions, **context: Any) -> Any:
+    """Hugging Face multi-label sequence classifier from a local directory (paper section 3.2)."""
+    from erv_plugins.verifiers.hf import HFVerifier
+
+    return HFVerifier.from_options(options, **context)
 
 
 @hookimpl
 def erv_register_verifiers(register: Register) -> None:
-    pass
+    register(_hf, name="hf", options=HFVerifierOptions)
