@@ -130,7 +130,7 @@ def run_grpo(ctx: StageContext) -> dict[str, Any]:
     from erv_plugins.training.policy import load_policy, register_omni_auto_classes
     from erv_plugins.training.runlog import MetricsLog, fifth_means, plot_rewards, reward_series
     from erv_plugins.training.runlog import write_report
-    from erv_plugins.training.trainer import MetricsCallback, OmniGRPOTrainer
+    from erv_plugins.training.trainer import MetricsCallback, OmniGRPOTrainer, use_compact_progress
 
     recipe = ctx.recipe
     cfg = recipe.grpo
@@ -173,6 +173,7 @@ def run_grpo(ctx: StageContext) -> dict[str, Any]:
         media_fn=media_fn,
     )
     trainer.add_callback(engine.trl_callback(trainer))
+    use_compact_progress(trainer)
     start = time.perf_counter()
     try:
         trainer.train(resume_from_checkpoint=str(resume) if resume else None)
@@ -196,4 +197,5 @@ def run_grpo(ctx: StageContext) -> dict[str, Any]:
     total = reward_series(rows_logged).get("total", ([], []))[1]
     first, last = fifth_means(total)
     return {"steps": len(rows_logged), "reward_first_fifth": round(first, 4),
-            "reward_last_fifth": round(last, 4), "model": str(model_dir)}
+            "reward_last_fifth": round(last, 4), "model": str(model_dir),
+            "world_size": trainer.args.world_size}

@@ -24,6 +24,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,7 +43,13 @@ def needs_launch(recipe: Recipe) -> bool:
     return recipe.launch.num_processes > 1 and not os.environ.get(LAUNCHED_ENV)
 
 
-def launch_command(recipe: Recipe, run_dir: Path, stage: str, *, force: bool = False) -> list[str]:
+def launch_command(recipe: Recipe, run_dir: Path, stage: str, *, force: bool = False,
+                   extra_plugins: Sequence[str] = ()) -> list[str]:
+    """The ``accelerate launch`` command line that runs ``stage`` of ``recipe``.
+
+    ``extra_plugins``: modules registered at run time (``Plugins(extra=...)``, tests);
+    each launched process registers them too.
+    """
     launch = recipe.launch
     cmd = [sys.executable, "-m", "accelerate.commands.launch",
            "--num_processes", str(launch.num_processes), "--num_machines", "1",
@@ -58,13 +65,16 @@ def launch_command(recipe: Recipe, run_dir: Path, stage: str, *, force: bool = F
             "--stage", stage]
     if force:
         cmd.append("--force")
+    for module in extra_plugins:
+        cmd += ["--plugin", module]
     return cmd
 
 
 def launch_stage(ctx: StageContext, stage: str) -> dict[str, Any]:
     """Run ``stage`` in ``num_processes`` processes and return the summary of rank 0."""
-    cmd = launch_command(ctx.recipe, ctx.run_dir, stage, force=ctx.force)
-    ctx.echo("erv: launching: " + " ".join(cmd[2:] if cmd[1] == "-m" else cmd))
+    manual = [info.name for info in ctx.plugins.describe() if info.source == "manual"]
+    cmd = launch_command(ctx.recipe, ctx.run_dir, stage, force=ctx.force, extra_plugins=manual)
+    ctx.echo("erv: launching: accelerate launch " + " ".join(cmd[3:]))
     env = {**os.environ, LAUNCHED_ENV: "1"}
     summary = ctx.out / SUMMARY
     summary.unlink(missing_ok=True)
@@ -80,7 +90,9 @@ def _child(argv: list[str]) -> int:
 
     import torch.distributed as dist
 
-    from erv_plugins.plugins import get_plugins
+    import importlib
+
+    from erv_plugins.plugins import Plugins
     from erv_plugins.recipe import load_recipe
     from erv_plugins.stages import StageContext
 
@@ -89,9 +101,10 @@ def _child(argv: list[str]) -> int:
     parser.add_argument("--run-dir", required=True)
     parser.add_argument("--stage", required=True, choices=["sft", "grpo"])
     parser.add_argument("--force", action="store_true")
+    parser.add_argument("--plugin", action="append", default=[])
     ns = parser.parse_args(argv)
     os.environ[LAUNCHED_ENV] = "1"
-    plugins = get_plugins()
+    plugins = Plugins(extra=[importlib.import_module(m) for m in ns.plugin])
     recipe = load_recipe(ns.recipe, plugins)
     recipe.run_dir = ns.run_dir
     run_dir = Path(ns.run_dir)

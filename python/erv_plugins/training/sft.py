@@ -83,7 +83,7 @@ def run_sft(ctx: StageContext) -> dict[str, Any]:
 
     from erv_plugins.training.policy import load_policy
     from erv_plugins.training.runlog import MetricsLog, plot_rewards, write_report
-    from erv_plugins.training.trainer import MetricsCallback
+    from erv_plugins.training.trainer import MetricsCallback, use_compact_progress
 
     cfg = ctx.recipe.sft
     assert cfg is not None
@@ -122,6 +122,7 @@ def run_sft(ctx: StageContext) -> dict[str, Any]:
     trainer = Trainer(model=policy.model, args=args, train_dataset=examples,
                       data_collator=SFTCollator(policy, samples),
                       callbacks=[MetricsCallback(log)])
+    use_compact_progress(trainer)
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     seconds = time.perf_counter() - start
     if not trainer.is_world_process_zero():

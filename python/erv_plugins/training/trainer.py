@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 from transformers import TrainerCallback
+from transformers.trainer_callback import ProgressCallback
 from trl import GRPOTrainer
 from trl.trainer.utils import entropy_from_logits, selective_log_softmax
 
@@ -164,3 +165,24 @@ class MetricsCallback(TrainerCallback):
         self.last = step
         if self.on_step is not None:
             self.on_step(row)
+
+
+class CompactProgress(ProgressCallback):
+    """A progress bar whose postfix shows the step's loss and rewards (not a dict per line)."""
+
+    KEYS: tuple[tuple[str, str], ...] = (("loss", "loss"), ("reward", "R"))
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or self.training_bar is None or not logs:
+            return
+        post = {short: f"{logs[k]:.3g}" for k, short in self.KEYS if isinstance(logs.get(k), float)}
+        for key, value in logs.items():
+            if key.startswith("rewards/") and key.endswith("/mean") and isinstance(value, float):
+                post[key[8:-5]] = f"{value:.2f}"
+        if post:
+            self.training_bar.set_postfix(post, refresh=False)
+
+
+def use_compact_progress(trainer: Any) -> None:
+    trainer.remove_callback(ProgressCallback)
+    trainer.add_callback(CompactProgress())
