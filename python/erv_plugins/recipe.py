@@ -96,6 +96,7 @@ class SFTConfig(_Strict):
     bf16: bool = False
     max_length: int = 2048
     max_steps: int = -1
+    save_steps: int = 500
     seed: int = 42
 
 
