@@ -113,3 +113,16 @@ def test_tiny_hf_verifier_fixture(erv_hf_verifier):
     proba = erv_hf_verifier.predict_proba(["She smiles.", "He shouts at the driver."])
     assert proba.shape == (2, 28) and erv_hf_verifier.labels == GOEMOTIONS
     assert ((proba > 0) & (proba < 1)).all()
+
+
+@pytest.mark.slow
+def test_grpo_steps_with_the_cue_grounding_reward(erv_grpo):
+    """Acceptance: a recipe using the example reward runs GRPO steps on the tiny recipe."""
+    run = erv_grpo("cue_grounding", weight=0.2, steps=2, options={"mode": "all"})
+    assert [s["step"] for s in run.steps] == [1, 2]
+    values = run.rewards("cue_grounding")
+    assert len(values) == 2 and all(0.0 <= v <= 1.0 for v in values)
+    # TRL averages logged metrics in float32.
+    assert [s["erv/cue_grounding/weight"] for s in run.steps] == pytest.approx([0.2, 0.2])
+    assert all("erv/cue_grounding/visual_share" in s for s in run.steps)
+    assert (run.run_dir / "grpo" / ".done").is_file()

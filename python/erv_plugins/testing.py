@@ -222,6 +222,37 @@ class GRPORun:
         return [float(s[key]) for s in self.steps if key in s]
 
 
+# The tiny GRPO task: erv's text stand-in for clips (erv_plugins.training.demo: dataset
+# "cue-text", a tiny Qwen2 policy "tiny-text" built offline) with the deterministic keyword
+# verifier, the paper's three rewards, and G = 4 completions of up to 32 tokens.
+TINY_GRPO_RECIPE = """\
+name = "erv-testing-grpo"
+stages = ["grpo"]
+
+[model]
+plugin = "tiny-text"
+
+[verifier]
+plugin = "keywords"
+
+[rewards.format]
+[rewards.answer]
+options = { label_space = "cue-text" }
+[rewards.explanation]
+options = { tau = 0.5 }
+
+[grpo]
+dataset = { plugin = "cue-text", options = { n_per_label = 2 } }
+num_generations = 4
+batch_size = 4
+grad_accum = 1
+epochs = 1
+max_steps = 2
+max_completion_length = 32
+save_steps = 1000
+"""
+
+
 def run_grpo(
     reward: str,
     *,
@@ -230,16 +261,29 @@ def run_grpo(
     steps: int = 2,
     workdir: str | os.PathLike[str],
     plugins: Iterable[object] = (),
+    recipe: str | os.PathLike[str] | None = None,
 ) -> GRPORun:
-    """Run ``steps`` GRPO steps of the tiny CPU recipe with ``reward`` added to its rewards."""
+    """Run ``steps`` GRPO steps of the tiny recipe with ``reward`` added to its rewards.
+
+    The tiny recipe is ``TINY_GRPO_RECIPE`` (built in, needs no checkout of erv), or the
+    recipe file ``recipe`` (e.g. an erv clone's ``recipes/tiny_cpu.toml``), extended with
+    ``[rewards.<reward>]`` and ``grpo.max_steps = steps``. Returns the run directory and
+    the step log (``grpo/metrics.jsonl``).
+    """
     import tomli_w
 
+    import erv_plugins.rewards.testing
+    import erv_plugins.training.demo
     from erv_plugins.recipe import load_recipe
     from erv_plugins.stages import run_recipe
-    from erv_plugins.training.tiny import tiny_recipe
 
     work = Path(workdir)
-    base = tiny_recipe(work / "tiny")  # the tiny recipe, its models and data under work/tiny
+    work.mkdir(parents=True, exist_ok=True)
+    if recipe is None:
+        base = work / "tiny_grpo.toml"
+        base.write_text(TINY_GRPO_RECIPE)
+    else:
+        base = Path(recipe).resolve()
     table: dict[str, Any] = {"plugin": reward, "weight": weight}
     if options:
         table["options"] = dict(options)
@@ -248,24 +292,24 @@ def run_grpo(
         "extends": os.path.relpath(base, work),
         "name": "tiny-with-plugin",
         "run_dir": str(work / "run"),
-        "stages": ["grpo"],
         "rewards": {reward: table},
-        "grpo": {"max_steps": steps, "save_steps": max(steps, 1)},
+        "grpo": {"max_steps": steps},
     }))
-    registry = _registry(plugins)
-    recipe = load_recipe(recipe_path, registry)
-    run_dir = run_recipe(recipe, registry, echo=lambda _msg: None)
+    registry = _registry([erv_plugins.training.demo, erv_plugins.rewards.testing, *plugins])
+    loaded = load_recipe(recipe_path, registry)
+    if recipe is None:
+        loaded.stages = ["grpo"]
+    run_dir = run_recipe(loaded, registry, echo=lambda _msg: None)
     return GRPORun(run_dir, _read_steps(run_dir / "grpo"))
 
 
 def _read_steps(stage_dir: Path) -> list[dict[str, Any]]:
     import json
 
-    for candidate in ("metrics.jsonl", "log.jsonl", "steps.jsonl"):
-        path = stage_dir / candidate
-        if path.is_file():
-            return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    raise FileNotFoundError(f"no step log (metrics.jsonl) in {stage_dir}")
+    path = stage_dir / "metrics.jsonl"
+    if not path.is_file():
+        raise FileNotFoundError(f"the GRPO stage wrote no step log {path}")
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 # -- the erv command line in-process -------------------------------------------------------------
@@ -341,8 +385,8 @@ def erv_score(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., RewardS
 
 @pytest.fixture
 def erv_grpo(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., GRPORun]:
-    """``erv_grpo(reward, *, options=None, weight=1.0, steps=2, plugins=())``: a few GRPO
-    steps of the tiny CPU recipe with ``reward`` switched on; see ``run_grpo``."""
+    """``erv_grpo(reward, *, options=None, weight=1.0, steps=2, plugins=(), recipe=None)``:
+    a few GRPO steps of the tiny recipe with ``reward`` switched on; see ``run_grpo``."""
     pytest.importorskip("torch")
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
