@@ -347,6 +347,11 @@ def run_cli(*args: str, env: Mapping[str, str] | None = None) -> CliResult:
 
 
 # -- fixtures ---------------------------------------------------------------------------------
+def pytest_configure(config: pytest.Config) -> None:
+    # Plugin test suites can mark erv_grpo tests as slow without declaring the marker.
+    config.addinivalue_line("markers", "slow: trains or generates with a tiny model (seconds)")
+
+
 @pytest.fixture
 def erv_samples() -> list[SampleCompletion]:
     """Eight completions with ground truth and their expected format and answer rewards."""
