@@ -25,10 +25,12 @@ def test_erv_plugins_lists_the_example_packages():
     result = run_cli("plugins", "--json")
     assert result.exit_code == 0, result.stderr
     by_name = {p["name"]: p for p in json.loads(result.output)}
-    assert {k: by_name[k] for k in ("cue_grounding", "ravdess")} == {
+    assert {k: by_name[k] for k in ("cue_grounding", "lexicon", "ravdess")} == {
         "cue_grounding": {"name": "cue_grounding", "source": "entrypoint", "version": "0.1.0",
                           "hooks": ["erv_register_rewards"],
                           "registered": {"reward": ["cue_grounding"]}},
+        "lexicon": {"name": "lexicon", "source": "entrypoint", "version": "0.1.0",
+                    "hooks": ["erv_register_verifiers"], "registered": {"verifier": ["lexicon"]}},
         "ravdess": {"name": "ravdess", "source": "entrypoint", "version": "0.1.0",
                     "hooks": ["erv_register_datasets"], "registered": {"dataset": ["ravdess"]}},
     }
