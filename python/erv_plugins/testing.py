@@ -24,8 +24,9 @@ Fixtures:
     if asked, the paper's), loads it as ``erv run`` does (your options struct decodes the
     options, errors carry the recipe path) and scores a batch. Returns ``RewardScores``.
 ``erv_grpo``
-    Runs a few GRPO steps of the tiny CPU recipe with your plugin's reward switched on
-    (tiny models, a few seconds to a minute); returns the run's reward log.
+    Runs a few GRPO steps of a tiny recipe with your plugin's reward switched on (erv's
+    text stand-in task and a tiny Qwen2 policy built offline, ``TINY_GRPO_RECIPE``, or a
+    recipe file you name; under a minute on CPU); returns the run's step log.
 ``erv_registry``
     A fresh plugin manager (built-ins plus installed entry points), optionally with
     extra plugin modules: ``erv_registry(my_module)``.
@@ -58,6 +59,7 @@ __all__ = [
     "GRPORun",
     "SampleCompletion",
     "SAMPLE_COMPLETIONS",
+    "TINY_GRPO_RECIPE",
     "run_cli",
     "run_grpo",
     "score_rewards",
