@@ -98,6 +98,12 @@ class SFTConfig(_Strict):
     max_steps: int = -1
     save_steps: int = 500
     seed: int = 42
+    # Clip decoding (paper Table 8): frames sampled per clip and their square resolution;
+    # None = the policy checkpoint's own (its config's num_frames and vision image size).
+    frames: int | None = None
+    image_size: int | None = None
+    # Parameter name prefixes kept frozen (paper Table 8 lists what each stage trains).
+    freeze: list[str] = msgspec.field(default_factory=list)
 
 
 class VerifierTrainingConfig(_Strict):
@@ -141,6 +147,9 @@ class GRPOConfig(_Strict):
     save_steps: int = 100
     seed: int = 42
     use_vllm: bool = False
+    frames: int | None = None
+    image_size: int | None = None
+    freeze: list[str] = msgspec.field(default_factory=list)
 
 
 class EvalConfig(_Strict):
