@@ -120,6 +120,10 @@ class VerifierTrainingConfig(_Strict):
     eval_fraction: float = 0.1
     seed: int = 42
     options: Any = msgspec.field(default_factory=dict)
+    warmup_ratio: float = 0.0
+    weight_decay: float = 0.0
+    device: str = "auto"  # auto: cuda when available (bf16), else cpu
+    reinit_head: bool = False  # True: a new head over label_space (base head size may differ)
 
 
 class GRPOConfig(_Strict):
