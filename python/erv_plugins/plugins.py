@@ -177,7 +177,7 @@ class Plugins:
         for kind, hookname in _HOOK_OF_KIND.items():
             caller = getattr(self._pm.hook, hookname)
             # Call each implementation on its own so every registration knows its plugin.
-            for impl in reversed(caller.get_hookimpls()):
+            for impl in caller.get_hookimpls():  # in load order: built-ins first
                 plugin_name = impl.plugin_name
                 impl.function(register=self._registrar(kind, plugin_name, registries[kind]))
         return registries

@@ -341,6 +341,15 @@ def load_recipe(path: str | os.PathLike[str], plugins: Plugins | None = None) ->
     """Read, merge, decode and check a recipe against the installed plugins."""
     shown = os.fspath(path)
     loaded = _load_chain(Path(shown), shown, [], None)
+    rewards = loaded.data.get("rewards")
+    if isinstance(rewards, dict):
+        # msgspec cannot name a dict key in its error path ("$.rewards[...]"): check the
+        # entries one by one first so the error names the reward.
+        for key, value in rewards.items():
+            try:
+                msgspec.convert(value, type=RewardSpec)
+            except msgspec.ValidationError as exc:
+                raise _error(loaded, *_validation_message(exc, ("rewards", key))) from None
     try:
         recipe = msgspec.convert(loaded.data, type=Recipe)
     except msgspec.ValidationError as exc:

@@ -1,0 +1,3 @@
+from erv_plugins.cli import main
+
+main()
