@@ -161,6 +161,10 @@ class EvalConfig(_Strict):
 
     dataset: DataSpec | None = None
     predictions: str | None = None  # score an existing predictions JSONL instead
+    label_space: str | None = None  # labels of `predictions` (mafw, dfew) without a dataset
+    device: str = "auto"  # generation: "auto" (cuda if present), "cpu", "cuda:0", ...
+    dtype: str = "auto"  # generation: "auto", "float32", "bfloat16", "float16"
+    batch_size: int = 4  # generation: clips per generate() call
     judge: PluginSpec = msgspec.field(default_factory=lambda: PluginSpec(plugin="verifier"))
     temperature: float = 0.3
     top_p: float = 0.9

@@ -92,6 +92,9 @@ class OpenAIJudge:
                                      max_retries=0)
         del key
         self.cache_key = cache_key("openai", o.model, o.temperature, o.max_tokens, o.seed)
+        # What metrics.json records about the judge (never the key).
+        self.info = {"model": o.model, "base_url": o.base_url or "https://api.openai.com/v1",
+                     "temperature": o.temperature, "max_tokens": o.max_tokens, "seed": o.seed}
         self.cache: ReplyCache | None = None
         if o.use_cache:
             if o.cache:
