@@ -98,6 +98,12 @@ class SFTConfig(_Strict):
     max_steps: int = -1
     save_steps: int = 500
     seed: int = 42
+    # Clip decoding (paper Table 8): frames sampled per clip and their square resolution;
+    # None = the policy checkpoint's own (its config's num_frames and vision image size).
+    frames: int | None = None
+    image_size: int | None = None
+    # Parameter name prefixes kept frozen (paper Table 8 lists what each stage trains).
+    freeze: list[str] = msgspec.field(default_factory=list)
 
 
 class VerifierTrainingConfig(_Strict):
@@ -114,6 +120,10 @@ class VerifierTrainingConfig(_Strict):
     eval_fraction: float = 0.1
     seed: int = 42
     options: Any = msgspec.field(default_factory=dict)
+    warmup_ratio: float = 0.0
+    weight_decay: float = 0.0
+    device: str = "auto"  # auto: cuda when available (bf16), else cpu
+    reinit_head: bool = False  # True: a new head over label_space (base head size may differ)
 
 
 class GRPOConfig(_Strict):
@@ -141,6 +151,9 @@ class GRPOConfig(_Strict):
     save_steps: int = 100
     seed: int = 42
     use_vllm: bool = False
+    frames: int | None = None
+    image_size: int | None = None
+    freeze: list[str] = msgspec.field(default_factory=list)
 
 
 class EvalConfig(_Strict):
@@ -148,6 +161,10 @@ class EvalConfig(_Strict):
 
     dataset: DataSpec | None = None
     predictions: str | None = None  # score an existing predictions JSONL instead
+    label_space: str | None = None  # labels of `predictions` (mafw, dfew) without a dataset
+    device: str = "auto"  # generation: "auto" (cuda if present), "cpu", "cuda:0", ...
+    dtype: str = "auto"  # generation: "auto", "float32", "bfloat16", "float16"
+    batch_size: int = 4  # generation: clips per generate() call
     judge: PluginSpec = msgspec.field(default_factory=lambda: PluginSpec(plugin="verifier"))
     temperature: float = 0.3
     top_p: float = 0.9

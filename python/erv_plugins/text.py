@@ -4,6 +4,11 @@
 and checks the paper's format; ``split_sentences`` splits an explanation into the
 sentences S_i of Algorithm 1. The native module ``erv_plugins._native`` does this work when
 it is built; ``erv_plugins._text_pure`` is its pure-Python twin with the same results.
+
+Modes: ``"paper"`` is the release's split regex exactly (split on whitespace after ``.``, ``!``
+or ``?`` where an even number of ``"`` follows; pieces kept unstripped). ``"pragmatic"`` is
+rule-based English segmentation (abbreviations, initials, decimals, ellipses, quotes, lists,
+URLs); its pieces are stripped.
 """
 
 from __future__ import annotations
@@ -11,23 +16,25 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
+from erv_plugins import _text_pure
 from erv_plugins._text_pure import Parsed
 
 Mode = Literal["paper", "pragmatic"]
 
 try:  # pragma: no cover - exercised by whichever build is present
-    from erv_plugins import _native as _impl  # type: ignore[attr-defined]
+    from erv_plugins import _native
 
-    if not hasattr(_impl, "parse_completions"):
-        raise ImportError
+    if not all(hasattr(_native, f) for f in ("parse_completions", "split_sentences_batch")):
+        raise ImportError("erv_plugins._native predates the text functions")
     NATIVE = True
 except ImportError:  # pragma: no cover
-    from erv_plugins import _text_pure as _impl  # type: ignore[no-redef]
-
+    _native = None  # type: ignore[assignment]
     NATIVE = False
 
 __all__ = ["NATIVE", "Mode", "Parsed", "parse_completion", "parse_completions",
            "split_sentences", "split_sentences_batch"]
+
+_MODES = ("paper", "pragmatic")
 
 
 def parse_completion(text: str) -> Parsed:
@@ -36,7 +43,11 @@ def parse_completion(text: str) -> Parsed:
 
 
 def parse_completions(texts: Sequence[str]) -> list[Parsed]:
-    return _impl.parse_completions(list(texts))
+    """``parse_completion`` for a whole batch in one native call (the GIL is released)."""
+    texts = _as_list(texts)
+    if _native is None:
+        return _text_pure.parse_completions(_checked(texts))
+    return [Parsed(*t) for t in _native.parse_completions(texts)]
 
 
 def split_sentences(text: str, mode: Mode = "paper") -> list[str]:
@@ -45,6 +56,24 @@ def split_sentences(text: str, mode: Mode = "paper") -> list[str]:
 
 
 def split_sentences_batch(texts: Sequence[str], mode: Mode = "paper") -> list[list[str]]:
-    if mode not in ("paper", "pragmatic"):
+    """``split_sentences`` for a whole batch: one list of sentences per text."""
+    if mode not in _MODES:
         raise ValueError(f"unknown segmentation mode {mode!r}; expected 'paper' or 'pragmatic'")
-    return _impl.split_sentences_batch(list(texts), mode)
+    texts = _as_list(texts)
+    if _native is None:
+        return _text_pure.split_sentences_batch(_checked(texts), mode)
+    return _native.split_sentences_batch(texts, mode)
+
+
+def _as_list(texts: Sequence[str]) -> list[str]:
+    if isinstance(texts, str):
+        raise TypeError("texts must be a sequence of str, not a single str")
+    return texts if type(texts) is list else list(texts)
+
+
+def _checked(texts: list[str]) -> list[str]:
+    """The native module names a non-str item itself; the pure path checks here, alike."""
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise TypeError(f"texts[{i}] is {type(t).__name__}, expected str")
+    return texts

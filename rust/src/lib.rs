@@ -1,8 +1,270 @@
 //! `erv_plugins._native`: the reward hot path (tag parsing, sentence segmentation).
+//!
+//! The boundary is coarse: one call per batch. Texts are borrowed as UTF-8 (zero-copy for
+//! ASCII strings), the GIL is released while spans are computed (in parallel with rayon for
+//! large batches), and Python strings are built from the spans at the end. Strings holding lone
+//! surrogates are encoded with "surrogatepass" and decoded back the same way, so every Python
+//! str gets an exact answer.
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::ffi;
 use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
+use rayon::prelude::*;
+use std::os::raw::c_char;
+
+pub mod pragmatic;
+pub mod paper;
+pub mod tags;
+pub mod ws;
+
+/// Batches with at least this many bytes in all go to rayon when `parallel` is left to us.
+const PARALLEL_MIN_BYTES: usize = 1 << 16;
+
+enum Text<'a> {
+    Utf8(&'a [u8]),
+    /// Surrogatepass-encoded; results must be decoded with "surrogatepass" too.
+    Wtf8(Vec<u8>),
+}
+
+impl Text<'_> {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Text::Utf8(b) => b,
+            Text::Wtf8(v) => v,
+        }
+    }
+}
+
+fn texts_of<'a, 'py>(items: &'a [Bound<'py, PyString>]) -> PyResult<Vec<Text<'a>>> {
+    items
+        .iter()
+        .map(|s| match s.to_str() {
+            Ok(t) => Ok(Text::Utf8(t.as_bytes())),
+            Err(_) => {
+                // Lone surrogates: the UnicodeEncodeError from to_str is dropped on purpose.
+                let raw = unsafe {
+                    ffi::PyUnicode_AsEncodedString(s.as_ptr(), c"utf-8".as_ptr(), c"surrogatepass".as_ptr())
+                };
+                let bytes = unsafe { Bound::from_owned_ptr_or_err(s.py(), raw)? };
+                let bytes = bytes.cast_into::<PyBytes>()?;
+                Ok(Text::Wtf8(bytes.as_bytes().to_vec()))
+            }
+        })
+        .collect()
+}
+
+fn strings_of<'py>(texts: &Bound<'py, PyList>) -> PyResult<Vec<Bound<'py, PyString>>> {
+    texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            t.cast_into::<PyString>().map_err(|e| {
+                let got = e.into_inner();
+                let ty = got.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "?".into());
+                PyTypeError::new_err(format!("texts[{i}] is {ty}, expected str"))
+            })
+        })
+        .collect()
+}
+
+fn make_str<'py>(py: Python<'py>, text: &Text<'_>, (s, e): (usize, usize)) -> PyResult<Bound<'py, PyAny>> {
+    let (b, errors) = match text {
+        Text::Utf8(b) => (*b, std::ptr::null()),
+        Text::Wtf8(v) => (v.as_slice(), c"surrogatepass".as_ptr()),
+    };
+    let sl = &b[s..e];
+    unsafe {
+        let p = ffi::PyUnicode_DecodeUTF8(sl.as_ptr() as *const c_char, sl.len() as ffi::Py_ssize_t, errors);
+        Bound::from_owned_ptr_or_err(py, p)
+    }
+}
+
+fn use_parallel(texts: &[Text<'_>], parallel: Option<bool>) -> bool {
+    parallel.unwrap_or_else(|| {
+        texts.len() > 1 && texts.iter().map(|t| t.bytes().len()).sum::<usize>() >= PARALLEL_MIN_BYTES
+    })
+}
+
+fn map_texts<T: Send>(texts: &[Text<'_>], parallel: bool, f: impl Fn(&[u8]) -> T + Sync + Send) -> Vec<T> {
+    if parallel {
+        texts.par_iter().map(|t| f(t.bytes())).collect()
+    } else {
+        texts.iter().map(|t| f(t.bytes())).collect()
+    }
+}
+
+/// For each text: (format_ok, think or None, answer or None), as the release's regexes find them.
+#[pyfunction]
+#[pyo3(signature = (texts, *, parallel=None))]
+fn parse_completions<'py>(
+    py: Python<'py>,
+    texts: &Bound<'py, PyList>,
+    parallel: Option<bool>,
+) -> PyResult<Bound<'py, PyList>> {
+    let items = strings_of(texts)?;
+    let texts = texts_of(&items)?;
+    let par = use_parallel(&texts, parallel);
+    let spans = py.detach(|| map_texts(&texts, par, tags::parse));
+    let none = py.None().into_bound(py);
+    let out = spans
+        .iter()
+        .zip(&texts)
+        .map(|(p, t)| {
+            let think = match p.think {
+                Some(sp) => make_str(py, t, sp)?,
+                None => none.clone(),
+            };
+            let answer = match p.answer {
+                Some(sp) => make_str(py, t, sp)?,
+                None => none.clone(),
+            };
+            let ok = pyo3::types::PyBool::new(py, p.format_ok).to_owned().into_any();
+            PyTuple::new(py, [ok, think, answer])
+        })
+        .collect::<PyResult<Vec<_>>>()?;
+    PyList::new(py, out)
+}
+
+fn splitter(mode: &str) -> PyResult<fn(&[u8], &mut Vec<(usize, usize)>)> {
+    match mode {
+        "paper" => Ok(paper::split),
+        "pragmatic" => Ok(pragmatic::split),
+        _ => Err(PyValueError::new_err(format!(
+            "unknown segmentation mode {mode:?}; expected 'paper' or 'pragmatic'"
+        ))),
+    }
+}
+
+/// The sentences of each text, one list per text.
+#[pyfunction]
+#[pyo3(signature = (texts, mode="paper", *, parallel=None))]
+fn split_sentences_batch<'py>(
+    py: Python<'py>,
+    texts: &Bound<'py, PyList>,
+    mode: &str,
+    parallel: Option<bool>,
+) -> PyResult<Bound<'py, PyList>> {
+    let split = splitter(mode)?;
+    let items = strings_of(texts)?;
+    let texts = texts_of(&items)?;
+    let par = use_parallel(&texts, parallel);
+    let spans = py.detach(|| {
+        map_texts(&texts, par, |b| {
+            let mut v = Vec::new();
+            split(b, &mut v);
+            v
+        })
+    });
+    let out = spans
+        .iter()
+        .zip(&texts)
+        .map(|(v, t)| {
+            let strs = v.iter().map(|&sp| make_str(py, t, sp)).collect::<PyResult<Vec<_>>>()?;
+            PyList::new(py, strs)
+        })
+        .collect::<PyResult<Vec<_>>>()?;
+    PyList::new(py, out)
+}
+
+/// Byte offsets instead of strings: for each text a flat list [start0, end0, start1, ...] of
+/// sentence spans in its UTF-8 ("surrogatepass") encoding. For callers that only need counts
+/// or positions, and for benchmarks of the scan alone.
+#[pyfunction]
+#[pyo3(signature = (texts, mode="paper", *, parallel=None))]
+fn sentence_spans<'py>(
+    py: Python<'py>,
+    texts: &Bound<'py, PyList>,
+    mode: &str,
+    parallel: Option<bool>,
+) -> PyResult<Vec<Vec<usize>>> {
+    let split = splitter(mode)?;
+    let items = strings_of(texts)?;
+    let texts = texts_of(&items)?;
+    let par = use_parallel(&texts, parallel);
+    Ok(py.detach(|| {
+        map_texts(&texts, par, |b| {
+            let mut v = Vec::new();
+            split(b, &mut v);
+            v.into_iter().flat_map(|(s, e)| [s, e]).collect()
+        })
+    }))
+}
+
+/// Number of `<` bytes in all texts, found with memchr: the floor a tag scan is measured against.
+#[pyfunction]
+fn memchr_scan(py: Python<'_>, texts: &Bound<'_, PyList>) -> PyResult<usize> {
+    let items = strings_of(texts)?;
+    let texts = texts_of(&items)?;
+    Ok(py.detach(|| texts.iter().map(|t| memchr::memchr_iter(b'<', t.bytes()).count()).sum()))
+}
+
+/// The word lists pragmatic mode uses (for the twin test that keeps Python's copy in step).
+#[pyfunction]
+fn pragmatic_lists() -> Vec<(&'static str, Vec<&'static str>)> {
+    vec![
+        ("titles", pragmatic::TITLES.to_vec()),
+        ("never_end", pragmatic::NEVER_END.to_vec()),
+        ("number_abbr", pragmatic::NUMBER_ABBR.to_vec()),
+        ("sometimes_end", pragmatic::SOMETIMES_END.to_vec()),
+        ("starters", pragmatic::STARTERS.to_vec()),
+    ]
+}
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_function(wrap_pyfunction!(parse_completions, m)?)?;
+    m.add_function(wrap_pyfunction!(split_sentences_batch, m)?)?;
+    m.add_function(wrap_pyfunction!(sentence_spans, m)?)?;
+    m.add_function(wrap_pyfunction!(memchr_scan, m)?)?;
+    m.add_function(wrap_pyfunction!(pragmatic_lists, m)?)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A small in-tree fuzz run (xorshift over byte soup biased to the interesting bytes):
+    /// no panic and sane spans, for inputs that are not even valid UTF-8.
+    #[test]
+    fn random_bytes_never_panic() {
+        let alphabet: &[&[u8]] = &[
+            b".", b"!", b"?", b" ", b"\n", b"\"", b"'", b")", b"<think>", b"</think>", b"<answer>",
+            b"</answer>", b"A", b"a", b"Dr", b"e.g", "\u{2026}".as_bytes(), "\u{a0}".as_bytes(),
+            "\u{2028}".as_bytes(), b"\xE2", b"\xC2", b"\xE2\x80", b"\xED\xA0\x80", b"\xFF", b"@",
+        ];
+        let mut x: u64 = 0x9E3779B97F4A7C15;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..20_000 {
+            let len = (next() % 40) as usize;
+            let mut b = Vec::new();
+            for _ in 0..len {
+                let r = next();
+                if r % 5 == 0 {
+                    b.push((r >> 8) as u8);
+                } else {
+                    b.extend_from_slice(alphabet[(r >> 8) as usize % alphabet.len()]);
+                }
+            }
+            let p = tags::parse(&b);
+            for (s, e) in p.think.into_iter().chain(p.answer) {
+                assert!(s <= e && e <= b.len());
+            }
+            for split in [paper::split, pragmatic::split] {
+                let mut v = Vec::new();
+                split(&b, &mut v);
+                let mut last = 0;
+                for (s, e) in v {
+                    assert!(last <= s && s < e && e <= b.len(), "{b:?}");
+                    last = e;
+                }
+            }
+        }
+    }
 }

@@ -27,3 +27,16 @@ class Dataset(Protocol):
     def samples(self) -> Sequence[Sample]:
         """All samples of the configured split, in a stable order."""
         ...
+
+
+def build_dataset(spec: Any, plugins: Any = None) -> Dataset:
+    """The dataset a recipe's ``DataSpec`` names (plugin, root, split, limit, options).
+
+    Plugin factories are called as ``factory(options, root=..., split=..., limit=...)``.
+    """
+    if plugins is None:
+        from erv_plugins.plugins import get_plugins
+
+        plugins = get_plugins()
+    return plugins.get("dataset", spec.plugin).build(spec.options, root=spec.root,
+                                                      split=spec.split, limit=spec.limit)

@@ -44,6 +44,7 @@ class VerifierJudge:
             raise ErvError(f"judge 'verifier': batch_size must be >= 1, got {o.batch_size}")
         self.verifier = verifier if verifier is not None else _build_verifier(o, context)
         self.cache_key = cache_key("verifier", self.verifier.cache_key)
+        self.info = {"verifier": self.verifier.cache_key}
 
     def columns(self, label_space: LabelSpace) -> np.ndarray:
         """For each dataset label, the index of its counterpart in the verifier's output."""

@@ -2,10 +2,64 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+from typing import Any, ClassVar
+
+import msgspec
+
+from erv_plugins.errors import ErvError
 from erv_plugins.hookspecs import hookimpl
 from erv_plugins.plugins import Register
 
 
+class OmniOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Options of the ``omni`` model (recipe ``[model.options]``)."""
+
+    # Build a tiny random model here when the recipe gives no ``path`` (CPU demos, tests).
+    tiny: bool = False
+    tiny_dir: str | None = None  # where to write it; default <run dir>/tiny_omni
+    seed: int = 0
+    dtype: str | None = None  # "float32", "bfloat16", ...; None keeps the checkpoint's
+    cache_dir: str | None = None  # decoded-clip cache shared by the processor
+
+
+class OmniPolicy:
+    """HumanOmni-compatible omni policy (Qwen2 + SigLIP + Whisper + BERT gate; paper eq. 1)."""
+
+    name: ClassVar[str] = "omni"
+    Options = OmniOptions
+
+    def __init__(self, options: OmniOptions | None = None, *, path: str | None = None,
+                 run_dir: str | os.PathLike[str] | None = None, **_: Any) -> None:
+        self.options = options or OmniOptions()
+        self.path = path
+        self.run_dir = Path(run_dir) if run_dir is not None else Path(".")
+
+    def model_path(self) -> str:
+        if self.path:
+            if not Path(self.path).is_dir():
+                raise ErvError(f"model path {self.path} is not a directory")
+            return self.path
+        if not self.options.tiny:
+            raise ErvError("model: give a checkpoint `path`, or set options.tiny = true "
+                           "for a tiny random model")
+        from erv_plugins.models.omni import build_tiny_omni
+
+        out = Path(self.options.tiny_dir) if self.options.tiny_dir else self.run_dir / "tiny_omni"
+        if not (out / "config.json").is_file():
+            build_tiny_omni(out, seed=self.options.seed)
+        return str(out)
+
+    def load(self, device: str = "cpu", dtype: Any = None) -> tuple[Any, Any]:
+        from erv_plugins.models.omni import load_omni
+
+        model, processor = load_omni(self.model_path(), device=device,
+                                     dtype=dtype if dtype is not None else self.options.dtype)
+        processor.cache_dir = self.options.cache_dir
+        return model, processor
+
+
 @hookimpl
 def erv_register_models(register: Register) -> None:
-    pass
+    register(OmniPolicy)

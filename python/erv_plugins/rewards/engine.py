@@ -470,26 +470,25 @@ class RewardEngine:
 
 
 def _check_output(name: str, out: Any, size: int) -> tuple[list[float], dict[str, float]]:
+    """One float per completion (None -> NaN), or an error naming the reward."""
     info: dict[str, float] = {}
     if isinstance(out, RewardResult):
         info = dict(out.info)
         out = out.values
-    try:
-        values = list(out)
-    except TypeError:
+    if isinstance(out, (str, bytes)) or not hasattr(out, "__len__"):
         raise TypeError(f"reward {name!r} returned {type(out).__name__}, expected a list "
-                        "of floats") from None
-    if len(values) != size:
-        raise ValueError(f"reward {name!r} returned {len(values)} values for {size} completions")
-    clean = []
-    for v in values:
-        if v is None:
-            clean.append(math.nan)
-        elif isinstance(v, (int, float, np.floating, np.integer)):
-            clean.append(float(v))
-        else:
-            raise TypeError(f"reward {name!r} returned {v!r}; expected a float or None")
-    return clean, info
+                        "of floats")
+    if len(out) != size:
+        raise ValueError(f"reward {name!r} returned {len(out)} values for {size} completions")
+    try:
+        # One conversion for the whole batch; None becomes NaN (not applicable).
+        arr = np.asarray(out, dtype=np.float64)
+    except (TypeError, ValueError):
+        bad = next((v for v in out if v is not None and not isinstance(v, (int, float))), None)
+        raise TypeError(f"reward {name!r} returned {bad!r}; expected a float or None") from None
+    if arr.shape != (size,) or any(isinstance(v, str) for v in out[:1]):
+        raise TypeError(f"reward {name!r} must return one float (or None) per completion")
+    return arr.tolist(), info
 
 
 def _run_coroutine(coro: Any) -> Any:

@@ -20,14 +20,22 @@ LAUNCHED_ENV = "ERV_LAUNCHED"
 
 
 def build_dataset(spec: DataSpec, ctx: StageContext, where: str) -> Dataset:
-    """The dataset plugin named by ``spec`` (its ``root`` relative to the current directory)."""
+    """The dataset plugin named by ``spec``, given the context its factory accepts
+    (``root``, ``split``, ``limit``, ``run_dir``: synthetic data is generated there)."""
+    import inspect
+
     reg = ctx.plugins.get("dataset", spec.plugin)
+    context: dict[str, Any] = {"root": spec.root, "split": spec.split, "limit": spec.limit,
+                               "run_dir": ctx.run_dir}
     try:
-        return reg.build(spec.options, root=spec.root, split=spec.split, run_dir=ctx.run_dir)
-    except TypeError:
-        # Datasets that take only their options and the usual context.
-        return reg.build(spec.options, root=spec.root, split=spec.split)
-    except FileNotFoundError as exc:
+        params = inspect.signature(reg.factory).parameters
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            context = {k: v for k, v in context.items() if k in params}
+    except (TypeError, ValueError):
+        pass
+    try:
+        return reg.build(spec.options, **context)
+    except (FileNotFoundError, ValueError) as exc:
         raise ErvError(f"{ctx.recipe.source}: {where}: {exc}") from None
 
 
@@ -129,3 +137,25 @@ def label_space_name(dataset: Any, spec: DataSpec) -> str:
 
 def settings_table(obj: Any, keys: Sequence[str]) -> dict[str, Any]:
     return {k: getattr(obj, k) for k in keys}
+
+
+def freeze(model: Any, prefixes: Sequence[str], where: str) -> int:
+    """Freeze the parameters whose names start with one of ``prefixes``; returns how many.
+
+    A prefix that matches nothing is an error (a typo would silently train everything).
+    """
+    if not prefixes:
+        return 0
+    names = [n for n, _ in model.named_parameters()]
+    for prefix in prefixes:
+        if not any(n.startswith(prefix) for n in names):
+            close = sorted({n.split(".")[0] + "." + n.split(".")[1] if "." in n else n
+                            for n in names})[:12]
+            raise ErvError(f"{where}: no parameter name starts with {prefix!r} "
+                           f"(names start with e.g. {', '.join(close)})")
+    count = 0
+    for name, param in model.named_parameters():
+        if any(name.startswith(p) for p in prefixes):
+            param.requires_grad_(False)
+            count += 1
+    return count

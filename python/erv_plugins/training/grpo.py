@@ -138,7 +138,8 @@ def run_grpo(ctx: StageContext) -> dict[str, Any]:
     torch.manual_seed(cfg.seed)
     dataset, samples = common.load_samples(cfg.dataset, ctx, "$.grpo.dataset")
     source = common.policy_source(ctx, after_sft=True)
-    policy = load_policy(source, cache_dir=ctx.run_dir / "cache" / "media")
+    policy = load_policy(source, frames=cfg.frames, image_size=cfg.image_size,
+                         cache_dir=ctx.run_dir / "cache" / "media")
     if policy.multimodal:
         register_omni_auto_classes()  # TRL loads policy and reference model by path
     engine = RewardEngine.from_recipe(recipe, ctx.plugins, verifier=run_verifier(ctx))
@@ -172,6 +173,7 @@ def run_grpo(ctx: StageContext) -> dict[str, Any]:
         train_dataset=Dataset.from_list(rows), callbacks=[MetricsCallback(log)],
         media_fn=media_fn,
     )
+    common.freeze(trainer.model, cfg.freeze, f"{recipe.source}: $.grpo.freeze")
     trainer.add_callback(engine.trl_callback(trainer))
     use_compact_progress(trainer)
     start = time.perf_counter()

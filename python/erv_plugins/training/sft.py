@@ -90,7 +90,9 @@ def run_sft(ctx: StageContext) -> dict[str, Any]:
     torch.manual_seed(cfg.seed)
     _, samples = common.load_samples(cfg.dataset, ctx, "$.sft.dataset")
     source = common.policy_source(ctx, after_sft=False)
-    policy = load_policy(source, cache_dir=ctx.run_dir / "cache" / "media")
+    policy = load_policy(source, frames=cfg.frames, image_size=cfg.image_size,
+                         cache_dir=ctx.run_dir / "cache" / "media")
+    common.freeze(policy.model, cfg.freeze, f"{ctx.recipe.source}: $.sft.freeze")
     examples = build_examples(policy, samples, cfg.max_length)
     checkpoints = ctx.out / "checkpoints"
     resume = None if ctx.force else common.last_checkpoint(checkpoints)

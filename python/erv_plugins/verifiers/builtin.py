@@ -24,3 +24,12 @@ def _hf(options: HFVerifierOptions, **context: Any) -> Any:
 @hookimpl
 def erv_register_verifiers(register: Register) -> None:
     register(_hf, name="hf", options=HFVerifierOptions)
+
+
+@hookimpl
+def erv_register_datasets(register: Register) -> None:
+    """The verifier's text datasets (explanation-label pairs; paper Table 5)."""
+    from erv_plugins.verifiers.text_datasets import TEXT_DATASETS
+
+    for name, factory, options in TEXT_DATASETS:
+        register(factory, name=name, options=options)

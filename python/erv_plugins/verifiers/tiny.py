@@ -20,15 +20,14 @@ label frequencies (the collapse the verifier issue warns about).
 
 from __future__ import annotations
 
-import json
 import os
 import random
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from erv_plugins.labels import GOEMOTIONS, MAFW, MAFW_LABELS, LabelSpace
+from erv_plugins.labels import GOEMOTIONS, MAFW_LABELS
+from erv_plugins.verifiers.data import TextRecord
 
 # Cue words per MAFW label: the only words in the corpus that say which emotion it is.
 CUES: dict[str, tuple[str, ...]] = {
@@ -37,7 +36,7 @@ CUES: dict[str, tuple[str, ...]] = {
     "disgust": ("disgusted", "repulsed", "revolted", "nauseated", "sickened", "grossed"),
     "fear": ("terrified", "frightened", "scared", "afraid", "petrified", "horrified"),
     "happiness": ("happy", "joyful", "cheerful", "delighted", "beaming", "glad", "elated"),
-    "neutral": ("expressionless", "composed", "impassive", "blank", "unmoved", "matter-of-fact"),
+    "neutral": ("expressionless", "composed", "impassive", "blank", "unmoved", "stoic"),
     "sadness": ("sad", "sorrowful", "tearful", "gloomy", "heartbroken", "mournful",
                 "dejected"),
     "surprise": ("surprised", "astonished", "amazed", "startled", "stunned", "shocked"),
@@ -87,20 +86,9 @@ _CONTEXT = (
 _PRONOUN = {"The woman": "she", "She": "she", "The young girl": "she", "The actress": "she"}
 
 
-@dataclass(frozen=True)
-class TextExample:
-    """One explanation sentence with its emotion labels (dataset words)."""
-
-    text: str
-    labels: tuple[str, ...]
-
-    def to_json(self) -> dict[str, Any]:
-        return {"text": self.text, "labels": list(self.labels)}
-
-
 def generate_emotion_corpus(n: int = 2200, *, labels: Sequence[str] = MAFW_LABELS,
                             pair_fraction: float = 0.15, context_fraction: float = 0.3,
-                            seed: int = 0) -> list[TextExample]:
+                            seed: int = 0) -> list[TextRecord]:
     """``n`` generated sentences over ``labels`` (MAFW's 11 by default), balanced per label.
 
     About ``pair_fraction`` of the emotional sentences carry two labels (as the paper's
@@ -113,7 +101,7 @@ def generate_emotion_corpus(n: int = 2200, *, labels: Sequence[str] = MAFW_LABEL
         raise ValueError(f"no cue words for labels {unknown}; known: {', '.join(CUES)}")
     rng = random.Random(seed)
     emotional = [label for label in labels if label != "neutral"]
-    out: list[TextExample] = []
+    out: list[TextRecord] = []
     for i in range(n):
         label = labels[i % len(labels)]
         s = rng.choice(_SUBJECTS)
@@ -121,7 +109,7 @@ def generate_emotion_corpus(n: int = 2200, *, labels: Sequence[str] = MAFW_LABEL
                   "p": _PRONOUN.get(s, "he")}
         if label == "neutral" and rng.random() < 0.5:
             text = rng.choice(_CONTEXT).format(**fields)
-            out.append(TextExample(text, ("neutral",)))
+            out.append(TextRecord(text, ("neutral",), "generated", f"generated:{i}"))
             continue
         if label != "neutral" and len(emotional) > 1 and rng.random() < pair_fraction:
             other = rng.choice([e for e in emotional if e != label])
@@ -133,27 +121,9 @@ def generate_emotion_corpus(n: int = 2200, *, labels: Sequence[str] = MAFW_LABEL
             example_labels = (label,)
         if rng.random() < context_fraction:
             text = f"{text} {rng.choice(_CONTEXT).format(**fields)}"
-        out.append(TextExample(text, example_labels))
+        out.append(TextRecord(text, example_labels, "generated", f"generated:{i}"))
     rng.shuffle(out)
     return out
-
-
-def write_jsonl(examples: Sequence[TextExample], path: str | os.PathLike[str]) -> Path:
-    """Write examples as ``{"text": ..., "labels": [...]}`` lines (``erv train-verifier`` input)."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    with p.open("w", encoding="utf-8") as f:
-        for ex in examples:
-            f.write(json.dumps(ex.to_json()) + "\n")
-    return p
-
-
-def map_labels(examples: Sequence[TextExample], verifier_labels: Sequence[str],
-               space: LabelSpace = MAFW) -> list[TextExample]:
-    """The corpus in the verifier's label words (e.g. happiness -> joy for GoEmotions)."""
-    vl = tuple(verifier_labels)
-    return [TextExample(ex.text, tuple(dict.fromkeys(space.to_verifier(l, vl) for l in ex.labels)))
-            for ex in examples]
 
 
 # -- the tiny model ------------------------------------------------------------------------
@@ -196,15 +166,15 @@ def build_tiny_tokenizer(out_dir: str | os.PathLike[str], texts: Sequence[str] |
 
 def build_tiny_verifier(out_dir: str | os.PathLike[str], labels: Sequence[str] = GOEMOTIONS,
                         *, hidden_size: int = 64, num_layers: int = 2, num_heads: int = 4,
-                        max_length: int = 64, seed: int = 0,
-                        train: bool | Sequence[TextExample] = False,
+                        max_length: int = 64, seed: int = 0, initializer_range: float = 0.1,
+                        train: bool | Sequence[TextRecord] = False,
                         epochs: float = 6.0) -> Path:
     """Save a tiny RoBERTa multi-label classifier over ``labels`` to ``out_dir``.
 
     ``train=False`` leaves it randomly initialised (fast; probabilities are meaningless but
     deterministic for a seed). ``train=True`` fits it on the generated corpus mapped to
     ``labels`` (MAFW words, or GoEmotions through the release's label map), about 10-30 s on
-    one CPU core; a sequence of ``TextExample`` trains on those instead. Returns
+    one CPU core; a sequence of ``TextRecord`` trains on those instead. Returns
     ``out_dir``, loadable with ``HFVerifier(out_dir)`` or the ``hf`` verifier plugin.
     """
     import torch
@@ -220,6 +190,7 @@ def build_tiny_verifier(out_dir: str | os.PathLike[str], labels: Sequence[str] =
         max_position_embeddings=max_length + 2, type_vocab_size=1,
         pad_token_id=1, bos_token_id=0, eos_token_id=2,
         hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, classifier_dropout=0.0,
+        initializer_range=initializer_range,
         problem_type="multi_label_classification",
         id2label=dict(enumerate(labels)), label2id={l: i for i, l in enumerate(labels)},
     )
@@ -230,10 +201,8 @@ def build_tiny_verifier(out_dir: str | os.PathLike[str], labels: Sequence[str] =
         from erv_plugins.verifiers.training import TINY_TRAINING, train_verifier
 
         examples = (generate_emotion_corpus(2200, seed=seed) if train is True else list(train))
-        if any(l not in labels for ex in examples for l in ex.labels):
-            examples = map_labels(examples, labels)
         train_verifier(
-            [ex.to_json() for ex in examples], base=out, out=out,
+            examples, base=out, out=out,
             **{**TINY_TRAINING, "epochs": epochs, "seed": seed}, plot=False, progress=False,
         )
     return out

@@ -1,0 +1,288 @@
+"""Synthetic emotion clips: small real mp4 files (PyAV) with a learnable signal.
+
+Each emotion has its own colour and its own tone, so a tiny model can learn the label
+from the frames or the audio; brightness, noise and tone phase vary per clip. Every clip
+has an explanation (a few sentences naming the cues and the emotion) for SFT and for the
+explanation reward. ``write_synthetic`` lays the clips out as the real datasets are
+distributed (REFERENCE.md "Datasets on disk"), so the same dataset plugins read them:
+
+    out/clips/<id>.mp4                                    every clip, once
+    out/mafw/data/clips/<id>.mp4,
+    out/mafw/Train & Test Set/single/no_caption/set_5/{train,test}.txt
+    out/dfew/clip/<n>.mp4, out/dfew/label/single_{train,test}set_5.csv
+    out/emer/video/<id>.mp4, out/emer/emer.csv           (names, emotions, subtitles, reasons)
+    out/merr/video/<id>.mp4, out/merr/merr_fine.json     ({id: {pseu_emotion, description}})
+    out/manifest.jsonl                                    (id, video, label, explanation, split)
+
+Labels are given in MAFW's words and written in each dataset's own words (DFEW's
+happy/sad/angry, EMER's happy/sad/angry/worried); a label a dataset lacks is left out
+of that dataset.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from erv_plugins.labels import (
+    DFEW_LABELS,
+    EMER_LABELS,
+    MAFW_LABELS,
+    normalize_dfew,
+    normalize_emer,
+    normalize_mafw,
+)
+
+DEFAULT_LABELS: tuple[str, ...] = ("happiness", "sadness", "anger", "neutral")
+LAYOUTS: tuple[str, ...] = ("mafw", "dfew", "jsonl", "emer", "merr")
+MAFW_SPLIT_DIR = Path("Train & Test Set") / "single" / "no_caption"
+
+# colour (RGB), tone (Hz), and the cue words of the explanation, per MAFW label.
+STYLE: dict[str, tuple[tuple[int, int, int], float, str, str]] = {
+    "happiness": ((240, 200, 40), 880.0, "warm yellow", "bright, high"),
+    "sadness": ((40, 60, 200), 220.0, "cold blue", "low, slow"),
+    "anger": ((220, 30, 30), 330.0, "harsh red", "loud, rough"),
+    "neutral": ((128, 128, 128), 440.0, "plain grey", "steady, flat"),
+    "surprise": ((240, 120, 220), 990.0, "vivid pink", "sudden, rising"),
+    "fear": ((90, 30, 120), 260.0, "dark purple", "trembling, thin"),
+    "disgust": ((90, 140, 30), 300.0, "murky green", "grating, sour"),
+    "contempt": ((150, 100, 60), 350.0, "dull brown", "dry, clipped"),
+    "anxiety": ((250, 150, 30), 600.0, "restless orange", "fast, wavering"),
+    "helplessness": ((70, 90, 110), 180.0, "faded slate", "weak, fading"),
+    "disappointment": ((110, 110, 170), 250.0, "washed-out lavender", "sinking, soft"),
+}
+
+_EXPLANATIONS: tuple[str, ...] = (
+    "The scene is bathed in {colour} light. A {tone} tone plays throughout. "
+    "The person seems to feel {word}.",
+    "Everything on screen looks {colour}. The voice is {tone}. "
+    "Taken together, the clip conveys {word}.",
+    "A {tone} sound fills the room while the picture stays {colour}. "
+    "Their expression shows {word}.",
+)
+
+
+@dataclass(frozen=True)
+class SyntheticClip:
+    id: str
+    label: str  # MAFW word
+    split: str
+    path: Path
+    explanation: str
+
+
+@dataclass
+class SyntheticSet:
+    root: Path
+    clips: list[SyntheticClip]
+    files: dict[str, list[Path]] = field(default_factory=dict)  # layout -> files written
+
+
+def write_clip(
+    path: str | os.PathLike[str],
+    colour: tuple[int, int, int] = (128, 128, 128),
+    tone_hz: float | None = 440.0,
+    *,
+    seconds: float = 1.0,
+    fps: int = 8,
+    size: int | tuple[int, int] = 32,
+    sample_rate: int = 16_000,
+    noise: float = 0.0,
+    frame_values: Sequence[int] | None = None,
+    seed: int = 0,
+) -> Path:
+    """Write one mp4 (H.264 video, AAC mono audio; no audio when ``tone_hz`` is None).
+
+    ``size`` is ``side`` or ``(width, height)``. ``frame_values``, when given, makes frame
+    i a flat grey of that value (tests read the frame indices back from the pixels).
+    """
+    import av
+
+    rng = np.random.default_rng(seed)
+    width, height = (size, size) if isinstance(size, int) else size
+    n_frames = len(frame_values) if frame_values is not None else max(1, round(seconds * fps))
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(out), mode="w") as container:
+        video = container.add_stream("libx264", rate=fps)
+        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        video.options = {"crf": "0", "preset": "ultrafast"}
+        audio = None
+        if tone_hz is not None:
+            audio = container.add_stream("aac", rate=sample_rate)
+            audio.layout = "mono"
+        for i in range(n_frames):
+            if frame_values is not None:
+                img = np.full((height, width, 3), frame_values[i], dtype=np.uint8)
+            else:
+                base = np.array(colour, dtype=np.float32) * rng.uniform(0.85, 1.0)
+                img = base + rng.normal(0.0, noise, (height, width, 3))
+                img = np.clip(img, 0, 255).astype(np.uint8)
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            for packet in video.encode(frame):
+                container.mux(packet)
+        for packet in video.encode():
+            container.mux(packet)
+        if audio is not None:
+            total = int(n_frames / fps * sample_rate)
+            t = np.arange(total, dtype=np.float32) / sample_rate
+            phase = rng.uniform(0, 2 * np.pi)
+            wave = 0.4 * np.sin(2 * np.pi * float(tone_hz) * t + phase)
+            wave = (wave + rng.normal(0.0, 0.01, total)).astype(np.float32)
+            chunk = 1024
+            for start in range(0, total, chunk):
+                piece = wave[start:start + chunk].reshape(1, -1)
+                frame = av.AudioFrame.from_ndarray(piece, format="fltp", layout="mono")
+                frame.sample_rate = sample_rate
+                frame.pts = start
+                frame.time_base = Fraction(1, sample_rate)
+                for packet in audio.encode(frame):
+                    container.mux(packet)
+            for packet in audio.encode():
+                container.mux(packet)
+    return out
+
+
+def explanation_for(label: str, variant: int = 0) -> str:
+    """The explanation of a synthetic clip: its colour, its tone and the emotion word."""
+    colour, _, colour_word, tone_word = STYLE[label]
+    return _EXPLANATIONS[variant % len(_EXPLANATIONS)].format(
+        colour=colour_word, tone=tone_word, word=label)
+
+
+def _link(src: Path, dst: Path) -> Path:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if dst.exists():
+        dst.unlink()
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
+    return dst
+
+
+def write_synthetic(
+    out_dir: str | os.PathLike[str],
+    n_per_label: int = 4,
+    labels: Sequence[str] = DEFAULT_LABELS,
+    layouts: Sequence[str] = ("mafw", "dfew", "jsonl"),
+    seed: int = 0,
+    *,
+    seconds: float = 1.0,
+    fps: int = 8,
+    size: int = 32,
+    noise: float = 8.0,
+    test_every: int = 4,
+    progress: bool = False,
+) -> SyntheticSet:
+    """Write ``n_per_label`` clips per label and the requested dataset layouts.
+
+    Every ``test_every``-th clip of a label (the 2nd, 6th, ...) is in the test split, so
+    two clips per label give one train and one test clip. Deterministic for a ``seed``.
+    """
+    from tqdm import tqdm
+
+    unknown = [lb for lb in labels if normalize_mafw(lb) not in STYLE]
+    if unknown:
+        raise ValueError(f"no synthetic style for labels {unknown}; known: {', '.join(STYLE)}")
+    bad = [x for x in layouts if x not in LAYOUTS]
+    if bad:
+        raise ValueError(f"unknown layouts {bad}; known: {', '.join(LAYOUTS)}")
+    root = Path(out_dir)
+    rng = np.random.default_rng(seed)
+    clips: list[SyntheticClip] = []
+    jobs = [(normalize_mafw(lb), k) for k in range(n_per_label) for lb in labels]
+    for idx, (label, k) in enumerate(tqdm(jobs, disable=not progress, desc="writing clips")):
+        clip_id = f"{label}_{k:04d}"
+        colour, tone, _, _ = STYLE[label]
+        path = write_clip(root / "clips" / f"{clip_id}.mp4", colour, tone, seconds=seconds,
+                          fps=fps, size=size, noise=noise,
+                          seed=int(rng.integers(2**31)))
+        split = "test" if (n_per_label > 1 and k % test_every == 1) else "train"
+        clips.append(SyntheticClip(clip_id, label, split, path, explanation_for(label, idx)))
+    result = SyntheticSet(root=root, clips=clips)
+    for layout in layouts:
+        result.files[layout] = _WRITERS[layout](root, clips)
+    return result
+
+
+def _write_mafw(root: Path, clips: list[SyntheticClip]) -> list[Path]:
+    base = root / "mafw"
+    files = [_link(c.path, base / "data" / "clips" / f"{c.id}.mp4") for c in clips]
+    split_dir = base / MAFW_SPLIT_DIR / "set_5"
+    split_dir.mkdir(parents=True, exist_ok=True)
+    for split in ("train", "test"):
+        lines = [f"{c.id}.mp4 {c.label}" for c in clips if c.split == split and c.label in MAFW_LABELS]
+        (split_dir / f"{split}.txt").write_text("".join(line + "\n" for line in lines))
+        files.append(split_dir / f"{split}.txt")
+    return files
+
+
+def _write_dfew(root: Path, clips: list[SyntheticClip]) -> list[Path]:
+    base = root / "dfew"
+    files: list[Path] = []
+    rows: dict[str, list[tuple[int, int]]] = {"train": [], "test": []}
+    for n, c in enumerate(clips, start=1):
+        word = normalize_dfew(c.label)
+        if word not in DFEW_LABELS:
+            continue
+        files.append(_link(c.path, base / "clip" / f"{n}.mp4"))
+        rows[c.split].append((n, DFEW_LABELS.index(word) + 1))
+    (base / "label").mkdir(parents=True, exist_ok=True)
+    for split in ("train", "test"):
+        path = base / "label" / f"single_{split}set_5.csv"
+        with path.open("w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["id", "label"])
+            w.writerows(rows[split])
+        files.append(path)
+    return files
+
+
+def _write_emer(root: Path, clips: list[SyntheticClip]) -> list[Path]:
+    base = root / "emer"
+    files: list[Path] = []
+    path = base / "emer.csv"
+    base.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["names", "emotions", "subtitles", "reasons"])
+        for c in clips:
+            word = normalize_emer(c.label)
+            if word not in EMER_LABELS:
+                continue
+            files.append(_link(c.path, base / "video" / f"{c.id}.mp4"))
+            w.writerow([c.id, word, "", c.explanation])
+    files.append(path)
+    return files
+
+
+def _write_merr(root: Path, clips: list[SyntheticClip]) -> list[Path]:
+    base = root / "merr"
+    files = [_link(c.path, base / "video" / f"{c.id}.mp4") for c in clips]
+    data = {c.id: {"pseu_emotion": c.label, "description": c.explanation} for c in clips}
+    path = base / "merr_fine.json"
+    path.write_text(json.dumps(data, indent=1) + "\n")
+    files.append(path)
+    return files
+
+
+def _write_jsonl(root: Path, clips: list[SyntheticClip]) -> list[Path]:
+    path = root / "manifest.jsonl"
+    with path.open("w") as fh:
+        for c in clips:
+            fh.write(json.dumps({"id": c.id, "video": f"clips/{c.id}.mp4", "label": c.label,
+                                 "explanation": c.explanation, "split": c.split}) + "\n")
+    return [path]
+
+
+_WRITERS = {"mafw": _write_mafw, "dfew": _write_dfew, "emer": _write_emer,
+            "merr": _write_merr, "jsonl": _write_jsonl}

@@ -1,0 +1,408 @@
+"""The HumanOmni-compatible omni policy (paper section 3.1, eq. 1).
+
+pi_theta(o | q, v, a): a Qwen2 language model reads the prompt q with the features of the
+video v (8 frames, SigLIP vision tower, three visual branches weighed by a BERT text gate)
+and of the audio a (frozen Whisper encoder, avg_pool1d(k=3), 2-layer GELU MLP projector).
+
+Module and parameter names follow the public release (``humanomni/model/``) so that its
+checkpoints load without missing or unexpected keys:
+
+    model.embed_tokens / model.layers.* / model.norm / lm_head        Qwen2
+    model.vision_tower.vision_tower.vision_model.*                     SigLIP
+    model.mm_projector.{s1,sampler,s2,readout}_{video,body}.*,
+    model.mm_projector.mlp_2xgelu_face.*                               "all_in_one(_small)"
+    model.bert_model.* / model.bert_gate.{0,2}.*                       BERT text gate
+    model.audio_tower.audio_tower.{encoder,projector,classifier}.*    Whisper
+    model.audio_projector.{0,2}.*                                      audio MLP
+
+One difference from the release, on purpose: the release marks each modality with one
+negative token id (-201 video, -202 audio) and splices a longer embedding sequence in.
+Here the processor repeats a real placeholder token once per feature, so ``input_ids``,
+``attention_mask``, ``labels`` and the LM positions keep one length. That makes
+``generate`` and per-token log-probabilities for GRPO ordinary causal-LM operations.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import (
+    BertModel,
+    Qwen2ForCausalLM,
+    Qwen2Model,
+    SiglipVisionModel,
+    WhisperForAudioClassification,
+)
+from transformers.modeling_outputs import CausalLMOutputWithPast
+
+from erv_plugins.models.omni.configuration import OmniConfig
+
+IGNORE_INDEX = -100
+
+
+# -- RegNet stages of the visual projector ---------------------------------------------
+# The release builds its projector from timm's RegStage (Bottleneck blocks, depth-wise
+# 3x3 conv, squeeze-excite, LayerNorm2d + SiLU). These are the same layers with timm's
+# parameter names, without depending on timm.
+
+
+class _LayerNormAct2d(nn.LayerNorm):
+    """LayerNorm over channels of an NCHW tensor, then an activation (timm LayerNormAct2d)."""
+
+    def __init__(self, channels: int, apply_act: bool = True) -> None:
+        super().__init__(channels, eps=1e-5)
+        self.act: nn.Module = nn.SiLU() if apply_act else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.permute(0, 2, 3, 1)
+        x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+        return self.act(x.permute(0, 3, 1, 2))
+
+
+class _ConvNormAct(nn.Module):
+    def __init__(self, in_chs: int, out_chs: int, kernel_size: int, groups: int = 1,
+                 apply_act: bool = True) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_chs, out_chs, kernel_size, padding=(kernel_size - 1) // 2,
+                              groups=groups, bias=False)
+        self.bn = _LayerNormAct2d(out_chs, apply_act=apply_act)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn(self.conv(x))
+
+
+class _SqueezeExcite(nn.Module):
+    def __init__(self, channels: int, rd_channels: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Conv2d(channels, rd_channels, 1)
+        self.act = nn.SiLU()
+        self.fc2 = nn.Conv2d(rd_channels, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.fc2(self.act(self.fc1(x.mean((2, 3), keepdim=True))))
+        return x * torch.sigmoid(s)
+
+
+class _Bottleneck(nn.Module):
+    """timm RegNet Bottleneck with bottle_ratio 1, group_size 1, se_ratio 0.25, stride 1."""
+
+    def __init__(self, in_chs: int, out_chs: int) -> None:
+        super().__init__()
+        self.conv1 = _ConvNormAct(in_chs, out_chs, 1)
+        self.conv2 = _ConvNormAct(out_chs, out_chs, 3, groups=out_chs)
+        self.se = _SqueezeExcite(out_chs, int(round(in_chs * 0.25)))
+        self.conv3 = _ConvNormAct(out_chs, out_chs, 1, apply_act=False)
+        self.downsample: nn.Module = (
+            _ConvNormAct(in_chs, out_chs, 1, apply_act=False) if in_chs != out_chs
+            else nn.Identity()
+        )
+        self.act3 = nn.SiLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = x
+        x = self.conv3(self.se(self.conv2(self.conv1(x))))
+        return self.act3(x + self.downsample(shortcut))
+
+
+class _RegStage(nn.Sequential):
+    def __init__(self, depth: int, in_chs: int, out_chs: int) -> None:
+        super().__init__()
+        for i in range(depth):
+            self.add_module(f"b{i + 1}", _Bottleneck(in_chs if i == 0 else out_chs, out_chs))
+
+
+def _mlp(in_features: int, hidden: int, depth: int = 2) -> nn.Sequential:
+    layers: list[nn.Module] = [nn.Linear(in_features, hidden)]
+    for _ in range(1, depth):
+        layers += [nn.GELU(), nn.Linear(hidden, hidden)]
+    return nn.Sequential(*layers)
+
+
+class AllInOneProjector(nn.Module):
+    """The release's visual projector: video, body and face branches.
+
+    ``all_in_one_small`` (HumanOmni-0.5B): RegStage depth 2, temporal padding only;
+    ``all_in_one`` (7B): depth 4, padding 1 on all three axes. Each of the video and body
+    branches runs RegStage -> Conv3d(k=2, stride (1, 2, 2)) + SiLU (last time step
+    dropped) -> RegStage -> 2-layer MLP; the face branch is a 2-layer GELU MLP per patch.
+    """
+
+    def __init__(self, config: OmniConfig) -> None:
+        super().__init__()
+        small = config.mm_projector_type == "all_in_one_small"
+        depth = 2 if small else 4
+        padding = (1, 0, 0) if small else (1, 1, 1)
+        enc, hid = config.mm_hidden_size, config.hidden_size
+        for branch in ("video", "body"):
+            self.add_module(f"s1_{branch}", _RegStage(depth, enc, hid))
+            self.add_module(f"sampler_{branch}", nn.Sequential(
+                nn.Conv3d(hid, hid, kernel_size=(2, 2, 2), stride=(1, 2, 2), padding=padding),
+                nn.SiLU()))
+            self.add_module(f"s2_{branch}", _RegStage(depth, hid, hid))
+            self.add_module(f"readout_{branch}", _mlp(hid, hid))
+        self.mlp_2xgelu_face = _mlp(enc, hid)
+
+    def _branch(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        b, t, n, d = x.shape
+        side = math.isqrt(n)
+        x = x.reshape(b * t, side, side, d).permute(0, 3, 1, 2)
+        x = getattr(self, f"s1_{name}")(x)
+        x = x.reshape(b, t, *x.shape[1:]).permute(0, 2, 1, 3, 4)  # b d t h w
+        x = getattr(self, f"sampler_{name}")(x)[:, :, :-1]
+        new_t = x.shape[2]
+        x = x.permute(0, 2, 1, 3, 4).flatten(0, 1)  # (b t) d h w
+        x = getattr(self, f"s2_{name}")(x)
+        x = x.reshape(b, new_t, *x.shape[1:]).permute(0, 1, 3, 4, 2).reshape(b, -1, x.shape[1])
+        return getattr(self, f"readout_{name}")(x)
+
+    def forward(self, video: torch.Tensor, body: torch.Tensor, face: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self._branch("video", video), self._branch("body", body), self.mlp_2xgelu_face(face)
+
+
+class VisionTower(nn.Module):
+    """SigLIP; features of layer ``mm_vision_select_layer`` (release: -2), all patches."""
+
+    def __init__(self, config: OmniConfig) -> None:
+        super().__init__()
+        self.vision_tower = SiglipVisionModel(config.vision_config)
+        self.select_layer = config.mm_vision_select_layer
+        self.frozen = config.freeze_vision_tower
+        if self.frozen:
+            self.vision_tower.requires_grad_(False)
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
+            out = self.vision_tower(frames.to(self.vision_tower.dtype), output_hidden_states=True)
+        return out.hidden_states[self.select_layer]
+
+
+class AudioTower(nn.Module):
+    """The Whisper encoder (frozen, as in the release); last hidden state."""
+
+    def __init__(self, config: OmniConfig) -> None:
+        super().__init__()
+        self.audio_tower = WhisperForAudioClassification(config.audio_config)
+        self.frozen = config.freeze_audio_tower
+        if self.frozen:
+            self.audio_tower.requires_grad_(False)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
+            enc = self.audio_tower.encoder(features.to(self.audio_tower.dtype), return_dict=True)
+        return enc.last_hidden_state
+
+
+class OmniModel(Qwen2Model):
+    """Qwen2 decoder plus the encoders, projectors and text gate (release HumanOmniQwen2Model)."""
+
+    config_class = OmniConfig
+
+    def __init__(self, config: OmniConfig) -> None:
+        super().__init__(config)
+        self.vision_tower = VisionTower(config)
+        self.mm_projector = AllInOneProjector(config)
+        # The text gate: BERT [CLS] of the question -> MLP -> softmax over 3 branches.
+        self.bert_model = BertModel(config.text_gate_config, add_pooling_layer=True)
+        self.bert_gate = nn.Sequential(
+            nn.Linear(config.text_gate_config.hidden_size, config.text_gate_hidden_size),
+            nn.GELU(),
+            nn.Linear(config.text_gate_hidden_size, 3),
+        )
+        self.audio_tower = AudioTower(config)
+        self.audio_projector = _mlp(config.audio_hidden_size, config.hidden_size)
+        self.post_init()
+
+
+class OmniForCausalLM(Qwen2ForCausalLM):
+    """The omni policy: ``forward``/``generate`` accept video and audio beside the text.
+
+    Media arguments (all optional, batch-first, one clip per row):
+      videos: float (B, frames, 3, H, W), normalised pixels from ``decode_clip``
+        (the release calls this ``images``; that name is accepted too);
+      audios: float (B, n_mels, T) Whisper log-mel features;
+      gate_input_ids / gate_attention_mask: the question in the BERT gate's vocabulary
+        (the release passes them as ``prompts``); without them the three visual branches
+        are weighed equally.
+    ``input_ids`` must hold ``config.num_video_tokens`` copies of ``config.video_token_id``
+    for each clip (and ``num_audio_tokens`` of ``audio_token_id``): ``OmniProcessor`` does it.
+    """
+
+    config_class = OmniConfig
+    _no_split_modules = ["Qwen2DecoderLayer", "SiglipEncoderLayer", "WhisperEncoderLayer",
+                         "BertLayer"]
+    # Not in the LM's loss: the media encoders' own heads are unused by the policy.
+    _keys_to_ignore_on_load_unexpected = [r"^model\.bert_model\.embeddings\.position_ids$"]
+
+    def __init__(self, config: OmniConfig) -> None:
+        super(Qwen2ForCausalLM, self).__init__(config)
+        self.model = OmniModel(config)
+        self.vocab_size = config.vocab_size
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.post_init()
+        self.freeze_encoders()
+
+    def freeze_encoders(self) -> None:
+        """requires_grad=False on the encoders the config marks frozen (release: both)."""
+        if self.config.freeze_vision_tower:
+            self.model.vision_tower.requires_grad_(False)
+        if self.config.freeze_audio_tower:
+            self.model.audio_tower.requires_grad_(False)
+
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):  # noqa: ANN002, ANN003, ANN206
+        # Loading materialises fresh parameters; freeze again afterwards.
+        loaded = super().from_pretrained(*args, **kwargs)
+        model = loaded[0] if isinstance(loaded, tuple) else loaded
+        model.freeze_encoders()
+        return loaded
+
+    # -- encoders (release encode_images_or_videos / encode_audios) ------------------------
+    def encode_videos(self, videos: torch.Tensor, gate_input_ids: torch.Tensor | None = None,
+                      gate_attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T, 3, H, W) pixels -> (B, num_video_tokens, hidden) LM inputs."""
+        if videos.dim() != 5:
+            raise ValueError(f"videos must be (batch, frames, 3, H, W); got shape {tuple(videos.shape)}")
+        m = self.model
+        b, t = videos.shape[:2]
+        frame_features = m.vision_tower(videos.flatten(0, 1))  # (B*T, N, C)
+        n, c = frame_features.shape[1:]
+        per_clip = frame_features.reshape(b, t, n, c)
+        video, body, face = m.mm_projector(per_clip, per_clip, frame_features)
+        face = self._pool_2d(face).reshape(b, -1, face.shape[-1])
+        weights = self.branch_weights(b, gate_input_ids, gate_attention_mask, video.device)
+        weights = weights.to(video.dtype)
+        return (video * weights[:, 0, None, None] + body * weights[:, 1, None, None]
+                + face * weights[:, 2, None, None])
+
+    @staticmethod
+    def _pool_2d(features: torch.Tensor, stride: int = 2) -> torch.Tensor:
+        """Release get_2dPool: bilinear downscale of each frame's patch grid by ``stride``."""
+        frames, tokens, dim = features.shape
+        side = math.isqrt(tokens)
+        x = features.reshape(frames, side, side, dim).permute(0, 3, 1, 2)
+        x = F.interpolate(x, size=[math.ceil(side / stride)] * 2, mode="bilinear")
+        return x.permute(0, 2, 3, 1).reshape(frames, -1, dim)
+
+    def branch_weights(self, batch: int, gate_input_ids: torch.Tensor | None,
+                       gate_attention_mask: torch.Tensor | None,
+                       device: torch.device) -> torch.Tensor:
+        """Softmax weights (B, 3) of the video, body and face branches from the question."""
+        if gate_input_ids is None:
+            return torch.full((batch, 3), 1.0 / 3.0, device=device)
+        m = self.model
+        out = m.bert_model(input_ids=gate_input_ids.to(device),
+                           attention_mask=None if gate_attention_mask is None
+                           else gate_attention_mask.to(device))
+        cls = out.last_hidden_state[:, 0, :]
+        return torch.softmax(m.bert_gate(cls), dim=1)
+
+    def encode_audios(self, audios: torch.Tensor) -> torch.Tensor:
+        """(B, n_mels, T) log-mel -> (B, num_audio_tokens, hidden) LM inputs."""
+        if audios.dim() == 4 and audios.shape[1] == 1:
+            audios = audios.squeeze(1)
+        if audios.dim() != 3:
+            raise ValueError(f"audios must be (batch, n_mels, frames); got shape {tuple(audios.shape)}")
+        features = self.model.audio_tower(audios).permute(0, 2, 1)
+        features = F.avg_pool1d(features, kernel_size=3, stride=3).permute(0, 2, 1)
+        return self.model.audio_projector(features.to(self.model.audio_projector[0].weight.dtype))
+
+    def embed_multimodal(self, input_ids: torch.Tensor, videos: torch.Tensor | None = None,
+                         audios: torch.Tensor | None = None,
+                         gate_input_ids: torch.Tensor | None = None,
+                         gate_attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Token embeddings with the media features written over the placeholder tokens."""
+        embeds = self.model.embed_tokens(input_ids)
+        for kind, media, token_id, count in (
+            ("video", videos, self.config.video_token_id, self.config.num_video_tokens),
+            ("audio", audios, self.config.audio_token_id, self.config.num_audio_tokens),
+        ):
+            if token_id is None:
+                if media is not None:
+                    raise ValueError(f"config.{kind}_token_id is not set: attach a processor's "
+                                     "tokenizer (OmniProcessor) before passing media")
+                continue
+            mask = input_ids == token_id
+            per_row = mask.sum(dim=1)
+            if media is None:
+                if bool(per_row.any()):
+                    raise ValueError(f"input_ids hold {kind} placeholder tokens but no "
+                                     f"{kind}s were given")
+                continue
+            rows = per_row > 0
+            bad = per_row[rows] != count
+            if bool(bad.any()) or int(rows.sum()) != media.shape[0]:
+                raise ValueError(
+                    f"{kind}: each row needs exactly {count} placeholder tokens and one clip; "
+                    f"got {per_row.tolist()} placeholders for {media.shape[0]} clips")
+            if kind == "video":
+                gi = gate_input_ids[rows] if gate_input_ids is not None else None
+                gm = gate_attention_mask[rows] if gate_attention_mask is not None else None
+                features = self.encode_videos(media, gi, gm)
+            else:
+                features = self.encode_audios(media)
+            embeds = embeds.masked_scatter(mask.unsqueeze(-1), features.to(embeds.dtype))
+        return embeds
+
+    # -- causal LM ------------------------------------------------------------------------
+    def forward(  # type: ignore[override]
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        past_key_values=None,  # noqa: ANN001 - transformers Cache
+        inputs_embeds: torch.FloatTensor | None = None,
+        labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        logits_to_keep: int | torch.Tensor = 0,
+        videos: torch.Tensor | None = None,
+        audios: torch.Tensor | None = None,
+        gate_input_ids: torch.Tensor | None = None,
+        gate_attention_mask: torch.Tensor | None = None,
+        images: torch.Tensor | None = None,
+        **kwargs,  # noqa: ANN003
+    ) -> CausalLMOutputWithPast:
+        videos = videos if videos is not None else images
+        if inputs_embeds is None and input_ids is not None:
+            inputs_embeds = self.embed_multimodal(input_ids, videos, audios, gate_input_ids,
+                                                  gate_attention_mask)
+            if labels is not None:
+                # Features are inputs, never targets.
+                for token_id in (self.config.video_token_id, self.config.audio_token_id):
+                    if token_id is not None:
+                        labels = labels.masked_fill(input_ids == token_id, IGNORE_INDEX)
+            input_ids = None
+        return super().forward(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+            past_key_values=past_key_values, inputs_embeds=inputs_embeds, labels=labels,
+            use_cache=use_cache, logits_to_keep=logits_to_keep, **kwargs)
+
+    def prepare_inputs_for_generation(self, input_ids, past_key_values=None,  # noqa: ANN001
+                                      attention_mask=None, inputs_embeds=None,  # noqa: ANN001
+                                      is_first_iteration=False, **kwargs):  # noqa: ANN001, ANN003
+        media = {k: kwargs.pop(k, None) for k in
+                 ("videos", "audios", "gate_input_ids", "gate_attention_mask", "images")}
+        inputs = super().prepare_inputs_for_generation(
+            input_ids, past_key_values=past_key_values, attention_mask=attention_mask,
+            inputs_embeds=inputs_embeds, is_first_iteration=is_first_iteration, **kwargs)
+        # Media enter once, with the prompt; later steps read them from the KV cache.
+        if is_first_iteration or past_key_values is None:
+            inputs.update({k: v for k, v in media.items() if v is not None})
+        return inputs
+
+    def completion_log_probs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                             logits_to_keep: int, temperature: float = 1.0,
+                             **media: torch.Tensor | None) -> torch.Tensor:
+        """log pi(o_t | q, v, a, o_<t) of the last ``logits_to_keep`` tokens (GRPO, eq. 3).
+
+        ``input_ids`` is prompt + completion; returns (B, logits_to_keep).
+        """
+        logits = self(input_ids=input_ids, attention_mask=attention_mask,
+                      logits_to_keep=logits_to_keep + 1, **media).logits
+        logits = logits[:, :-1, :] / temperature
+        targets = input_ids[:, -logits_to_keep:]
+        log_probs = torch.log_softmax(logits.float(), dim=-1)
+        return log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)

@@ -1,0 +1,246 @@
+"""A tiny random omni model for CPU tests and demos, and the one loader for any omni dir.
+
+``build_tiny_omni(out_dir)`` writes a complete model directory (config, weights,
+tokenizer, BERT gate tokenizer, processor settings) from config alone: no download.
+The LM tokenizer is a byte-level BPE trained here with the ``tokenizers`` library on
+Qwen2's split regex, wrapped in ``PreTrainedTokenizerFast`` with a ChatML template
+(STACK.md: ``AutoTokenizer`` on a qwen2-type directory would rebuild it).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from erv_plugins.errors import ErvError
+from erv_plugins.labels import BUILTIN_LABEL_SPACES, GOEMOTIONS
+from erv_plugins.models.omni.processing import (
+    EMOTION_QUESTION,
+    MEDIA_TOKENS,
+    OmniProcessor,
+    media_prefix,
+)
+
+# Qwen2's pre-tokenizer split pattern.
+QWEN2_SPLIT = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+    r"|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
+# Reasoning tags are ordinary added tokens (not special): decoding with
+# skip_special_tokens=True must keep them, or the format reward could never match.
+TAG_TOKENS = ("<think>", "</think>", "<answer>", "</answer>")
+
+# ChatML, with Qwen2's default system turn. Message content is a string, or a list of
+# parts {"type": "video"} / {"type": "audio"} / {"type": "text", "text": ...}.
+CHAT_TEMPLATE = (
+    "{%- for message in messages -%}"
+    "{%- if loop.first and message['role'] != 'system' -%}"
+    "{{ '<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' }}"
+    "{%- endif -%}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' }}"
+    "{%- if message['content'] is string -%}{{ message['content'] }}"
+    "{%- else -%}{%- for part in message['content'] -%}"
+    "{%- if part['type'] == 'video' -%}{{ '<vi_start><video><vi_end>\\n' }}"
+    "{%- elif part['type'] == 'audio' -%}{{ '<au_start><audio><au_end>\\n' }}"
+    "{%- else -%}{{ part['text'] }}{%- endif -%}"
+    "{%- endfor -%}{%- endif -%}"
+    "{{ '<|im_end|>\\n' }}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '<|im_start|>assistant\\n' }}{%- endif -%}"
+)
+
+# What decode_clip must produce for the tiny model (kept equal to tiny_config's sizes).
+TINY_MEDIA: dict[str, Any] = {"frames": 8, "image_size": 32, "n_mels": 16, "chunk_length": 1.98,
+                              "aspect_ratio": "pad"}
+
+_CORPUS_SENTENCES = (
+    EMOTION_QUESTION,
+    "You are a helpful assistant.",
+    "In the video, the person looks {w}. The voice sounds {w}. The scene feels {w}.",
+    "The screen glows with a warm colour and a tone plays. Overall the emotion is {w}.",
+    "Her face shows {w}; his voice trembles. The music is calm, bright, dark, loud or soft.",
+    "<think>The colour and the tone suggest {w}.</think> <answer>{w}</answer>",
+)
+
+
+def _corpus() -> list[str]:
+    words = set(GOEMOTIONS)
+    for space in BUILTIN_LABEL_SPACES.values():
+        words.update(space.labels)
+    lines = []
+    for w in sorted(words):
+        lines += [s.replace("{w}", w) for s in _CORPUS_SENTENCES]
+    return lines
+
+
+def build_tiny_tokenizer(vocab_size: int = 512) -> Any:
+    """Byte-level BPE (Qwen2 split regex, ChatML specials, media placeholders)."""
+    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(QWEN2_SPLIT), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS), show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(_corpus(), trainer=trainer)
+    tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in TAG_TOKENS])
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in MEDIA_TOKENS])
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+        unk_token=None, model_max_length=4096, padding_side="left",
+        extra_special_tokens=list(MEDIA_TOKENS))
+    fast.chat_template = CHAT_TEMPLATE
+    return fast
+
+
+def build_tiny_gate_tokenizer() -> Any:
+    """A WordPiece tokenizer for the tiny BERT gate: BERT specials + the corpus words."""
+    import re
+
+    from transformers import BertTokenizerFast
+
+    words = sorted({w for line in _corpus() for w in re.findall(r"[a-z]+|[^\sa-z]", line.lower())})
+    # Letters and "##" continuations: any lowercase word splits into pieces, never [UNK].
+    pieces = [c for c in "abcdefghijklmnopqrstuvwxyz0123456789"]
+    pieces += ["##" + c for c in pieces]
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]",
+             *dict.fromkeys([*words, *pieces])]
+    return BertTokenizerFast(vocab={w: i for i, w in enumerate(vocab)}, do_lower_case=True,
+                             model_max_length=64)
+
+
+def tiny_config(tokenizer: Any, gate_tokenizer: Any, **overrides: Any) -> Any:
+    """Tiny sizes: Qwen2 hidden 64 x 2 layers, SigLIP 32 px, Whisper 16 mels x 2 s, BERT 32."""
+    from transformers import BertConfig, SiglipVisionConfig, WhisperConfig
+
+    from erv_plugins.models.omni.configuration import OmniConfig
+
+    kwargs: dict[str, Any] = dict(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
+        tie_word_embeddings=True, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id, bos_token_id=None,
+        vision_config=SiglipVisionConfig(
+            hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+            image_size=32, patch_size=8).to_dict(),
+        audio_config=WhisperConfig(
+            d_model=32, encoder_layers=2, encoder_attention_heads=2, encoder_ffn_dim=64,
+            decoder_layers=1, decoder_attention_heads=2, decoder_ffn_dim=64, num_mel_bins=16,
+            max_source_positions=99, max_target_positions=16, vocab_size=64,
+            pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=1).to_dict(),
+        text_gate_config=BertConfig(
+            vocab_size=len(gate_tokenizer), hidden_size=32, num_hidden_layers=2,
+            num_attention_heads=2, intermediate_size=64, max_position_embeddings=64,
+            pad_token_id=gate_tokenizer.pad_token_id).to_dict(),
+        text_gate_hidden_size=32,
+        mm_vision_tower=None, mm_audio_tower=None, text_model_path=None,
+        video_token_id=tokenizer.convert_tokens_to_ids("<video>"),
+        audio_token_id=tokenizer.convert_tokens_to_ids("<audio>"),
+    )
+    kwargs.update(overrides)
+    return OmniConfig(**kwargs)
+
+
+def build_tiny_omni(out_dir: str | os.PathLike[str], *, seed: int = 0,
+                    **config_overrides: Any) -> Path:
+    """Write a loadable tiny random omni model + processor to ``out_dir``; returns it.
+
+    Audio: 16 mel bins, 2 s windows (198 frames -> 33 audio tokens); video: 8 frames of
+    32 px (32 video tokens). Load it with ``load_omni(out_dir)``.
+    """
+    from erv_plugins.models.omni.modelling import OmniForCausalLM
+
+    out = Path(out_dir)
+    tokenizer = build_tiny_tokenizer()
+    gate_tokenizer = build_tiny_gate_tokenizer()
+    config = tiny_config(tokenizer, gate_tokenizer, **config_overrides)
+    torch.manual_seed(seed)
+    model = OmniForCausalLM(config)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.bos_token_id = None
+    model.save_pretrained(out)
+    processor = OmniProcessor(
+        tokenizer, gate_tokenizer, num_video_tokens=config.num_video_tokens,
+        num_audio_tokens=config.num_audio_tokens, num_frames=config.num_frames,
+        image_size=config.vision_config.image_size, n_mels=config.audio_config.num_mel_bins,
+        audio_chunk_length=config.num_audio_frames / 100.0,
+        mm_use_x_start_end=config.mm_use_x_start_end,
+        gate_max_length=config.text_gate_config.max_position_embeddings)
+    processor.save_pretrained(out)
+    return out
+
+
+def _load_missing_towers(model: Any, missing: set[str]) -> set[str]:
+    """Fill encoders absent from a release checkpoint from the directories its config names.
+
+    The release loads SigLIP, Whisper and BERT from ``mm_vision_tower``,
+    ``mm_audio_tower`` and ``text_model_path``; a checkpoint may or may not carry them.
+    """
+    from transformers import BertModel, SiglipVisionModel, WhisperForAudioClassification
+
+    cfg = model.config
+    towers = (
+        ("model.vision_tower.vision_tower.", cfg.mm_vision_tower, SiglipVisionModel,
+         model.model.vision_tower.vision_tower),
+        ("model.audio_tower.audio_tower.", cfg.mm_audio_tower, WhisperForAudioClassification,
+         model.model.audio_tower.audio_tower),
+        ("model.bert_model.", cfg.text_model_path, BertModel, model.model.bert_model),
+    )
+    left = set(missing)
+    for prefix, path, cls, module in towers:
+        keys = {k for k in left if k.startswith(prefix)}
+        if not keys:
+            continue
+        if not path or not os.path.isdir(path):
+            raise ErvError(f"checkpoint lacks {prefix}* weights and {path!r} is not a local "
+                           "directory to load them from (set it in config.json)")
+        loaded = cls.from_pretrained(path, dtype=module.dtype)
+        result = module.load_state_dict(loaded.state_dict(), strict=False)
+        still = {prefix + k for k in result.missing_keys}
+        left = (left - keys) | (keys & still)
+    return left
+
+
+def load_omni(path: str | os.PathLike[str], device: str | torch.device = "cpu",
+              dtype: torch.dtype | str | None = None) -> tuple[Any, OmniProcessor]:
+    """Load an omni model directory (ours or a HumanOmni release) -> (model, processor).
+
+    The model is in eval mode on ``device``; ``dtype`` None keeps the checkpoint's.
+    """
+    from erv_plugins.models.omni.modelling import OmniForCausalLM
+
+    root = Path(path)
+    if not (root / "config.json").is_file():
+        raise ErvError(f"{root}: not a model directory (no config.json)")
+    if isinstance(dtype, str):
+        dtype = getattr(torch, dtype)
+    processor = OmniProcessor.from_pretrained(root)
+    model, info = OmniForCausalLM.from_pretrained(root, dtype=dtype, output_loading_info=True)
+    missing = _load_missing_towers(model, set(info["missing_keys"]))
+    if model.config.tie_word_embeddings:
+        missing.discard("lm_head.weight")
+    if missing:
+        shown = ", ".join(sorted(missing)[:5])
+        raise ErvError(f"{root}: checkpoint lacks {len(missing)} weights ({shown} ...)")
+    if model.config.video_token_id is None or model.config.audio_token_id is None:
+        model.config.video_token_id = processor.video_token_id
+        model.config.audio_token_id = processor.audio_token_id
+        if len(processor.tokenizer) > model.config.vocab_size:
+            model.resize_token_embeddings(len(processor.tokenizer))
+    model.to(device)
+    model.eval()
+    return model, processor
+
+
+__all__ = ["TINY_MEDIA", "build_tiny_omni", "build_tiny_tokenizer", "build_tiny_gate_tokenizer",
+           "tiny_config", "load_omni", "media_prefix"]

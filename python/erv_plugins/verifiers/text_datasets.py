@@ -1,0 +1,110 @@
+"""Text datasets of the verifier (explanation-label pairs), as dataset plugins.
+
+Each has ``records()`` (``TextRecord``s, up to two labels each) and ``samples()`` (the
+``Dataset`` protocol). A recipe names them in ``[[train_verifier.train]]``::
+
+    [[train_verifier.train]]
+    plugin = "text_emer"
+    root = "data/EMER/emer.csv"
+
+Registered as ``text_jsonl``, ``text_emer``, ``text_merr_fine``, ``text_generated``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from erv_plugins.datasets.base import Sample
+from erv_plugins.labels import MAFW, MAFW_LABELS, EMER, LabelSpace
+from erv_plugins.verifiers.data import (
+    TextRecord,
+    VerifierDataError,
+    read_emer_csv,
+    read_merr_fine_json,
+    read_text_jsonl,
+)
+
+
+class _Opts(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    pass
+
+
+class TextJsonlOptions(_Opts):
+    path: str | None = None  # or the DataSpec's root
+    source: str | None = None  # name in the Table-5 counts (default: the file's stem)
+    max_labels: int | None = 2
+
+
+class TextFileOptions(_Opts):
+    path: str | None = None  # or the DataSpec's root
+
+
+class GeneratedOptions(_Opts):
+    n: int = 2200
+    labels: list[str] = msgspec.field(default_factory=lambda: list(MAFW_LABELS))
+    seed: int = 0
+
+
+class TextDataset:
+    """Explanation texts with labels, read once."""
+
+    def __init__(self, records: Sequence[TextRecord], label_space: LabelSpace = MAFW,
+                 limit: int | None = None) -> None:
+        self._records = list(records)[:limit] if limit is not None else list(records)
+        self.label_space = label_space
+
+    def records(self) -> list[TextRecord]:
+        return list(self._records)
+
+    def samples(self) -> list[Sample]:
+        return [Sample(r.id, r.labels[0], None, r.text, {"labels": list(r.labels),
+                                                         "source": r.source})
+                for r in self._records]
+
+
+def _path(options: Any, root: str | None, what: str) -> Path:
+    path = options.path or root
+    if not path:
+        raise VerifierDataError(f"{what}: give the file as root = ... or options.path")
+    return Path(path)
+
+
+def text_jsonl(options: TextJsonlOptions, *, root: str | None = None, limit: int | None = None,
+               **_: Any) -> TextDataset:
+    """Pseudo-labelled or Complemented JSONL: {"text", "labels"} per line (erv augment)."""
+    p = _path(options, root, "text_jsonl")
+    return TextDataset(read_text_jsonl(p, source=options.source, max_labels=options.max_labels),
+                       MAFW, limit)
+
+
+def text_emer(options: TextFileOptions, *, root: str | None = None, limit: int | None = None,
+              **_: Any) -> TextDataset:
+    """EMER CSV (names, emotions, subtitles, reasons): the reasons as verifier text."""
+    return TextDataset(read_emer_csv(_path(options, root, "text_emer")), EMER, limit)
+
+
+def text_merr_fine(options: TextFileOptions, *, root: str | None = None,
+                   limit: int | None = None, **_: Any) -> TextDataset:
+    """MERR-fine JSON (pseu_emotion, smp_reason_caption) as verifier text."""
+    return TextDataset(read_merr_fine_json(_path(options, root, "text_merr_fine")), MAFW, limit)
+
+
+def text_generated(options: GeneratedOptions, *, limit: int | None = None,
+                   **_: Any) -> TextDataset:
+    """Generated emotion sentences over MAFW's labels (tiny runs; see verifiers.tiny)."""
+    from erv_plugins.verifiers.tiny import generate_emotion_corpus
+
+    return TextDataset(generate_emotion_corpus(options.n, labels=options.labels,
+                                               seed=options.seed), MAFW, limit)
+
+
+TEXT_DATASETS = (
+    ("text_jsonl", text_jsonl, TextJsonlOptions),
+    ("text_emer", text_emer, TextFileOptions),
+    ("text_merr_fine", text_merr_fine, TextFileOptions),
+    ("text_generated", text_generated, GeneratedOptions),
+)
