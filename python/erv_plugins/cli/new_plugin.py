@@ -86,6 +86,7 @@ def write_plugin(raw_name: str, kind: str, directory: str | Path = ".") -> Path:
         "Class": names.cls,
         "kind": kind,
         "description": DESCRIPTIONS[kind][0].upper() + DESCRIPTIONS[kind][1:] + ".",
+        "summary": DESCRIPTIONS[kind] + ".",
         "erv_version": __version__,
     }
     values["usage"] = render(_template(kind, "usage.md.tmpl"), values).rstrip("\n")
