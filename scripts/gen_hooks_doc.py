@@ -10,12 +10,23 @@ regenerated.
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import re
 import sys
 from pathlib import Path
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "hooks.md"
+
+# What each kind of component must look like, shown from the source that defines it.
+CONTRACTS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("reward", "erv_plugins.rewards.base", ("Reward", "RewardBatch", "RewardResult")),
+    ("reward", "erv_plugins._text_pure", ("Parsed",)),
+    ("verifier", "erv_plugins.verifiers.base", ("Verifier",)),
+    ("judge", "erv_plugins.judges.base", ("Judge", "JudgeRequest", "Verdict", "JudgeContext")),
+    ("dataset", "erv_plugins.datasets.base", ("Dataset", "Sample")),
+    ("stage", "erv_plugins.stages", ("Stage", "StageContext")),
+)
 
 
 def _inline(line: str) -> str:
@@ -86,6 +97,15 @@ def render() -> str:
         parts.append(_md(inspect.getdoc(f) or "(undocumented)"))
         if notes:
             parts.append("\n".join(notes) + "\n")
+    parts.append("## Contracts\n")
+    parts.append("What erv expects of each kind of component, as declared in the code "
+                 "(the objects a factory returns, and what erv hands them).\n")
+    for kind, module_name, names in CONTRACTS:
+        module = importlib.import_module(module_name)
+        for name in names:
+            source = inspect.getsource(getattr(module, name)).rstrip()
+            parts.append(f"### {name} ({kind}, `{module_name}`)\n")
+            parts.append(f"```python\n{source}\n```\n")
     return "\n".join(parts)
 
 
