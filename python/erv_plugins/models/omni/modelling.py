@@ -243,6 +243,22 @@ class OmniForCausalLM(Qwen2ForCausalLM):
         self.vocab_size = config.vocab_size
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         self.post_init()
+        self.freeze_encoders()
+
+    def freeze_encoders(self) -> None:
+        """requires_grad=False on the encoders the config marks frozen (release: both)."""
+        if self.config.freeze_vision_tower:
+            self.model.vision_tower.requires_grad_(False)
+        if self.config.freeze_audio_tower:
+            self.model.audio_tower.requires_grad_(False)
+
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):  # noqa: ANN002, ANN003, ANN206
+        # Loading materialises fresh parameters; freeze again afterwards.
+        loaded = super().from_pretrained(*args, **kwargs)
+        model = loaded[0] if isinstance(loaded, tuple) else loaded
+        model.freeze_encoders()
+        return loaded
 
     # -- encoders (release encode_images_or_videos / encode_audios) ------------------------
     def encode_videos(self, videos: torch.Tensor, gate_input_ids: torch.Tensor | None = None,

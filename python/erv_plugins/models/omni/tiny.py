@@ -10,7 +10,6 @@ Qwen2's split regex, wrapped in ``PreTrainedTokenizerFast`` with a ChatML templa
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -110,12 +109,13 @@ def build_tiny_gate_tokenizer() -> Any:
     from transformers import BertTokenizerFast
 
     words = sorted({w for line in _corpus() for w in re.findall(r"[a-z]+|[^\sa-z]", line.lower())})
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "vocab.txt"
-        path.write_text("\n".join(vocab) + "\n")
-        return BertTokenizerFast(vocab_file=str(path), do_lower_case=True,
-                                 model_max_length=64)
+    # Letters and "##" continuations: any lowercase word splits into pieces, never [UNK].
+    pieces = [c for c in "abcdefghijklmnopqrstuvwxyz0123456789"]
+    pieces += ["##" + c for c in pieces]
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]",
+             *dict.fromkeys([*words, *pieces])]
+    return BertTokenizerFast(vocab={w: i for i, w in enumerate(vocab)}, do_lower_case=True,
+                             model_max_length=64)
 
 
 def tiny_config(tokenizer: Any, gate_tokenizer: Any, **overrides: Any) -> Any:
