@@ -36,10 +36,47 @@ class HFVerifierOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True
     dtype: Dtype = "auto"  # auto: bfloat16 on a GPU, float32 on CPU
     batch_size: int = 64
     max_length: int | None = None  # None: the tokenizer's model max length (release behaviour)
+    # The label map the recipe expects: a label space name ("goemotions", "mafw", ...) or
+    # the label names in output order. A checkpoint with another head is an error.
+    labels: str | list[str] | None = None
 
 
 class VerifierLoadError(ErvError):
     """A verifier checkpoint that cannot be read or does not fit its use."""
+
+
+class LabelSpaceMismatch(VerifierLoadError):
+    """A checkpoint whose label head does not fit the label map a recipe asks for."""
+
+
+def expected_labels(labels: str | Sequence[str]) -> tuple[str, ...]:
+    """Label names from a label space name or an explicit list."""
+    if isinstance(labels, str):
+        from erv_plugins.labels import BUILTIN_LABEL_SPACES
+
+        try:
+            return BUILTIN_LABEL_SPACES[labels].labels
+        except KeyError:
+            raise VerifierLoadError(f"unknown label space {labels!r}; known: "
+                                    f"{', '.join(BUILTIN_LABEL_SPACES)}") from None
+    return tuple(labels)
+
+
+def check_label_space(base_labels: Sequence[str], expected: Sequence[str], where: str) -> None:
+    """Fail clearly when a checkpoint's labels are not the ones the recipe names."""
+    if len(base_labels) != len(expected):
+        raise LabelSpaceMismatch(
+            f"{where}: checkpoint has {len(base_labels)} labels but the recipe's label map "
+            f"has {len(expected)} ({', '.join(expected)}); use a checkpoint with that head, "
+            "the matching label space, or (training) reinit_head = true for a new head"
+        )
+    if tuple(base_labels) != tuple(expected):
+        diff = [f"{i}: {a!r} != {b!r}" for i, (a, b) in enumerate(zip(base_labels, expected))
+                if a != b]
+        raise LabelSpaceMismatch(
+            f"{where}: checkpoint labels differ from the recipe's label map at "
+            f"{'; '.join(diff[:5])}"
+        )
 
 
 def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
@@ -116,13 +153,17 @@ class HFVerifier:
 
     def __init__(self, path: str | os.PathLike[str], *, device: str = "cpu",
                  dtype: Dtype = "auto", batch_size: int = 64,
-                 max_length: int | None = None) -> None:
+                 max_length: int | None = None,
+                 labels: str | Sequence[str] | None = None) -> None:
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         if batch_size < 1:
             raise VerifierLoadError(f"verifier batch_size must be >= 1, got {batch_size}")
         self.path = resolve_checkpoint(path)
+        if labels is not None:  # before loading weights: a wrong head fails fast
+            check_label_space(checkpoint_labels(self.path), expected_labels(labels),
+                              f"verifier checkpoint {self.path}")
         self.device = torch.device(device)
         self.dtype = _torch_dtype(dtype, self.device)
         self.batch_size = batch_size
@@ -158,7 +199,8 @@ class HFVerifier:
     @classmethod
     def from_options(cls, options: HFVerifierOptions, **_context: Any) -> HFVerifier:
         return cls(options.path, device=options.device, dtype=options.dtype,
-                   batch_size=options.batch_size, max_length=options.max_length)
+                   batch_size=options.batch_size, max_length=options.max_length,
+                   labels=options.labels)
 
     @property
     def num_labels(self) -> int:

@@ -36,7 +36,7 @@ CUES: dict[str, tuple[str, ...]] = {
     "disgust": ("disgusted", "repulsed", "revolted", "nauseated", "sickened", "grossed"),
     "fear": ("terrified", "frightened", "scared", "afraid", "petrified", "horrified"),
     "happiness": ("happy", "joyful", "cheerful", "delighted", "beaming", "glad", "elated"),
-    "neutral": ("expressionless", "composed", "impassive", "blank", "unmoved", "matter-of-fact"),
+    "neutral": ("expressionless", "composed", "impassive", "blank", "unmoved", "stoic"),
     "sadness": ("sad", "sorrowful", "tearful", "gloomy", "heartbroken", "mournful",
                 "dejected"),
     "surprise": ("surprised", "astonished", "amazed", "startled", "stunned", "shocked"),

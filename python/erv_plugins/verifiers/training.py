@@ -33,7 +33,13 @@ from erv_plugins.verifiers.data import (
     label_space_for,
     map_to_verifier,
 )
-from erv_plugins.verifiers.hf import VerifierLoadError, checkpoint_labels, label_sets, resolve_checkpoint
+from erv_plugins.verifiers.hf import (
+    LabelSpaceMismatch,
+    check_label_space,
+    checkpoint_labels,
+    label_sets,
+    resolve_checkpoint,
+)
 
 # Settings under which the tiny verifier (erv_plugins.verifiers.tiny) learns the generated
 # corpus from scratch in seconds: a large learning rate with warmup lets the first-token
@@ -42,27 +48,6 @@ TINY_TRAINING: dict[str, Any] = {"lr": 3e-3, "batch_size": 32, "warmup_ratio": 0
                                  "max_length": 64, "weight_decay": 0.0}
 
 TAU_GRID: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(1, 20))
-
-
-class LabelSpaceMismatch(VerifierLoadError):
-    """A checkpoint whose label head does not fit the label space a recipe asks for."""
-
-
-def check_label_space(base_labels: Sequence[str], expected: Sequence[str], where: str) -> None:
-    """Fail clearly when a checkpoint's labels are not the ones the recipe names."""
-    if len(base_labels) != len(expected):
-        raise LabelSpaceMismatch(
-            f"{where}: checkpoint has {len(base_labels)} labels but the recipe's label map "
-            f"has {len(expected)} ({', '.join(expected)}); pick a checkpoint with that head, "
-            "the matching label_space, or reinit_head = true to start a new head"
-        )
-    if tuple(base_labels) != tuple(expected):
-        diff = [f"{i}: {a!r} != {b!r}" for i, (a, b) in enumerate(zip(base_labels, expected))
-                if a != b]
-        raise LabelSpaceMismatch(
-            f"{where}: checkpoint labels differ from the recipe's label map at "
-            f"{'; '.join(diff[:5])}"
-        )
 
 
 # -- metrics ---------------------------------------------------------------------------------

@@ -1,0 +1,302 @@
+"""Asking an OpenAI-compatible chat API many questions, safely and resumably.
+
+- bounded concurrency (a fixed pool of workers), a timeout per request, retries with
+  exponential backoff and jitter on 429, 5xx, timeouts and connection errors (the server's
+  ``Retry-After`` is honoured), an abort on authentication or model-not-found errors;
+- every answer is appended to a JSONL file as it arrives (one ``write`` and ``flush`` per
+  line), so an interrupted run resumes without asking for anything twice: ids already in
+  the results or the rejects file are skipped; a torn last line is cut off;
+- replies the caller's parser refuses go to a rejects side file with the reason, requests
+  that fail after all retries to a failures file (asked again on the next run);
+- token counts and the cost (from prices the user gives, USD per million tokens) are kept.
+
+The API key is read from an environment variable and never printed or written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from erv_plugins.errors import ErvError
+
+
+class AugmentError(ErvError):
+    """An augmentation run that cannot start or must stop (bad key, unknown model, bad input)."""
+
+
+@dataclass
+class ChatSettings:
+    """Where and how to ask. ``base_url`` None = the ``openai`` default / ``OPENAI_BASE_URL``."""
+
+    model: str
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    concurrency: int = 8
+    timeout_s: float = 60.0
+    max_retries: int = 5
+    backoff_s: float = 1.0
+    max_backoff_s: float = 60.0
+    temperature: float | None = None
+    max_tokens: int | None = None
+    price_in: float = 0.0  # USD per 1M prompt tokens (your provider's price list)
+    price_out: float = 0.0  # USD per 1M completion tokens
+
+    def api_key(self) -> str:
+        key = os.environ.get(self.api_key_env)
+        if key:
+            return key
+        base = self.base_url or os.environ.get("OPENAI_BASE_URL")
+        if base and any(h in base for h in ("127.0.0.1", "localhost", "[::1]")):
+            return "local-no-key"  # local servers (vLLM, llama.cpp) usually need none
+        raise AugmentError(f"no API key: set the environment variable {self.api_key_env} "
+                           "(or --api-key-env NAME) for the chat API")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One question: its id (the resume key), the prompt and what to keep with the answer."""
+
+    id: str
+    prompt: str
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+# A handler turns a reply into a result record (accepted) or a reason (rejected).
+Handler = Callable[[Job, str], "tuple[dict[str, Any] | None, str | None]"]
+
+
+@dataclass
+class RunStats:
+    total: int = 0  # jobs this run was given
+    skipped: int = 0  # already answered by an earlier run
+    pending: int = 0  # asked in this run
+    accepted: int = 0
+    rejected: int = 0
+    failed: int = 0
+    requests: int = 0  # HTTP requests, retries included
+    retries: int = 0
+    errors: dict[str, int] = field(default_factory=dict)  # by kind: 429, 500, timeout, ...
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["cost_usd"] = round(self.cost_usd, 6)
+        out["seconds"] = round(self.seconds, 2)
+        return out
+
+    def line(self) -> str:
+        return (f"{self.accepted} accepted, {self.rejected} rejected, {self.failed} failed, "
+                f"{self.skipped} already done; {self.requests} requests ({self.retries} "
+                f"retries); tokens {self.prompt_tokens} in / {self.completion_tokens} out; "
+                f"cost ${self.cost_usd:.4f}")
+
+
+def side_files(out: Path) -> tuple[Path, Path]:
+    """The rejects and failures files beside a results file."""
+    stem = out.name.removesuffix(".jsonl")
+    return out.with_name(f"{stem}.rejects.jsonl"), out.with_name(f"{stem}.failures.jsonl")
+
+
+def read_jsonl_ids(path: Path, *, repair: bool = True) -> list[dict[str, Any]]:
+    """Rows of a results file. A torn last line (a crash mid-write) is cut off when
+    ``repair``; a bad line elsewhere is an error naming the line."""
+    if not path.exists():
+        return []
+    data = path.read_bytes()
+    lines = data.split(b"\n")
+    rows: list[dict[str, Any]] = []
+    offset = 0
+    for n, raw in enumerate(lines, 1):
+        tail = n == len(lines)  # text after the last newline: torn if it does not parse
+        if raw.strip():
+            try:
+                row = json.loads(raw)
+                if not isinstance(row, dict) or "id" not in row:
+                    raise ValueError("no id")
+            except ValueError:
+                if tail and repair:
+                    with path.open("r+b") as f:
+                        f.truncate(offset)
+                    return rows
+                raise AugmentError(f"{path}:{n}: not a JSON object with an id; fix or remove "
+                                   "the line before resuming") from None
+            rows.append(row)
+        offset += len(raw) + 1
+    if lines[-1].strip() and repair:  # a complete last row without its newline
+        with path.open("ab") as f:
+            f.write(b"\n")
+    return rows
+
+
+class _Appender:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._f = path.open("a", encoding="utf-8")
+
+    def write(self, row: dict[str, Any]) -> None:
+        self._f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        self._f.flush()
+
+    def close(self) -> None:
+        self._f.close()
+
+
+def _retry_after(exc: Exception) -> float | None:
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None)
+    if headers is None:
+        return None
+    try:
+        return float(headers.get("retry-after"))
+    except (TypeError, ValueError):
+        return None
+
+
+async def _ask(client: Any, settings: ChatSettings, job: Job, stats: RunStats
+               ) -> tuple[str | None, str | None]:
+    """The reply text, or None and the last error after all retries."""
+    import openai
+
+    last = ""
+    for attempt in range(settings.max_retries + 1):
+        stats.requests += 1
+        if attempt:
+            stats.retries += 1
+        kind, wait = None, None
+        try:
+            kwargs: dict[str, Any] = {}
+            if settings.temperature is not None:
+                kwargs["temperature"] = settings.temperature
+            if settings.max_tokens is not None:
+                kwargs["max_tokens"] = settings.max_tokens
+            response = await asyncio.wait_for(
+                client.chat.completions.create(
+                    model=settings.model,
+                    messages=[{"role": "user", "content": job.prompt}], **kwargs),
+                timeout=settings.timeout_s + 5)  # belt and braces over the client's own
+            usage = getattr(response, "usage", None)
+            if usage is not None:
+                stats.prompt_tokens += usage.prompt_tokens or 0
+                stats.completion_tokens += usage.completion_tokens or 0
+                stats.cost_usd += ((usage.prompt_tokens or 0) * settings.price_in
+                                   + (usage.completion_tokens or 0) * settings.price_out) / 1e6
+            if not response.choices:
+                return None, "reply without choices"
+            return response.choices[0].message.content or "", None
+        except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
+            raise AugmentError(f"the chat API refused the credentials ({type(exc).__name__}, "
+                               f"HTTP {exc.status_code}); check ${settings.api_key_env}") from None
+        except openai.NotFoundError:
+            raise AugmentError(f"the chat API at {settings.base_url or 'the default URL'} "
+                               f"does not know model {settings.model!r} (HTTP 404)") from None
+        except openai.RateLimitError as exc:
+            kind, wait = "429", _retry_after(exc)
+        except openai.APITimeoutError:
+            kind = "timeout"
+        except asyncio.TimeoutError:
+            kind = "timeout"
+        except openai.APIConnectionError:
+            kind = "connection"
+        except openai.APIStatusError as exc:
+            if exc.status_code < 500:
+                stats.errors[str(exc.status_code)] = stats.errors.get(str(exc.status_code), 0) + 1
+                return None, f"HTTP {exc.status_code}: {str(exc)[:200]}"
+            kind = str(exc.status_code)
+        stats.errors[kind] = stats.errors.get(kind, 0) + 1
+        last = kind if kind in {"timeout", "connection"} else f"HTTP {kind}"
+        if attempt < settings.max_retries:
+            delay = min(settings.max_backoff_s, settings.backoff_s * 2 ** attempt)
+            delay = delay * (0.5 + random.random())
+            if wait is not None:
+                delay = min(settings.max_backoff_s, max(delay, wait))
+            await asyncio.sleep(delay)
+    return None, f"{last} after {settings.max_retries + 1} attempts"
+
+
+async def _run(jobs: Sequence[Job], settings: ChatSettings, handle: Handler, out: Path,
+               stats: RunStats, progress: bool, desc: str) -> None:
+    import openai
+    from tqdm.auto import tqdm
+
+    client = openai.AsyncOpenAI(api_key=settings.api_key(), base_url=settings.base_url,
+                                timeout=settings.timeout_s, max_retries=0)
+    rejects_path, failures_path = side_files(out)
+    results, rejects, failures = _Appender(out), _Appender(rejects_path), _Appender(failures_path)
+    queue: asyncio.Queue[Job] = asyncio.Queue()
+    for job in jobs:
+        queue.put_nowait(job)
+    bar = tqdm(total=len(jobs), desc=desc, unit="req", disable=not progress)
+
+    async def worker() -> None:
+        while True:
+            try:
+                job = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            reply, error = await _ask(client, settings, job, stats)
+            if reply is None:
+                stats.failed += 1
+                failures.write({"id": job.id, "error": error, "time": time.time()})
+            else:
+                record, reason = handle(job, reply)
+                if record is not None:
+                    stats.accepted += 1
+                    results.write({"id": job.id, **record})
+                else:
+                    stats.rejected += 1
+                    rejects.write({"id": job.id, **job.payload, "reply": reply,
+                                   "reason": reason})
+            bar.update(1)
+            bar.set_postfix(ok=stats.accepted, rejected=stats.rejected, failed=stats.failed,
+                            refresh=False)
+
+    try:
+        await asyncio.gather(*(worker() for _ in range(max(1, settings.concurrency))))
+    finally:
+        bar.close()
+        for f in (results, rejects, failures):
+            f.close()
+        await client.close()
+
+
+def done_ids(out: Path) -> set[str]:
+    """Ids answered by earlier runs: in the results or in the rejects file."""
+    rejects_path, _ = side_files(out)
+    return {str(r["id"]) for p in (out, rejects_path) for r in read_jsonl_ids(p)}
+
+
+def run_jobs(jobs: Iterable[Job], settings: ChatSettings, handle: Handler, out: str | os.PathLike[str],
+             *, limit: int | None = None, progress: bool = True, desc: str = "augment"
+             ) -> RunStats:
+    """Ask every job not answered yet (at most ``limit`` of them) and append the answers."""
+    if settings.concurrency < 1:
+        raise AugmentError(f"concurrency must be >= 1, got {settings.concurrency}")
+    out_path = Path(out)
+    all_jobs = list(jobs)
+    ids = [j.id for j in all_jobs]
+    if len(set(ids)) != len(ids):
+        dup = next(i for i in ids if ids.count(i) > 1)
+        raise AugmentError(f"two inputs share the id {dup!r}; ids must be unique to resume")
+    done = done_ids(out_path)
+    pending = [j for j in all_jobs if j.id not in done]
+    if limit is not None:
+        pending = pending[:limit]
+    stats = RunStats(total=len(all_jobs), skipped=len(all_jobs) - len([j for j in all_jobs
+                                                                      if j.id not in done]),
+                     pending=len(pending))
+    start = time.perf_counter()
+    if pending:
+        asyncio.run(_run(pending, settings, handle, out_path, stats, progress, desc))
+    stats.seconds = time.perf_counter() - start
+    return stats
