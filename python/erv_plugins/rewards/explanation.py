@@ -22,7 +22,7 @@ which a sentence labelled {joy, neutral} counts both towards c and N_neu, so R_E
 
 from __future__ import annotations
 
-from collections import OrderedDict
+import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, ClassVar, Literal
@@ -57,7 +57,8 @@ class ExplanationOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=Tru
     label_map: dict[str, str] = msgspec.field(default_factory=dict)
     # The verifier label that marks an emotionally neutral sentence.
     neutral_label: str = NEUTRAL
-    batch_size: Annotated[int, msgspec.Meta(ge=1)] = 64
+    # Most sentences per verifier call (sorted by length; the verifier may batch further).
+    batch_size: Annotated[int, msgspec.Meta(ge=1)] = 256
     cache_size: Annotated[int, msgspec.Meta(ge=0)] = 200_000
 
 
@@ -125,38 +126,53 @@ class ExplanationReward:
         self._labels = tuple(verifier.labels)
         self._label_index = {label: i for i, label in enumerate(self._labels)}
         self._neutral_idx = self._label_index.get(self.options.neutral_label)
-        self._cache: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+        self._cache: dict[str, np.ndarray] = {}  # sentence -> probabilities, oldest first
+        self._cache_key: str | None = None
         self._gt_memo: dict[tuple[str, str], int] = {}
 
     # -- the verifier, deduplicated and cached ---------------------------------------------
     def probabilities(self, sentences: Sequence[str]) -> tuple[np.ndarray, int]:
         """Verifier probabilities of distinct ``sentences`` (U, L) and how many were computed."""
         key = self.verifier.cache_key
-        out = np.empty((len(sentences), len(self._labels)), dtype=np.float32)
+        if key != self._cache_key:  # outputs of another verifier never mix with these
+            self._cache.clear()
+            self._cache_key = key
+        cache = self._cache
+        width = len(self._labels)
+        out = np.empty((len(sentences), width), dtype=np.float32)
         missing: list[int] = []
+        hits: list[int] = []
+        hit_rows: list[np.ndarray] = []
         for i, s in enumerate(sentences):
-            hit = self._cache.get((key, s))
-            if hit is None:
+            row = cache.get(s)
+            if row is None:
                 missing.append(i)
             else:
-                out[i] = hit
+                hits.append(i)
+                hit_rows.append(row)
+        if hits:
+            out[hits] = np.stack(hit_rows)
         # Similar lengths together: each verifier batch pads to its longest sentence.
-        missing.sort(key=lambda i: len(sentences[i]))
+        if len(missing) > 1:
+            lengths = list(map(len, sentences))
+            missing.sort(key=lengths.__getitem__)
         size = self.options.batch_size
         for start in range(0, len(missing), size):
             chunk = missing[start:start + size]
-            probs = np.asarray(self.verifier.predict_proba([sentences[i] for i in chunk]))
-            if probs.shape != (len(chunk), len(self._labels)):
+            probs = np.asarray(self.verifier.predict_proba([sentences[i] for i in chunk]),
+                               dtype=np.float32)
+            if probs.shape != (len(chunk), width):
                 raise ValueError(
                     f"explanation reward: verifier {key!r} returned shape {probs.shape} for "
-                    f"{len(chunk)} sentences; expected ({len(chunk)}, {len(self._labels)})"
+                    f"{len(chunk)} sentences; expected ({len(chunk)}, {width})"
                 )
             out[chunk] = probs
-            if self.options.cache_size:
-                for row, i in enumerate(chunk):
-                    self._cache[(key, sentences[i])] = out[i].copy()
-                while len(self._cache) > self.options.cache_size:
-                    self._cache.popitem(last=False)
+        if missing and self.options.cache_size:
+            cache.update(zip([sentences[i] for i in missing], out[missing]))
+            excess = len(cache) - self.options.cache_size
+            if excess > 0:  # forget the oldest entries
+                for old in list(itertools.islice(cache, excess)):
+                    del cache[old]
         return out, len(missing)
 
     # -- Algorithm 1, lines 7-17, for all distinct sentences at once ------------------------
@@ -172,7 +188,7 @@ class ExplanationReward:
             sets[rows[none], probs[none].argmax(axis=1)] = True
         many = count > k
         if many.any():  # more than k above tau: the k most probable
-            top = np.argsort(-probs[many], axis=1, kind="stable")[:, :k]
+            top = np.argpartition(-probs[many], k - 1, axis=1)[:, :k]
             sets[many] = False
             sets[rows[many][:, None], top] = True
         if self._neutral_idx is None:
@@ -219,16 +235,12 @@ class ExplanationReward:
         else:
             sentences = [[t] if t else [] for t in texts]
 
-        index: dict[str, int] = {}
-        sid_list: list[int] = []
-        owner_list: list[int] = []
-        for i, sents in enumerate(sentences):
-            for s in sents:
-                sid_list.append(index.setdefault(s, len(index)))
-            owner_list.extend([i] * len(sents))
-        unique = list(index)
-        sid = np.asarray(sid_list, dtype=np.int64)
-        owner = np.asarray(owner_list, dtype=np.int64)
+        # Each distinct sentence of the whole batch once (all G generations of all prompts).
+        flat = list(itertools.chain.from_iterable(sentences))
+        unique = list(dict.fromkeys(flat))
+        index = {s: i for i, s in enumerate(unique)}
+        sid = np.fromiter(map(index.__getitem__, flat), dtype=np.int64, count=len(flat))
+        owner = np.repeat(np.arange(size, dtype=np.int64), list(map(len, sentences)))
 
         gt_idx = np.full(size, -1, dtype=np.int64)
         for i in range(size):

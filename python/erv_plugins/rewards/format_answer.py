@@ -84,6 +84,7 @@ class AnswerReward:
                             self.options.label_space, reward=self.name)
         if self.options.mode == "release":
             return self._release(batch, labels, spaces)
+        verdicts: dict[tuple[str, str, str], float] = {}  # a batch repeats its answers
         out = []
         for text, parsed, gt, space in zip(batch.completions, batch.parsed, labels, spaces):
             answer = parsed.answer
@@ -93,19 +94,32 @@ class AnswerReward:
             if answer is None:
                 out.append(0.0)
                 continue
-            out.append(1.0 if space.normalize(answer) == space.normalize(str(gt)) else 0.0)
+            key = (space.name, answer, gt if isinstance(gt, str) else str(gt))
+            verdict = verdicts.get(key)
+            if verdict is None:
+                verdict = verdicts[key] = \
+                    1.0 if space.normalize(answer) == space.normalize(str(gt)) else 0.0
+            out.append(verdict)
         return out
 
     @staticmethod
     def _release(batch: RewardBatch, labels: list, spaces: list[LabelSpace]) -> list[float]:
+        truths: dict[str, str] = {}
+        verdicts: dict[tuple[str, str, str], float] = {}  # a batch repeats its answers
         out = []
         for text, parsed, gt, space in zip(batch.completions, batch.parsed, labels, spaces):
-            gt = str(gt)
-            m = _RELEASE_GT.search(gt)
-            truth = m.group(1).strip() if m else gt.strip()
+            raw = gt if isinstance(gt, str) else str(gt)
+            truth = truths.get(raw)
+            if truth is None:
+                m = _RELEASE_GT.search(raw)
+                truth = truths[raw] = m.group(1).strip() if m else raw.strip()
             answer = parsed.answer if parsed.answer is not None else text.strip()
-            normalise = _RELEASE_NORMALISERS.get(space.name)
-            # The release normalises MAFW and DFEW answers only, and compares exactly.
-            answer = normalise(answer) if normalise else answer
-            out.append(1.0 if answer == truth else 0.0)
+            key = (space.name, answer, truth)
+            verdict = verdicts.get(key)
+            if verdict is None:
+                normalise = _RELEASE_NORMALISERS.get(space.name)
+                # The release normalises MAFW and DFEW answers only, and compares exactly.
+                word = normalise(answer) if normalise else answer
+                verdict = verdicts[key] = 1.0 if word == truth else 0.0
+            out.append(verdict)
         return out

@@ -7,8 +7,8 @@ whose keywords it contains, ``neutral_prob`` for neutral when it contains none, 
     plugins.add(erv_plugins.rewards.testing)   # registers verifier "keywords"
 
 ``build_tiny_roberta`` saves a tiny random multi-label RoBERTa (GoEmotions head) with a
-byte-level BPE tokenizer to a directory; ``LocalHFVerifier`` runs such a directory (a
-minimal adapter; the project's own verifier plugin is ``hf``).
+byte-level BPE tokenizer to a directory, loadable by the ``hf`` verifier plugin;
+``synthetic_batch`` generates a GRPO-shaped batch of completions.
 """
 
 from __future__ import annotations
@@ -89,11 +89,12 @@ def erv_register_verifiers(register: Register) -> None:
 # -- a real (tiny, random) Hugging Face verifier ------------------------------------------
 def build_tiny_roberta(path: str | os.PathLike[str], *, labels: Sequence[str] = GOEMOTIONS,
                        seed: int = 0, hidden: int = 64, layers: int = 2,
-                       logit_scale: float = 40.0) -> Path:
+                       logit_scale: float = 2.0, logit_offset: float = -1.5) -> Path:
     """Save a tiny multi-label RoBERTa classifier and its tokenizer to ``path``.
 
-    The classifier's output layer is scaled by ``logit_scale`` so that probabilities spread
-    over (0, 1) instead of clustering at 0.5 (a random head is otherwise undecided).
+    The output layer is rescaled so that each label's logit has standard deviation
+    ``logit_scale`` and mean ``logit_offset`` over a few probe sentences: probabilities
+    spread over (0, 1) and differ between sentences, as a trained verifier's do.
     """
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
@@ -130,40 +131,95 @@ def build_tiny_roberta(path: str | os.PathLike[str], *, labels: Sequence[str] = 
         problem_type="multi_label_classification",
         id2label=dict(enumerate(labels)), label2id={label: i for i, label in enumerate(labels)},
     )
-    model = RobertaForSequenceClassification(config)
+    model = RobertaForSequenceClassification(config).eval()
+    # A random head scores every sentence alike (the <s> state barely depends on the
+    # text). Standardise each label's logit over a few sentences so that label sets vary
+    # from sentence to sentence: logit' = (logit - mean) / std * logit_scale + offset.
+    probe = [f"{a} {b}." for a in ("She", "He", "The man", "A child") for b in
+             ("smiles", "cries in the rain", "shouts at the door", "sits by the window",
+              "trembles", "gasps at the news", "walks away slowly")]
+    enc = fast(probe, return_tensors="pt", padding=True)
     with torch.no_grad():
-        model.classifier.out_proj.weight.mul_(logit_scale)
-    model.eval()
+        logits = model(**enc).logits
+        mean, std = logits.mean(0), logits.std(0).clamp_min(1e-6)
+        head = model.classifier.out_proj
+        head.weight.mul_((logit_scale / std)[:, None])
+        head.bias.copy_((head.bias - mean) * logit_scale / std + logit_offset)
     model.save_pretrained(path)
     return path
 
 
-class LocalHFVerifier:
-    """A minimal adapter: a saved sequence classifier as a Verifier (sigmoid outputs)."""
+# -- a generated GRPO batch -----------------------------------------------------------------
+_SUBJECTS = ["She", "He", "The woman", "The man", "The character", "The girl", "The boy",
+             "The speaker"]
+_ACTIONS: dict[str, list[str]] = {
+    "happiness": ["smiles warmly", "laughs out loud", "looks cheerful", "grins with joy",
+                  "beams happily", "chuckles softly"],
+    "sadness": ["cries quietly", "has tears running down the face", "sobs",
+                "speaks with sorrow", "looks down in despair", "sighs sadly"],
+    "anger": ["shouts loudly", "clenches the fists in rage", "glares furiously",
+              "slams the table", "yells angrily", "frowns with fury"],
+    "fear": ["trembles", "steps back, scared", "looks terrified", "gasps in fear",
+             "hides behind the door", "shakes with fear"],
+    "surprise": ["gasps at the news", "opens the mouth in shock", "looks astonished",
+                 "raises the eyebrows, surprised"],
+    "disgust": ["wrinkles the nose in disgust", "grimaces", "turns away, disgusted"],
+    "neutral": ["wears a white shirt", "sits at a wooden table", "stands by the window",
+                "walks across the room", "holds a cup", "looks at the camera"],
+}
+_DETAILS = ["", " in the first scene", " while the music plays", " at the end of the clip",
+            " as the camera zooms in", " in front of a grey wall", ' and says "Fine. Go."',
+            " for a few seconds"]
+_DATASET_WORDS = {
+    "mafw": {"happiness": "happiness", "sadness": "sadness", "anger": "anger", "fear": "fear",
+             "surprise": "surprise", "disgust": "disgust", "neutral": "neutral"},
+    "dfew": {"happiness": "happy", "sadness": "sad", "anger": "angry", "fear": "fear",
+             "surprise": "surprise", "disgust": "disgust", "neutral": "neutral"},
+}
+_ANSWER_VARIANTS = {"happiness": ["happy", "happiness"], "sadness": ["sad", "sadness"],
+                    "anger": ["angry", "anger"]}
 
-    def __init__(self, path: str | os.PathLike[str], *, batch_size: int = 64) -> None:
-        import torch
-        from transformers import AutoModelForSequenceClassification, PreTrainedTokenizerFast
 
-        self.path = Path(path)
-        self.tokenizer = PreTrainedTokenizerFast.from_pretrained(self.path)
-        self.model = AutoModelForSequenceClassification.from_pretrained(self.path).eval()
-        config = self.model.config
-        self.labels = tuple(config.id2label[i] for i in range(config.num_labels))
-        self.cache_key = f"local-hf:{self.path.resolve()}"
-        self.batch_size = batch_size
-        self._torch = torch
-        self.sentences_seen = 0
+def synthetic_batch(prompts: int = 64, generations: int = 16, *, seed: int = 0,
+                    opening_share: float = 0.5) -> tuple[list[str], dict[str, list[str]]]:
+    """Completions and columns (label, dataset) shaped like a GRPO batch: ``generations``
+    samples per prompt with explanations of 2-8 sentences; generations of one prompt share
+    some sentences (an opening line with probability ``opening_share``, as a sampled policy
+    repeats itself), the rest are drawn from ~2,700 distinct sentences; about one in five
+    completions is malformed (no think block, or no answer tags)."""
+    import random
 
-    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        torch = self._torch
-        self.sentences_seen += len(texts)
-        outs = []
-        for start in range(0, len(texts), self.batch_size):
-            enc = self.tokenizer(list(texts[start:start + self.batch_size]), return_tensors="pt",
-                                 padding=True, truncation=True)
-            with torch.inference_mode():
-                outs.append(torch.sigmoid(self.model(**enc).logits).float().numpy())
-        if not outs:
-            return np.zeros((0, len(self.labels)), dtype=np.float32)
-        return np.concatenate(outs)
+    rng = random.Random(seed)
+    emotions = list(_ACTIONS)
+
+    def sentence(mood: str) -> str:
+        return f"{rng.choice(_SUBJECTS)} {rng.choice(_ACTIONS[mood])}{rng.choice(_DETAILS)}."
+
+    completions: list[str] = []
+    labels: list[str] = []
+    datasets: list[str] = []
+    for _ in range(prompts):
+        dataset = rng.choice(["mafw", "dfew"])
+        emotion = rng.choice(emotions)
+        truth = _DATASET_WORDS[dataset][emotion]
+        openings = [sentence("neutral"), sentence(emotion)]  # what this prompt's samples share
+        for _ in range(generations):
+            mood = emotion if rng.random() < 0.6 else rng.choice(emotions)
+            n = rng.randint(2, 8)
+            sentences = [sentence(mood if rng.random() < 0.6 else rng.choice(emotions))
+                         for _ in range(n)]
+            if rng.random() < opening_share:
+                sentences[0] = rng.choice(openings)
+            answer = rng.choice(_ANSWER_VARIANTS.get(mood, [_DATASET_WORDS[dataset][mood]]))
+            think = " ".join(sentences)
+            shape = rng.random()
+            if shape < 0.8:
+                text = f"<think>{think}</think>\n<answer>{answer}</answer>"
+            elif shape < 0.9:
+                text = f"<answer>{answer}</answer>"
+            else:
+                text = f"<think>{think}</think> The answer is {answer}."
+            completions.append(text)
+            labels.append(truth)
+            datasets.append(dataset)
+    return completions, {"label": labels, "dataset": datasets}
