@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -16,16 +17,23 @@ from erv_plugins.judges.testing import ScriptedChatServer
 pytestmark = pytest.mark.slow
 
 
-def test_generate_then_judge_and_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Path]:
+    """Synthetic MAFW clips (one test clip for each of three labels) and a tiny policy."""
     from erv_plugins.datasets.synthetic import write_synthetic
     from erv_plugins.models.omni import build_tiny_omni
 
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    root = tmp_path_factory.mktemp("gen")
+    data = write_synthetic(root / "data", n_per_label=2,
+                           labels=("anger", "happiness", "sadness"), layouts=("mafw",))
+    return data, build_tiny_omni(root / "policy")
+
+
+def test_generate_then_judge_and_resume(assets: tuple[Any, Path], tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    data, policy = assets
     monkeypatch.setenv("ERV_TEST_JUDGE_KEY", "k")
     monkeypatch.setenv("ERV_CACHE_DIR", str(tmp_path / "cache"))
-    data = write_synthetic(tmp_path / "data", n_per_label=2,
-                           labels=("anger", "happiness", "sadness"), layouts=("mafw",))
-    policy = build_tiny_omni(tmp_path / "policy")
     out = tmp_path / "out"
     with ScriptedChatServer() as server:
         args = ["eval", "--policy", str(policy), "--dataset", "mafw",
@@ -48,3 +56,43 @@ def test_generate_then_judge_and_resume(tmp_path: Path, monkeypatch: pytest.Monk
         assert (out / "predictions.jsonl").stat().st_mtime_ns == before  # nothing regenerated
         assert server.attempts() == 3  # nothing asked again
     assert os.path.getsize(out / "confusion.png") > 0
+
+
+def test_eval_stage_generates_with_the_recipe_model_and_judges_offline(
+        assets: tuple[Any, Path], tmp_path: Path) -> None:
+    """What the tiny recipe does: `erv run` stage eval, policy from model.path, the
+    offline verifier judge from the recipe's [verifier] table."""
+    from erv_plugins.plugins import get_plugins
+    from erv_plugins.recipe import load_recipe
+    from erv_plugins.stages import run_recipe
+    from erv_plugins.verifiers.tiny import build_tiny_verifier
+
+    data, policy = assets
+    verifier = build_tiny_verifier(tmp_path / "verifier")
+    recipe = tmp_path / "tiny.toml"
+    recipe.write_text(f"""
+name = "tiny-eval"
+stages = ["eval"]
+run_dir = "{tmp_path / 'run'}"
+[model]
+plugin = "omni"
+path = "{policy}"
+[verifier]
+plugin = "hf"
+options = {{ path = "{verifier}" }}
+[eval]
+dataset = {{ plugin = "mafw", root = "{data.root / 'mafw'}", split = "test" }}
+judge = {{ plugin = "verifier" }}
+max_new_tokens = 6
+batch_size = 3
+device = "cpu"
+bootstrap = 20
+""")
+    lines: list[str] = []
+    run_recipe(load_recipe(recipe, get_plugins()), get_plugins(), echo=lines.append)
+    out = tmp_path / "run" / "eval"
+    assert len((out / "predictions.jsonl").read_text().splitlines()) == 3
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert (metrics["judged"], metrics["judge"], metrics["run"]) == (3, "verifier", "tiny-eval")
+    assert metrics["judge_info"]["verifier"].startswith("hf")
+    assert "| tiny-eval |" in "\n".join(lines)

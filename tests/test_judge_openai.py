@@ -53,7 +53,8 @@ def test_prompt_is_figure_3_with_a_fresh_seeded_permutation(tmp_path: Path) -> N
         assert len(set(orders)) > 6  # freshly permuted per sample
         assert server.bodies[0]["model"] == "judge-model"
         assert server.bodies[0]["messages"] == [{"role": "user", "content": server.prompts[0]}]
-        assert {k.lower(): v for k, v in server.headers[0].items()}["authorization"] == f"Bearer {KEY}"  # from the environment
+        headers = {k.lower(): v for k, v in server.headers[0].items()}
+        assert headers["authorization"] == f"Bearer {KEY}"  # from the environment
 
 
 def test_reply_matching_forgives_only_case_space_and_punctuation() -> None:
@@ -158,3 +159,28 @@ def test_registered_as_plugin_with_its_options() -> None:
     reg = get_plugins().get("judge", "openai")
     assert reg.factory is OpenAIJudge and reg.options is OpenAIJudgeOptions
     assert get_plugins().get("judge", "verifier").options.__name__ == "VerifierJudgeOptions"
+
+
+def test_stopping_early_sends_no_further_requests(tmp_path: Path) -> None:
+    """What Ctrl-C does to the judge: nothing queued is sent, no retry is started."""
+    with ScriptedChatServer(default=lambda reason, labels: Slow(0.2, "neutral")) as server:
+        judge = make_judge(server, tmp_path, concurrency=1, timeout_s=2.0)
+        verdicts = judge.judge([JudgeRequest(str(i), f"r{i}") for i in range(6)], DFEW)
+        first = next(verdicts)
+        assert first.ok
+        verdicts.close()  # the consumer stops here
+        import time
+
+        time.sleep(0.5)
+        assert server.attempts() <= 2  # the one answered and at most one already running
+
+
+def test_retry_after_of_a_rate_limit_is_honoured(tmp_path: Path) -> None:
+    import time
+
+    with ScriptedChatServer({"busy": [Status(429, retry_after=0.4), Reply("sad")]}) as server:
+        judge = make_judge(server, tmp_path, backoff_max_s=1.0)  # own backoff: 0.01 s
+        start = time.perf_counter()
+        (verdict,) = judge.judge([JudgeRequest("a", "busy")], DFEW)
+        assert time.perf_counter() - start >= 0.4
+        assert verdict.label == "sad" and server.attempts("busy") == 2

@@ -150,9 +150,9 @@ def generate_from_recipe(ctx: StageContext) -> tuple[Path, LabelSpace]:
     model = ctx.recipe.model
     policy = model.path if model is not None and model.path else None
     if policy is None:  # the policy trained by an earlier stage of this run
-        for stage in ("grpo", "sft"):
-            if (ctx.run_dir / stage / "final").is_dir():
-                policy = str(ctx.run_dir / stage / "final")
+        for stage in ("grpo", "sft"):  # where those stages save their model
+            if (ctx.run_dir / stage / "model" / "config.json").is_file():
+                policy = str(ctx.run_dir / stage / "model")
                 break
     if policy is None:
         raise ErvError(f"{ctx.recipe.source}: $.eval: no policy to generate with "

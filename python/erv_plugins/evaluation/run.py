@@ -198,8 +198,12 @@ def evaluate(predictions: Sequence[Prediction], label_space: LabelSpace, judge: 
     if not rows:
         raise ErvError(f"the judge answered for none of the {len(base)} samples; first "
                        f"error: {next(iter(failed.values()), 'none')}")
-    o = Outcomes.from_words(label_space.labels, [r["label"] for r in rows],
-                            [r["pred"] for r in rows], [r["judge_label"] for r in rows])
+    try:
+        o = Outcomes.from_words(label_space.labels, [r["label"] for r in rows],
+                                [r["pred"] for r in rows], [r["judge_label"] for r in rows])
+    except ValueError as exc:  # e.g. a judge's "neutral" in a label space without it
+        raise ErvError(f"{path}: {exc} (judge {judge.name!r}, dataset {label_space.name})"
+                       ) from None
     metrics = compute_metrics(o, bootstrap=bootstrap, seed=seed)
     metrics.update({
         "run": run_name,

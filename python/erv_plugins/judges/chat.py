@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import random
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
@@ -62,6 +61,10 @@ class _Fatal(Exception):
     """A failure that no retry fixes and that would hit every sample (bad key, bad model)."""
 
 
+class _Stopped(Exception):
+    """The evaluation was interrupted: no further attempts."""
+
+
 class OpenAIJudge:
     """Asks an OpenAI-compatible chat model which emotion an explanation argues for."""
 
@@ -93,7 +96,7 @@ class OpenAIJudge:
         del key
         self.cache_key = cache_key("openai", o.model, o.temperature, o.max_tokens, o.seed)
         # What metrics.json records about the judge (never the key).
-        self.info = {"model": o.model, "base_url": o.base_url or "https://api.openai.com/v1",
+        self.info = {"model": o.model, "base_url": _without_credentials(o.base_url),
                      "temperature": o.temperature, "max_tokens": o.max_tokens, "seed": o.seed}
         self.cache: ReplyCache | None = None
         if o.use_cache:
@@ -104,6 +107,9 @@ class OpenAIJudge:
                 path = base / CACHE_FILE
             self.cache = ReplyCache(path)
         self._lock = threading.Lock()
+        # Set when the consumer stops (Ctrl-C, a fatal error): workers make no new attempt
+        # and cut their backoff short, so an interruption waits for one request at most.
+        self._stop = threading.Event()
         self.stats: dict[str, int] = {"requests": 0, "retries": 0, "cache_hits": 0,
                                       "answered": 0, "failed": 0}
 
@@ -124,11 +130,16 @@ class OpenAIJudge:
         params: dict[str, Any] = {"temperature": o.temperature}
         if o.max_tokens is not None:
             params["max_tokens"] = o.max_tokens
+        retry_after = 0.0
         for attempt in range(o.retries + 1):
             if attempt:
+                delay = o.backoff_s * 2 ** (attempt - 1) * random.uniform(0.5, 1.0)
+                # A server's Retry-After (429/503) wins over our guess, within backoff_max_s.
+                self._stop.wait(min(o.backoff_max_s, max(delay, retry_after)))
+            if self._stop.is_set():
+                raise _Stopped
+            if attempt:
                 self._count("retries")
-                delay = min(o.backoff_max_s, o.backoff_s * 2 ** (attempt - 1))
-                time.sleep(delay * random.uniform(0.5, 1.0))
             self._count("requests")
             try:
                 response = self._client.chat.completions.create(
@@ -138,6 +149,7 @@ class OpenAIJudge:
                 raise _Fatal(f"{exc.status_code} {_short(exc)}") from None
             except openai.APIStatusError as exc:
                 error = f"HTTP {exc.status_code}: {_short(exc)}"
+                retry_after = _retry_after(exc)
                 if exc.status_code not in (408, 409, 429) and exc.status_code < 500:
                     raise RuntimeError(error) from None  # e.g. 400: the same again won't help
             except openai.APITimeoutError:
@@ -156,7 +168,7 @@ class OpenAIJudge:
              label_space: LabelSpace) -> Verdict:
         try:
             reply = self._ask(prompt)
-        except _Fatal:
+        except (_Fatal, _Stopped):
             raise
         except Exception as exc:  # noqa: BLE001 - reported per sample, never counted
             self._count("failed")
@@ -187,6 +199,7 @@ class OpenAIJudge:
                 pending.append((request, prompt, key))
         if not pending:
             return
+        self._stop.clear()
         pool = ThreadPoolExecutor(max_workers=self.options.concurrency,
                                   thread_name_prefix="erv-judge")
         try:
@@ -206,8 +219,32 @@ class OpenAIJudge:
                             "to continue."
                         ) from None
         finally:
-            # Interrupted or failed: drop what has not started; running requests finish.
+            # Interrupted or failed: drop what has not started; running requests end after
+            # their current attempt, and their verdicts are not reported (never written).
+            self._stop.set()
             pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _retry_after(exc: Exception) -> float:
+    """Seconds a Retry-After header asks for (0 when absent or not a number)."""
+    response = getattr(exc, "response", None)
+    value = response.headers.get("retry-after") if response is not None else None
+    try:
+        return max(0.0, float(value)) if value is not None else 0.0
+    except ValueError:
+        return 0.0  # an HTTP date: fall back to our own backoff
+
+
+def _without_credentials(url: str | None) -> str:
+    """The base URL as recorded in metrics.json: any user:password@ part removed."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    if not url:
+        return "https://api.openai.com/v1"
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _short(exc: Exception, limit: int = 200) -> str:

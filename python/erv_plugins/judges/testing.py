@@ -35,9 +35,10 @@ class Reply:
 
 @dataclass(frozen=True)
 class Status:
-    """Answer with an HTTP error status (429, 500, 401, ...)."""
+    """Answer with an HTTP error status (429, 500, 401, ...), optionally a Retry-After."""
 
     code: int
+    retry_after: float | None = None
 
 
 @dataclass(frozen=True)
@@ -135,8 +136,10 @@ class ScriptedChatServer:
                         self.connection.shutdown(socket.SHUT_RDWR)
                         return
                     if isinstance(action, Status):
+                        extra = ({"Retry-After": f"{action.retry_after:g}"}
+                                 if action.retry_after is not None else {})
                         self._send(action.code, {"error": {"message": f"scripted {action.code}",
-                                                           "type": "scripted"}})
+                                                           "type": "scripted"}}, extra)
                         return
                     if isinstance(action, Slow):
                         time.sleep(action.seconds)
@@ -154,9 +157,12 @@ class ScriptedChatServer:
                     with owner._lock:
                         owner.in_flight -= 1
 
-            def _send(self, code: int, payload: dict[str, Any]) -> None:
+            def _send(self, code: int, payload: dict[str, Any],
+                      headers: dict[str, str] | None = None) -> None:
                 data = json.dumps(payload).encode()
                 self.send_response(code)
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
