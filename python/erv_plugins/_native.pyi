@@ -1,0 +1,36 @@
+"""Stub of the Rust module ``erv_plugins._native`` (rust/src/lib.rs). Use ``erv_plugins.text``.
+
+Every function takes a list of str (lone surrogates allowed) and raises TypeError naming the
+first item that is not a str. ``parallel``: None lets the module choose (rayon for batches of
+64 KiB or more), True/False forces it. The GIL is released while the texts are scanned.
+"""
+
+from typing import Any, Literal
+
+__version__: str
+
+def parse_completions(
+    texts: list[str], *, parallel: bool | None = None, cls: type[Any] | None = None
+) -> list[Any]:
+    """(format_ok, think, answer) per text, exactly as the release's regexes find them; with
+    ``cls`` (a frozen slots dataclass with those three fields, i.e. ``Parsed``) an instance of
+    it per text, built without calling its ``__init__``."""
+
+def split_sentences_batch(
+    texts: list[str], mode: Literal["paper", "pragmatic"] = "paper", *, parallel: bool | None = None
+) -> list[list[str]]:
+    """The sentences of each text; ValueError for an unknown mode."""
+
+def sentence_spans(
+    texts: list[str], mode: Literal["paper", "pragmatic"] = "paper", *, parallel: bool | None = None
+) -> list[list[int]]:
+    """Flat [start, end, start, end, ...] byte offsets (UTF-8, surrogatepass) per text."""
+
+def memchr_scan(texts: list[str]) -> int:
+    """Count of ``<`` bytes in all texts via memchr: the floor tag parsing is compared with."""
+
+def tag_scan(texts: list[str]) -> tuple[int, int, int]:
+    """Tag parsing without Python objects: counts of format_ok, think found, answer found."""
+
+def pragmatic_lists() -> list[tuple[str, list[str]]]:
+    """The word lists of pragmatic mode, for the twin test."""
