@@ -208,4 +208,5 @@ def run_grpo(ctx: StageContext) -> dict[str, Any]:
     first, last = fifth_means(total)
     return {"steps": len(rows_logged), "reward_first_fifth": round(first, 4),
             "reward_last_fifth": round(last, 4), "model": str(model_dir),
-            "world_size": trainer.args.world_size}
+            "world_size": trainer.args.world_size,
+            "deepspeed": trainer.is_deepspeed_enabled}
