@@ -128,6 +128,13 @@ plugin = "verifier"
     assert done["WAR"] == 75.0 and done["judged"] == 20
     assert (out / "confusion.png").exists() and (out / "table.md").exists()
     assert "| offline | 50.00 | 45.00 | 45.00 | 75.00 | 78.33 |" in "\n".join(lines)
+    # --force judges afresh and keeps the earlier judgements aside.
+    before = (out / "judgements.jsonl").read_text()
+    run_recipe(load_recipe(recipe, plugins), plugins, force=True, echo=lines.append)
+    assert (out / "judgements.1.jsonl").read_text() == before
+    assert len((out / "judgements.jsonl").read_text().splitlines()) == 20
+    assert "erv: stage eval: --force: earlier judgements.jsonl kept as judgements.1.jsonl" \
+        in lines
 
 
 @pytest.mark.slow

@@ -212,12 +212,13 @@ def test_segmentation_modes_split_the_same_explanation() -> None:
     except NotImplementedError:
         pytest.skip("the pragmatic splitter is not built in this checkout (native branch)")
     text = "<think>Dr. Smith smiles. He cries.</think>"
-    paper = score(text, "happiness", segmentation="paper")[2]
-    pragmatic = score(text, "happiness", segmentation="pragmatic")[2]
-    # paper splits after "Dr." (3 sentences: neutral, joy, sadness -> 1/2); pragmatic keeps
-    # "Dr. Smith smiles." whole (joy, sadness -> 1/2).
-    assert paper == pytest.approx(1 / 2)
-    assert pragmatic == pytest.approx(1 / 2)
+    # paper splits after "Dr." too: "Dr." (neutral), "Smith smiles." (joy), "He cries."
+    # (sadness); pragmatic keeps "Dr. Smith smiles." whole. Without neutral filtering:
+    assert split_sentences("Dr. Smith smiles. He cries.", "pragmatic") == \
+        ["Dr. Smith smiles.", "He cries."]
+    assert score(text, "happiness", neutral_filter=False)[2] == pytest.approx(1 / 3)
+    assert score(text, "happiness", neutral_filter=False,
+                 segmentation="pragmatic")[2] == pytest.approx(1 / 2)
 
 
 def test_chat_message_completions_are_read_like_strings() -> None:

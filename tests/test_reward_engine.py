@@ -253,3 +253,40 @@ def test_engine_modules_do_not_import_torch() -> None:
             "erv_plugins.cli.reward; print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_repeated_timeouts_do_not_starve_later_calls() -> None:
+    def slow(batch: RewardBatch) -> list[float]:
+        time.sleep(0.3)
+        return [1.0] * len(batch)
+
+    e = RewardEngine([RewardTerm("slow", slow, timeout_s=0.05),
+                      RewardTerm("quick", lambda b: [2.0] * len(b), timeout_s=0.5)])
+    for _ in range(3):  # stuck threads from earlier batches must not hold the pool
+        s = e.score([GOOD])
+        assert math.isnan(s.per_reward["slow"][0]) and s.per_reward["quick"] == [2.0]
+    assert e.failures == {"slow": 3, "quick": 0}
+    e.close()
+
+
+def test_a_plain_callable_returning_a_coroutine_is_awaited() -> None:
+    async def later(n: int) -> list[float]:
+        return [0.25] * n
+
+    e = RewardEngine({"wrapped": lambda b: later(len(b))})
+    assert e.score([GOOD, BAD]).per_reward["wrapped"] == [0.25, 0.25]
+
+
+def test_verifier_cache_is_bounded_and_keyed_by_verifier() -> None:
+    verifier = KeywordVerifier()
+    reward = ExplanationReward(ExplanationOptions(cache_size=2), verifier=verifier)
+    e = RewardEngine({"explanation": reward})
+    texts = ["<think>A. B. C.</think>"]
+    e.score(texts, {"label": ["happiness"]})
+    assert list(reward._cache) == ["B.", "C."]  # the oldest entry is forgotten
+    e.score(texts, {"label": ["happiness"]})
+    assert verifier.calls[-1] == ["A."]
+    # Another verifier's outputs never mix with these.
+    reward.verifier = KeywordVerifier(reward_testing.KeywordVerifierOptions(hit=0.7))
+    e.score(texts, {"label": ["happiness"]})
+    assert reward.verifier.calls == [["A.", "B.", "C."]]

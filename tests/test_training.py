@@ -217,3 +217,25 @@ def test_two_processes_run_real_grpo_steps_over_gloo(tmp_path):
     rows = MetricsLog(tmp_path / "run" / "grpo" / "metrics.jsonl").read()
     assert [r["step"] for r in rows] == [1, 2, 3, 4]
     assert all(r["num_tokens"] > 0 for r in rows)
+
+
+@pytest.mark.slow
+def test_two_processes_run_real_grpo_steps_with_deepspeed_zero3_on_cpu(tmp_path):
+    """ZeRO-3 over gloo on CPU (DeepSpeed compiles its CPU op once, about 45 s)."""
+    from erv_plugins.training.demo import TinyTextOptions, tiny_text_model
+
+    policy = tiny_text_model(TinyTextOptions(), out_dir=tmp_path / "policy")
+    ds = REPO / "recipes" / "deepspeed" / "zero3_cpu.json"
+    recipe = write_recipe(tmp_path, procs=2, batch=4, steps=3, stages='["grpo"]')
+    recipe.write_text(recipe.read_text()
+                      .replace('plugin = "tiny-text"', f'plugin = "tiny-text"\npath = "{policy}"')
+                      .replace("num_processes = 2", f'num_processes = 2\ndeepspeed = "{ds}"'))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # the op is cached in ~/.cache/torch_extensions
+    out = subprocess.run([sys.executable, "-c", DRIVER, str(recipe), str(tmp_path / "run")],
+                         env=env, capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "--use_deepspeed --deepspeed_config_file" in out.stdout
+    summary = json.loads((tmp_path / "run" / "grpo" / ".done").read_text())
+    assert (summary["world_size"], summary["deepspeed"]) == (2, True)
+    rows = MetricsLog(tmp_path / "run" / "grpo" / "metrics.jsonl").read()
+    assert [r["step"] for r in rows] == [1, 2, 3]

@@ -5,14 +5,16 @@ first item that is not a str. ``parallel``: None lets the module choose (rayon f
 64 KiB or more), True/False forces it. The GIL is released while the texts are scanned.
 """
 
-from typing import Literal
+from typing import Any, Literal
 
 __version__: str
 
 def parse_completions(
-    texts: list[str], *, parallel: bool | None = None
-) -> list[tuple[bool, str | None, str | None]]:
-    """(format_ok, think, answer) per text, exactly as the release's regexes find them."""
+    texts: list[str], *, parallel: bool | None = None, cls: type[Any] | None = None
+) -> list[Any]:
+    """(format_ok, think, answer) per text, exactly as the release's regexes find them; with
+    ``cls`` (a frozen slots dataclass with those three fields, i.e. ``Parsed``) an instance of
+    it per text, built without calling its ``__init__``."""
 
 def split_sentences_batch(
     texts: list[str], mode: Literal["paper", "pragmatic"] = "paper", *, parallel: bool | None = None
@@ -26,6 +28,9 @@ def sentence_spans(
 
 def memchr_scan(texts: list[str]) -> int:
     """Count of ``<`` bytes in all texts via memchr: the floor tag parsing is compared with."""
+
+def tag_scan(texts: list[str]) -> tuple[int, int, int]:
+    """Tag parsing without Python objects: counts of format_ok, think found, answer found."""
 
 def pragmatic_lists() -> list[tuple[str, list[str]]]:
     """The word lists of pragmatic mode, for the twin test."""

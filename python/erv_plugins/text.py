@@ -47,7 +47,7 @@ def parse_completions(texts: Sequence[str]) -> list[Parsed]:
     texts = _as_list(texts)
     if _native is None:
         return _text_pure.parse_completions(_checked(texts))
-    return [Parsed(*t) for t in _native.parse_completions(texts)]
+    return _native.parse_completions(texts, cls=Parsed)
 
 
 def split_sentences(text: str, mode: Mode = "paper") -> list[str]:

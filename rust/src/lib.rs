@@ -8,7 +8,8 @@
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
+use pyo3::intern;
+use pyo3::types::{PyBytes, PyList, PyString, PyTuple, PyType};
 use rayon::prelude::*;
 use std::os::raw::c_char;
 
@@ -20,17 +21,24 @@ pub mod ws;
 /// Batches with at least this many bytes in all go to rayon when `parallel` is left to us.
 const PARALLEL_MIN_BYTES: usize = 1 << 16;
 
-enum Text<'a> {
+enum Buf<'a> {
     Utf8(&'a [u8]),
     /// Surrogatepass-encoded; results must be decoded with "surrogatepass" too.
     Wtf8(Vec<u8>),
 }
 
+struct Text<'a> {
+    buf: Buf<'a>,
+    /// One byte per code point: spans are code point offsets too, so sentences can be cut
+    /// from the original str with PyUnicode_Substring (a memcpy, no UTF-8 decoding).
+    ascii: bool,
+}
+
 impl Text<'_> {
     fn bytes(&self) -> &[u8] {
-        match self {
-            Text::Utf8(b) => b,
-            Text::Wtf8(v) => v,
+        match &self.buf {
+            Buf::Utf8(b) => b,
+            Buf::Wtf8(v) => v,
         }
     }
 }
@@ -39,7 +47,10 @@ fn texts_of<'a, 'py>(items: &'a [Bound<'py, PyString>]) -> PyResult<Vec<Text<'a>
     items
         .iter()
         .map(|s| match s.to_str() {
-            Ok(t) => Ok(Text::Utf8(t.as_bytes())),
+            Ok(t) => {
+                let chars = unsafe { ffi::PyUnicode_GetLength(s.as_ptr()) };
+                Ok(Text { buf: Buf::Utf8(t.as_bytes()), ascii: chars as usize == t.len() })
+            }
             Err(_) => {
                 // Lone surrogates: the UnicodeEncodeError from to_str is dropped on purpose.
                 let raw = unsafe {
@@ -47,7 +58,7 @@ fn texts_of<'a, 'py>(items: &'a [Bound<'py, PyString>]) -> PyResult<Vec<Text<'a>
                 };
                 let bytes = unsafe { Bound::from_owned_ptr_or_err(s.py(), raw)? };
                 let bytes = bytes.cast_into::<PyBytes>()?;
-                Ok(Text::Wtf8(bytes.as_bytes().to_vec()))
+                Ok(Text { buf: Buf::Wtf8(bytes.as_bytes().to_vec()), ascii: false })
             }
         })
         .collect()
@@ -67,14 +78,23 @@ fn strings_of<'py>(texts: &Bound<'py, PyList>) -> PyResult<Vec<Bound<'py, PyStri
         .collect()
 }
 
-fn make_str<'py>(py: Python<'py>, text: &Text<'_>, (s, e): (usize, usize)) -> PyResult<Bound<'py, PyAny>> {
-    let (b, errors) = match text {
-        Text::Utf8(b) => (*b, std::ptr::null()),
-        Text::Wtf8(v) => (v.as_slice(), c"surrogatepass".as_ptr()),
-    };
-    let sl = &b[s..e];
+fn make_str<'py>(
+    py: Python<'py>,
+    src: &Bound<'py, PyString>,
+    text: &Text<'_>,
+    (s, e): (usize, usize),
+) -> PyResult<Bound<'py, PyAny>> {
     unsafe {
-        let p = ffi::PyUnicode_DecodeUTF8(sl.as_ptr() as *const c_char, sl.len() as ffi::Py_ssize_t, errors);
+        let p = if text.ascii {
+            ffi::PyUnicode_Substring(src.as_ptr(), s as ffi::Py_ssize_t, e as ffi::Py_ssize_t)
+        } else {
+            let (b, errors) = match &text.buf {
+                Buf::Utf8(b) => (*b, std::ptr::null()),
+                Buf::Wtf8(v) => (v.as_slice(), c"surrogatepass".as_ptr()),
+            };
+            let sl = &b[s..e];
+            ffi::PyUnicode_DecodeUTF8(sl.as_ptr() as *const c_char, sl.len() as ffi::Py_ssize_t, errors)
+        };
         Bound::from_owned_ptr_or_err(py, p)
     }
 }
@@ -93,36 +113,66 @@ fn map_texts<T: Send>(texts: &[Text<'_>], parallel: bool, f: impl Fn(&[u8]) -> T
     }
 }
 
-/// For each text: (format_ok, think or None, answer or None), as the release's regexes find them.
+/// For each text: (format_ok, think or None, answer or None), as the release's regexes find
+/// them; or, with `cls`, an instance of that frozen slots dataclass (erv's `Parsed`) per text.
 #[pyfunction]
-#[pyo3(signature = (texts, *, parallel=None))]
+#[pyo3(signature = (texts, *, parallel=None, cls=None))]
 fn parse_completions<'py>(
     py: Python<'py>,
     texts: &Bound<'py, PyList>,
     parallel: Option<bool>,
+    cls: Option<&Bound<'py, PyType>>,
 ) -> PyResult<Bound<'py, PyList>> {
     let items = strings_of(texts)?;
     let texts = texts_of(&items)?;
     let par = use_parallel(&texts, parallel);
     let spans = py.detach(|| map_texts(&texts, par, tags::parse));
     let none = py.None().into_bound(py);
+    let names = [intern!(py, "format_ok"), intern!(py, "think"), intern!(py, "answer")];
     let out = spans
         .iter()
         .zip(&texts)
-        .map(|(p, t)| {
+        .zip(&items)
+        .map(|((p, t), src)| {
             let think = match p.think {
-                Some(sp) => make_str(py, t, sp)?,
+                Some(sp) => make_str(py, src, t, sp)?,
                 None => none.clone(),
             };
             let answer = match p.answer {
-                Some(sp) => make_str(py, t, sp)?,
+                Some(sp) => make_str(py, src, t, sp)?,
                 None => none.clone(),
             };
             let ok = pyo3::types::PyBool::new(py, p.format_ok).to_owned().into_any();
-            PyTuple::new(py, [ok, think, answer])
+            match cls {
+                None => Ok(PyTuple::new(py, [ok, think, answer])?.into_any()),
+                Some(cls) => new_frozen(py, cls, &names, [ok, think, answer]),
+            }
         })
         .collect::<PyResult<Vec<_>>>()?;
     PyList::new(py, out)
+}
+
+/// An instance of a frozen slots dataclass with its fields set, skipping the generated
+/// `__init__` (whose `object.__setattr__` calls cost more than the whole parse). Generic
+/// attribute setting goes straight to the slot descriptors, past the frozen `__setattr__`.
+fn new_frozen<'py, const N: usize>(
+    py: Python<'py>,
+    cls: &Bound<'py, PyType>,
+    names: &[&Bound<'py, PyString>; N],
+    values: [Bound<'py, PyAny>; N],
+) -> PyResult<Bound<'py, PyAny>> {
+    unsafe {
+        let obj = Bound::from_owned_ptr_or_err(
+            py,
+            ffi::PyType_GenericNew(cls.as_ptr().cast(), std::ptr::null_mut(), std::ptr::null_mut()),
+        )?;
+        for (name, value) in names.iter().zip(values) {
+            if ffi::PyObject_GenericSetAttr(obj.as_ptr(), name.as_ptr(), value.as_ptr()) != 0 {
+                return Err(PyErr::fetch(py));
+            }
+        }
+        Ok(obj)
+    }
 }
 
 fn splitter(mode: &str) -> PyResult<fn(&[u8], &mut Vec<(usize, usize)>)> {
@@ -158,8 +208,9 @@ fn split_sentences_batch<'py>(
     let out = spans
         .iter()
         .zip(&texts)
-        .map(|(v, t)| {
-            let strs = v.iter().map(|&sp| make_str(py, t, sp)).collect::<PyResult<Vec<_>>>()?;
+        .zip(&items)
+        .map(|((v, t), src)| {
+            let strs = v.iter().map(|&sp| make_str(py, src, t, sp)).collect::<PyResult<Vec<_>>>()?;
             PyList::new(py, strs)
         })
         .collect::<PyResult<Vec<_>>>()?;
@@ -198,6 +249,19 @@ fn memchr_scan(py: Python<'_>, texts: &Bound<'_, PyList>) -> PyResult<usize> {
     Ok(py.detach(|| texts.iter().map(|t| memchr::memchr_iter(b'<', t.bytes()).count()).sum()))
 }
 
+/// Tag parsing without building Python objects: (format_ok count, think count, answer count).
+/// Benchmarks compare it with `memchr_scan` over the same bytes.
+#[pyfunction]
+fn tag_scan(py: Python<'_>, texts: &Bound<'_, PyList>) -> PyResult<(usize, usize, usize)> {
+    let items = strings_of(texts)?;
+    let texts = texts_of(&items)?;
+    Ok(py.detach(|| {
+        texts.iter().map(|t| tags::parse(t.bytes())).fold((0, 0, 0), |(f, t, a), p| {
+            (f + p.format_ok as usize, t + p.think.is_some() as usize, a + p.answer.is_some() as usize)
+        })
+    }))
+}
+
 /// The word lists pragmatic mode uses (for the twin test that keeps Python's copy in step).
 #[pyfunction]
 fn pragmatic_lists() -> Vec<(&'static str, Vec<&'static str>)> {
@@ -217,6 +281,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(split_sentences_batch, m)?)?;
     m.add_function(wrap_pyfunction!(sentence_spans, m)?)?;
     m.add_function(wrap_pyfunction!(memchr_scan, m)?)?;
+    m.add_function(wrap_pyfunction!(tag_scan, m)?)?;
     m.add_function(wrap_pyfunction!(pragmatic_lists, m)?)?;
     Ok(())
 }

@@ -9,8 +9,12 @@ use crate::ws::{skip_ws, ws_len};
 use memchr::{memchr3_iter, memchr_iter};
 
 pub fn split(b: &[u8], out: &mut Vec<(usize, usize)>) {
-    let mut quotes_after = memchr_iter(b'"', b).count(); // quotes in b[counted..]
-    let mut counted = 0;
+    // Parity of the quotes after a candidate = parity of (all quotes - quotes before it); the
+    // quotes before it are counted by walking one memchr iterator forward, once over the text.
+    let total = memchr_iter(b'"', b).count();
+    let mut quote_iter = memchr_iter(b'"', b);
+    let mut next_quote = if total > 0 { quote_iter.next() } else { None };
+    let mut before = 0;
     let mut start = 0;
     let mut resume = 0; // terminators before this lie inside a consumed whitespace run
     for t in memchr3_iter(b'.', b'!', b'?', b) {
@@ -21,9 +25,14 @@ pub fn split(b: &[u8], out: &mut Vec<(usize, usize)>) {
         if ws_len(b, j) == 0 {
             continue;
         }
-        quotes_after -= memchr_iter(b'"', &b[counted..j]).count();
-        counted = j;
-        if quotes_after % 2 != 0 {
+        while let Some(q) = next_quote {
+            if q >= j {
+                break;
+            }
+            before += 1;
+            next_quote = quote_iter.next();
+        }
+        if (total - before) % 2 != 0 {
             continue;
         }
         if j > start {

@@ -13,7 +13,7 @@
 //!
 //! Positions are byte offsets in UTF-8 (surrogates allowed); everything that depends on
 //! length is defined in UTF-8 bytes so that the Python twin can compute the same.
-use crate::ws::{decode, strip, ws_len};
+use crate::ws::{decode, strip, ws_len, ws_len_before};
 
 pub const TITLES: &[&str] = &[
     "adm", "brig", "capt", "cmdr", "col", "det", "dr", "fr", "gen", "gov", "hon", "insp", "lt",
@@ -76,8 +76,59 @@ pub fn is_lower(c: u32) -> bool {
     matches!(c, 0x61..=0x7A | 0xDF..=0xF6 | 0xF8..=0xFF | 0x3B1..=0x3C9 | 0x430..=0x44F)
 }
 
-fn in_list(list: &[&str], w: &[u8]) -> bool {
-    list.iter().any(|x| x.as_bytes() == w)
+/// A word of at most 15 bytes packed with its length into one integer, so that list lookups
+/// are integer compares (slice compares through memcmp dominated the profile).
+#[inline]
+fn key(w: &[u8]) -> Option<u128> {
+    if w.len() > 15 {
+        return None;
+    }
+    let mut buf = [0u8; 16];
+    buf[..w.len()].copy_from_slice(w);
+    buf[15] = w.len() as u8;
+    Some(u128::from_le_bytes(buf))
+}
+
+/// `key` of the ASCII-lowercased word.
+#[inline]
+fn key_lower(w: &[u8]) -> Option<u128> {
+    let k = key(w)?;
+    let mut buf = k.to_le_bytes();
+    for c in &mut buf[..15] {
+        c.make_ascii_lowercase();
+    }
+    Some(u128::from_le_bytes(buf))
+}
+
+struct Lists {
+    titles: Vec<u128>,
+    never_end: Vec<u128>,
+    number_abbr: Vec<u128>,
+    sometimes_end: Vec<u128>,
+    starters: Vec<u128>,
+}
+
+fn lists() -> &'static Lists {
+    static L: std::sync::OnceLock<Lists> = std::sync::OnceLock::new();
+    L.get_or_init(|| {
+        let k = |l: &[&str]| {
+            let mut v: Vec<u128> = l.iter().map(|w| key(w.as_bytes()).expect("list words are short")).collect();
+            v.sort_unstable();
+            v
+        };
+        Lists {
+            titles: k(TITLES),
+            never_end: k(NEVER_END),
+            number_abbr: k(NUMBER_ABBR),
+            sometimes_end: k(SOMETIMES_END),
+            starters: k(STARTERS),
+        }
+    })
+}
+
+#[inline]
+fn in_list(list: &[u128], k: Option<u128>) -> bool {
+    k.is_some_and(|k| list.binary_search(&k).is_ok())
 }
 
 /// `[A-Za-z]{1,2}(\.[A-Za-z]{1,2})+`, e.g. `U.S`, `Ph.D`.
@@ -92,40 +143,26 @@ fn dotted(w: &[u8]) -> bool {
     parts >= 2
 }
 
-/// Byte classes for the scan: 0 plain, 1 ASCII whitespace, 2 ASCII terminator,
-/// 3 a lead byte of a character we must look at (U+0085, U+00A0, U+1680, U+2000.., U+3000).
-const fn class_table() -> [u8; 256] {
-    let mut t = [0u8; 256];
-    let mut c = 0;
-    while c < 128 {
-        let ws = (c >= 0x09 && c <= 0x0d) || (c >= 0x1c && c <= 0x20);
-        if ws {
-            t[c] = 1;
-        }
-        c += 1;
-    }
-    t[b'.' as usize] = 2;
-    t[b'!' as usize] = 2;
-    t[b'?' as usize] = 2;
-    t[0xC2] = 3;
-    t[0xE1] = 3;
-    t[0xE2] = 3;
-    t[0xE3] = 3;
+/// Bytes the scan stops at: terminators, ASCII line breaks, and the lead bytes of U+0085,
+/// U+2026 (…), U+2028 and U+2029. Everything else is skipped one byte per step.
+const fn stop_table() -> [bool; 256] {
+    let mut t = [false; 256];
+    t[b'.' as usize] = true;
+    t[b'!' as usize] = true;
+    t[b'?' as usize] = true;
+    t[b'\n' as usize] = true;
+    t[b'\r' as usize] = true;
+    t[0xC2] = true;
+    t[0xE2] = true;
     t
 }
-static CLASS: [u8; 256] = class_table();
+static STOP: [bool; 256] = stop_table();
 
 struct Scan<'a> {
     b: &'a [u8],
     last_cut: usize,
-    /// Start of the current token: after the last whitespace, or the last cut.
-    tok_start: usize,
-    /// Start of the current whitespace-delimited token (cuts do not move it).
-    raw_tok_start: usize,
-    /// Whether some non-whitespace lies in `[last_cut, tok_start)`.
-    seen_nonws: bool,
-    /// (raw token start, is URL/e-mail) for the token last looked at.
-    url_cache: Option<(usize, bool)>,
+    /// (start, end, is URL/e-mail) of the whitespace-delimited token last looked at.
+    url_cache: Option<(usize, usize, bool)>,
     out: &'a mut Vec<(usize, usize)>,
 }
 
@@ -138,37 +175,55 @@ impl Scan<'_> {
         self.last_cut = to;
     }
 
-    fn whitespace(&mut self, i: usize, len: usize, c: u32) {
-        self.seen_nonws |= self.tok_start < i;
-        if is_lb(c) {
-            self.emit(i);
-            self.seen_nonws = false;
+    /// Start of the token ending at `i`: after the last whitespace, but not before the last
+    /// cut. Only looked for up to `MAX_WORD_BYTES + 1` bytes back: a longer word is "long".
+    fn tok_start(&self, i: usize) -> Option<usize> {
+        let mut p = i;
+        while p > self.last_cut {
+            if ws_len_before(self.b, p) > 0 {
+                return Some(p);
+            }
+            if i - p > MAX_WORD_BYTES {
+                return None;
+            }
+            p -= 1;
         }
-        self.tok_start = i + len;
-        self.raw_tok_start = i + len;
+        Some(p)
     }
 
-    fn cut(&mut self, d: usize) {
-        self.emit(d);
-        self.tok_start = d;
-        self.seen_nonws = false;
+    /// Whether any non-whitespace lies in `[last_cut, tok_start)`.
+    fn seen_nonws(&self, tok_start: usize) -> bool {
+        let mut p = tok_start;
+        while p > self.last_cut {
+            let l = ws_len_before(self.b, p);
+            if l == 0 {
+                return true;
+            }
+            p -= l;
+        }
+        false
     }
 
-    fn url_token(&mut self) -> bool {
-        if let Some((start, flag)) = self.url_cache {
-            if start == self.raw_tok_start {
+    /// Whether the whitespace-delimited token holding `i` looks like a URL or an e-mail.
+    fn url_token(&mut self, i: usize) -> bool {
+        if let Some((s, e, flag)) = self.url_cache {
+            if s <= i && i < e {
                 return flag;
             }
         }
         let b = self.b;
-        let mut e = self.raw_tok_start;
+        let mut s = i;
+        while s > 0 && ws_len_before(b, s) == 0 {
+            s -= 1;
+        }
+        let mut e = i;
         while e < b.len() && ws_len(b, e) == 0 {
             e += 1;
         }
-        let t = &b[self.raw_tok_start..e];
+        let t = &b[s..e];
         let has = |pat: &[u8]| t.windows(pat.len()).any(|w| w == pat);
         let flag = t.contains(&b'@') || has(b"://") || has(b"www.");
-        self.url_cache = Some((self.raw_tok_start, flag));
+        self.url_cache = Some((s, e, flag));
         flag
     }
 
@@ -196,7 +251,7 @@ impl Scan<'_> {
             if !is_upper(x) || d + xl >= n || !is_lower(decode(b, d + xl).0) {
                 return false;
             }
-            if self.url_token() {
+            if self.url_token(i) {
                 return false;
             }
             return !single_dot || self.word_rule(i, x, d);
@@ -224,10 +279,11 @@ impl Scan<'_> {
     /// A single `.` at `i`; the next word's first character `nx` is at `k`.
     fn word_rule(&self, i: usize, nx: u32, k: usize) -> bool {
         let b = self.b;
-        if i - self.tok_start > MAX_WORD_BYTES {
+        let Some(tok_start) = self.tok_start(i) else { return true };
+        if i - tok_start > MAX_WORD_BYTES {
             return true;
         }
-        let mut s = self.tok_start;
+        let mut s = tok_start;
         while s < i {
             let (x, xl) = decode(b, s);
             if !is_opener(x) {
@@ -239,36 +295,31 @@ impl Scan<'_> {
         if word.is_empty() {
             return true;
         }
-        let first = !self.seen_nonws;
-        if first
-            && ((word.len() <= 2 && word.iter().all(u8::is_ascii_digit))
-                || (word.len() == 1 && word[0].is_ascii_alphabetic()))
-        {
+        let list_marker = (word.len() <= 2 && word.iter().all(u8::is_ascii_digit))
+            || (word.len() == 1 && word[0].is_ascii_alphabetic());
+        if list_marker && !self.seen_nonws(tok_start) {
             return false;
         }
         if !word.is_ascii() {
             return true;
         }
-        let mut lw = [0u8; MAX_WORD_BYTES];
-        let lw = &mut lw[..word.len()];
-        lw.copy_from_slice(word);
-        lw.make_ascii_lowercase();
-        let lw = &*lw;
-        if word[0].is_ascii_uppercase() && in_list(TITLES, lw) {
+        let l = lists();
+        let lw = key_lower(word);
+        if word[0].is_ascii_uppercase() && in_list(&l.titles, lw) {
             return false;
         }
-        if in_list(NEVER_END, lw) {
+        if in_list(&l.never_end, lw) {
             return false;
         }
-        if in_list(NUMBER_ABBR, lw) && (0x30..=0x39).contains(&nx) {
+        if in_list(&l.number_abbr, lw) && (0x30..=0x39).contains(&nx) {
             return false;
         }
-        if in_list(SOMETIMES_END, lw) || (word.len() == 1 && word[0].is_ascii_uppercase()) || dotted(word) {
+        if in_list(&l.sometimes_end, lw) || (word.len() == 1 && word[0].is_ascii_uppercase()) || dotted(word) {
             let mut e = k;
             while e < b.len() && b[e].is_ascii_alphabetic() && e - k <= MAX_STARTER_LEN {
                 e += 1;
             }
-            return in_list(STARTERS, &b[k..e]);
+            return in_list(&l.starters, key(&b[k..e]));
         }
         true
     }
@@ -276,48 +327,43 @@ impl Scan<'_> {
 
 pub fn split(b: &[u8], out: &mut Vec<(usize, usize)>) {
     let n = b.len();
-    let mut st = Scan { b, last_cut: 0, tok_start: 0, raw_tok_start: 0, seen_nonws: false, url_cache: None, out };
+    let mut st = Scan { b, last_cut: 0, url_cache: None, out };
     let mut i = 0;
     while i < n {
-        match CLASS[b[i] as usize] {
-            0 => i += 1,
-            1 => {
-                st.whitespace(i, 1, b[i] as u32);
-                i += 1;
-            }
-            cls => {
-                let (x, xl) = decode(b, i);
-                if cls == 3 && ws_len(b, i) > 0 {
-                    st.whitespace(i, xl, x);
-                    i += xl;
-                    continue;
-                }
-                if !is_term(x) {
-                    i += xl;
-                    continue;
-                }
-                let mut c = i + xl;
-                while c < n {
-                    let (y, yl) = decode(b, c);
-                    if !is_term(y) {
-                        break;
-                    }
-                    c += yl;
-                }
-                let mut d = c;
-                while d < n {
-                    let (y, yl) = decode(b, d);
-                    if !is_closer(y) {
-                        break;
-                    }
-                    d += yl;
-                }
-                if st.decide(i, c, d) {
-                    st.cut(d);
-                }
-                i = d;
-            }
+        if !STOP[b[i] as usize] {
+            i += 1;
+            continue;
         }
+        let (x, xl) = decode(b, i);
+        if is_lb(x) {
+            st.emit(i);
+            i += xl;
+            continue;
+        }
+        if !is_term(x) {
+            i += xl;
+            continue;
+        }
+        let mut c = i + xl;
+        while c < n {
+            let (y, yl) = decode(b, c);
+            if !is_term(y) {
+                break;
+            }
+            c += yl;
+        }
+        let mut d = c;
+        while d < n {
+            let (y, yl) = decode(b, d);
+            if !is_closer(y) {
+                break;
+            }
+            d += yl;
+        }
+        if st.decide(i, c, d) {
+            st.emit(d);
+        }
+        i = d;
     }
     st.emit(n);
 }

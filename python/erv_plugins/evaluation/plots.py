@@ -53,6 +53,6 @@ def confusion_png(o: Outcomes, path: str | os.PathLike[str], *, title: str = "")
     if title:
         fig.suptitle(f"{title} (n = {len(o)})")
     path = Path(path)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path

@@ -64,6 +64,8 @@ class EvalStage:
         cfg = ctx.recipe.eval
         if cfg is None:
             raise ErvError(f"{ctx.recipe.source}: stage 'eval' needs an [eval] table")
+        if ctx.force:
+            _set_aside(ctx)
         judge = build_judge(ctx.plugins, cfg.judge.plugin, cfg.judge.options,
                             where=f"{ctx.recipe.source}: $.eval.judge",
                             verifier=ctx.recipe.verifier)
@@ -90,3 +92,20 @@ class EvalStage:
                            "rerun to ask for them again")
         m = result.metrics
         return {k: m[k] for k in ("EEA", "FCR", "EPC", "WAR", "UAR", "FCR/WAR", "judged")}
+
+
+def _set_aside(ctx: StageContext) -> None:
+    """``erv run --force``: generate and judge afresh (the policy or the judge may have
+    changed), keeping the earlier files under a numbered name rather than deleting them."""
+    from erv_plugins.evaluation.generate import PREDICTIONS
+    from erv_plugins.evaluation.run import JUDGEMENTS
+
+    for name in (PREDICTIONS, JUDGEMENTS):
+        path = ctx.out / name
+        if not path.exists():
+            continue
+        n = 1
+        while (kept := path.with_name(f"{path.stem}.{n}{path.suffix}")).exists():
+            n += 1
+        path.rename(kept)
+        ctx.echo(f"erv: stage eval: --force: earlier {name} kept as {kept.name}")

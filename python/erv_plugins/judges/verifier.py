@@ -9,16 +9,19 @@ helplessness is read off GoEmotions' grief, as the release maps it).
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import msgspec
-import numpy as np
 
 from erv_plugins.errors import ErvError
 from erv_plugins.judges.base import JudgeContext, JudgeRequest, Verdict
 from erv_plugins.judges.cache import cache_key
 from erv_plugins.labels import LabelSpace
-from erv_plugins.verifiers.base import Verifier
+
+if TYPE_CHECKING:  # numpy loads when the judge runs, not when `erv --help` lists plugins
+    import numpy as np
+
+    from erv_plugins.verifiers.base import Verifier
 
 
 class VerifierJudgeOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -48,6 +51,8 @@ class VerifierJudge:
 
     def columns(self, label_space: LabelSpace) -> np.ndarray:
         """For each dataset label, the index of its counterpart in the verifier's output."""
+        import numpy as np
+
         verifier_labels = tuple(self.verifier.labels)
         try:
             return np.array([verifier_labels.index(label_space.to_verifier(lab, verifier_labels))
@@ -57,6 +62,8 @@ class VerifierJudge:
 
     def judge(self, requests: Sequence[JudgeRequest], label_space: LabelSpace
               ) -> Iterator[Verdict]:
+        import numpy as np
+
         cols = self.columns(label_space)
         verifier_labels = tuple(self.verifier.labels)
         bs = self.options.batch_size

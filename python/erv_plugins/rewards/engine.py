@@ -305,18 +305,24 @@ class RewardEngine:
                 max_workers=max(2, len(self.terms)), thread_name_prefix="erv-reward")
         return self._executor
 
+    def _drop_pool(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+
     def _run_sync(self, term: RewardTerm, batch: RewardBatch) -> tuple[list[float], dict, bool]:
         error: str = ""
         for attempt in range(term.retries + 1):
             try:
                 if term.timeout_s is None:
-                    out = term.reward(batch)
+                    out = _resolve(term.reward(batch))
                 else:
-                    future = self._pool().submit(term.reward, batch)
+                    future = self._pool().submit(lambda: _resolve(term.reward(batch)))
                     try:
                         out = future.result(timeout=term.timeout_s)
                     except concurrent.futures.TimeoutError:
-                        future.cancel()
+                        # The stuck thread cannot be stopped; later calls get fresh threads.
+                        self._drop_pool()
                         raise _Failed(f"timed out after {term.timeout_s:g} s") from None
                 return (*_check_output(term.name, out, len(batch)), False)
             except Exception as exc:  # a reward failure must not stop training: NaN + log
@@ -464,9 +470,8 @@ class RewardEngine:
         return RewardWeightsCallback()
 
     def close(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
-            self._executor = None
+        """Release the worker threads used for timeouts."""
+        self._drop_pool()
 
 
 def _check_output(name: str, out: Any, size: int) -> tuple[list[float], dict[str, float]]:
@@ -489,6 +494,17 @@ def _check_output(name: str, out: Any, size: int) -> tuple[list[float], dict[str
     if arr.shape != (size,) or any(isinstance(v, str) for v in out[:1]):
         raise TypeError(f"reward {name!r} must return one float (or None) per completion")
     return arr.tolist(), info
+
+
+def _resolve(out: Any) -> Any:
+    """A plain callable may still hand back an awaitable: run it to completion."""
+    if not inspect.isawaitable(out):
+        return out
+
+    async def wait() -> Any:
+        return await out
+
+    return _run_coroutine(wait())
 
 
 def _run_coroutine(coro: Any) -> Any:

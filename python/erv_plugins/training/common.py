@@ -12,7 +12,7 @@ from erv_plugins.errors import ErvError
 
 if TYPE_CHECKING:
     from erv_plugins.datasets.base import Dataset, Sample
-    from erv_plugins.recipe import DataSpec, Recipe
+    from erv_plugins.recipe import DataSpec, Recipe, SyntheticData
     from erv_plugins.stages import StageContext
 
 # Environment set in the processes ``erv run`` launches (see launching.py).
@@ -39,6 +39,23 @@ def build_dataset(spec: DataSpec, ctx: StageContext, where: str) -> Dataset:
         raise ErvError(f"{ctx.recipe.source}: {where}: {exc}") from None
 
 
+def ensure_synthetic(spec: SyntheticData | None, echo: Any = print) -> None:
+    """Write the synthetic clips once (a marker file says they are complete)."""
+    if spec is None:
+        return
+    out = Path(spec.out)
+    marker = out / ".complete.json"
+    settings = {k: getattr(spec, k) for k in spec.__struct_fields__}
+    if marker.is_file() and json.loads(marker.read_text()) == settings:
+        return
+    from erv_plugins.datasets.synthetic import write_synthetic
+
+    echo(f"erv: writing synthetic clips to {out}")
+    write_synthetic(out, spec.n_per_label, spec.labels, spec.layouts, spec.seed,
+                    seconds=spec.seconds, fps=spec.fps, size=spec.size, progress=True)
+    marker.write_text(json.dumps(settings) + "\n")
+
+
 def load_samples(spec: DataSpec, ctx: StageContext, where: str) -> tuple[Dataset, list[Sample]]:
     dataset = build_dataset(spec, ctx, where)
     samples = list(dataset.samples())
@@ -54,8 +71,8 @@ def policy_source(ctx: StageContext, *, after_sft: bool) -> Path:
     """The checkpoint a stage starts from.
 
     GRPO starts from this run's SFT model when the recipe has an SFT stage; otherwise
-    (and for SFT itself) from ``[model].path``, or a model the ``[model]`` plugin builds
-    into ``<run dir>/policy_init``.
+    (and for SFT itself) from the checkpoint the ``[model]`` plugin names: its ``path``,
+    or a tiny model it builds into the run directory.
     """
     recipe = ctx.recipe
     if after_sft and "sft" in recipe.stages:
@@ -66,18 +83,13 @@ def policy_source(ctx: StageContext, *, after_sft: bool) -> Path:
         return sft_model
     if recipe.model is None:
         raise ErvError(f"{recipe.source}: $.model: a [model] table is needed to train")
-    if recipe.model.path:
-        path = Path(recipe.model.path)
-        if not (path / "config.json").is_file():
-            raise ErvError(f"{recipe.source}: $.model.path: {path} is not a model directory")
-        return path
-    init = ctx.run_dir / "policy_init"
-    if not (init / "config.json").is_file():
-        reg = ctx.plugins.get("model", recipe.model.plugin)
-        built = reg.build(recipe.model.options, out_dir=init)
-        if isinstance(built, (str, os.PathLike)):
-            init = Path(built)
-    return init
+    # The model plugin resolves the checkpoint: its path, or a tiny model it builds.
+    reg = ctx.plugins.get("model", recipe.model.plugin)
+    model = reg.build(recipe.model.options, path=recipe.model.path, run_dir=ctx.run_dir)
+    path = Path(model.model_path())
+    if not (path / "config.json").is_file():
+        raise ErvError(f"{recipe.source}: $.model: {path} is not a model directory")
+    return path
 
 
 def on_gpu() -> bool:

@@ -72,18 +72,35 @@ class TinyTextOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     seed: int = 0
 
 
-def tiny_text_model(options: TinyTextOptions, *, out_dir: str | Path, **_: Any) -> Path:
-    """Build (once) a tiny text-only Qwen2 policy into ``out_dir``; returns the directory."""
+class TinyTextModel:
+    """A tiny text-only Qwen2 policy, built once into ``<run dir>/tiny_text``."""
+
+    name: ClassVar[str] = "tiny-text"
+    Options: ClassVar[type[TinyTextOptions]] = TinyTextOptions
+
+    def __init__(self, options: TinyTextOptions | None = None, *, path: str | None = None,
+                 run_dir: str | Path | None = None, **_: Any) -> None:
+        self.options = options or TinyTextOptions()
+        self.path = path
+        self.run_dir = Path(run_dir) if run_dir is not None else Path(".")
+
+    def model_path(self) -> str:
+        if self.path:
+            return self.path
+        out = self.run_dir / "tiny_text"
+        if not (out / "config.json").is_file():
+            tiny_text_model(self.options, out_dir=out)
+        return str(out)
+
+
+def tiny_text_model(options: TinyTextOptions, *, out_dir: str | Path) -> Path:
+    """Build a tiny text-only Qwen2 policy into ``out_dir``; returns the directory."""
     from erv_plugins.training.tiny import build_tiny_text_policy
 
     words = [f"Clip: {c} light, {t} tone" for c, t, _ in CUES.values()]
     words += [why for _, _, why in CUES.values()]
     return build_tiny_text_policy(out_dir, list(CUES), hidden=options.hidden,
                                   layers=options.layers, seed=options.seed, extra_text=words)
-
-
-tiny_text_model.name = "tiny-text"  # type: ignore[attr-defined]
-tiny_text_model.Options = TinyTextOptions  # type: ignore[attr-defined]
 
 
 @hookimpl
@@ -93,4 +110,4 @@ def erv_register_datasets(register: Register) -> None:
 
 @hookimpl
 def erv_register_models(register: Register) -> None:
-    register(tiny_text_model, description="A tiny text-only Qwen2 policy built offline.")
+    register(TinyTextModel, description="A tiny text-only Qwen2 policy built offline.")

@@ -32,6 +32,7 @@ cut back to that step first, so no step is duplicated or missing.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -51,6 +52,9 @@ class GRPOStage:
     def __call__(self, ctx: StageContext) -> dict[str, Any] | None:
         from erv_plugins.training import launching
 
+        cfg = ctx.recipe.grpo
+        if cfg is not None:  # written once, here, before any process reads it
+            common.ensure_synthetic(cfg.synthetic, ctx.echo)
         if launching.needs_launch(ctx.recipe):
             return launching.launch_stage(ctx, self.name)
         return run_grpo(ctx)
@@ -84,6 +88,10 @@ def trl_settings(cfg: GRPOSettings, recipe: Recipe, output_dir: str | Path) -> d
         "report_to": "none",
         "remove_unused_columns": False,
         "disable_dropout": True,
+        "gradient_checkpointing": cfg.gradient_checkpointing,  # TRL's default is on
+        # The omni model hands its media to the first generation step only, so decoding
+        # must use the KV cache (a checkpoint saved by a Trainer may say use_cache=false).
+        "generation_kwargs": {"use_cache": True},
         **common.device_args(recipe, bf16=cfg.bf16),
     }
 
@@ -127,7 +135,7 @@ def run_grpo(ctx: StageContext) -> dict[str, Any]:
     from trl import GRPOConfig
 
     from erv_plugins.rewards.engine import RewardEngine
-    from erv_plugins.training.policy import load_policy, register_omni_auto_classes
+    from erv_plugins.training.policy import load_policy
     from erv_plugins.training.runlog import MetricsLog, fifth_means, plot_rewards, reward_series
     from erv_plugins.training.runlog import write_report
     from erv_plugins.training.trainer import MetricsCallback, OmniGRPOTrainer, use_compact_progress
@@ -140,22 +148,16 @@ def run_grpo(ctx: StageContext) -> dict[str, Any]:
     source = common.policy_source(ctx, after_sft=True)
     policy = load_policy(source, frames=cfg.frames, image_size=cfg.image_size,
                          cache_dir=ctx.run_dir / "cache" / "media")
-    if policy.multimodal:
-        register_omni_auto_classes()  # TRL loads policy and reference model by path
     engine = RewardEngine.from_recipe(recipe, ctx.plugins, verifier=run_verifier(ctx))
     space = common.label_space_name(dataset, cfg.dataset)
     rows = build_rows(policy, samples, space, cfg, f"{recipe.source}: $.grpo.dataset")
 
-    media_fn = None
+    batch_fn = None
     if policy.multimodal:
         by_id = {str(s.id): s for s in samples}
-        cache: dict[str, dict[str, torch.Tensor]] = {}
 
-        def media_fn(ids: list[str]) -> dict[str, torch.Tensor]:
-            for i in ids:
-                if i not in cache:
-                    cache[i] = policy.media([by_id[i]])
-            return {k: torch.cat([cache[i][k] for i in ids]) for k in cache[ids[0]]}
+        def batch_fn(batch: Sequence[dict[str, Any]]) -> tuple[list[list[int]], dict[str, Any]]:
+            return policy.encode([by_id[r["id"]] for r in batch], [r["prompt"] for r in batch])
 
     checkpoints = ctx.out / "checkpoints"
     resume = None if ctx.force else common.last_checkpoint(checkpoints)
@@ -165,13 +167,18 @@ def run_grpo(ctx: StageContext) -> dict[str, Any]:
     ctx.echo(f"erv: grpo: {len(rows)} prompts from {cfg.dataset.plugin}, G = "
              f"{cfg.num_generations}, policy {source}"
              + (f", resuming from {resume.name}" if resume else ""))
-    args = GRPOConfig(**trl_settings(cfg, recipe, checkpoints),
-                      reward_weights=engine.trl_reward_weights(0))
+    settings = trl_settings(cfg, recipe, checkpoints)
+    if policy.multimodal:
+        # A sampled placeholder would ask for media features that do not exist (TRL does
+        # the same for a VLM's image token).
+        p = policy.processor
+        settings["generation_kwargs"]["suppress_tokens"] = [p.video_token_id, p.audio_token_id]
+    args = GRPOConfig(**settings, reward_weights=engine.trl_reward_weights(0))
     trainer = OmniGRPOTrainer(
         model=str(source), processing_class=policy.tokenizer,
         reward_funcs=engine.trl_reward_functions(), args=args,
         train_dataset=Dataset.from_list(rows), callbacks=[MetricsCallback(log)],
-        media_fn=media_fn,
+        batch_fn=batch_fn,
     )
     common.freeze(trainer.model, cfg.freeze, f"{recipe.source}: $.grpo.freeze")
     trainer.add_callback(engine.trl_callback(trainer))
@@ -185,6 +192,7 @@ def run_grpo(ctx: StageContext) -> dict[str, Any]:
     if not trainer.is_world_process_zero():
         return {}
     model_dir = ctx.out / "model"
+    trainer.model.config.use_cache = True  # for generation by whoever loads it
     trainer.save_model(str(model_dir))
     policy.tokenizer.save_pretrained(model_dir)
     if policy.processor is not None and hasattr(policy.processor, "save_pretrained"):
@@ -200,4 +208,5 @@ def run_grpo(ctx: StageContext) -> dict[str, Any]:
     first, last = fifth_means(total)
     return {"steps": len(rows_logged), "reward_first_fifth": round(first, 4),
             "reward_last_fifth": round(last, 4), "model": str(model_dir),
-            "world_size": trainer.args.world_size}
+            "world_size": trainer.args.world_size,
+            "deepspeed": trainer.is_deepspeed_enabled}

@@ -11,7 +11,7 @@ model's video and audio placeholders.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,7 +31,11 @@ QUESTION = (
 )
 
 # Media keyword arguments of the omni model (forward and generate).
-MEDIA_KEYS: tuple[str, ...] = ("videos", "audios")
+MEDIA_KEYS: tuple[str, ...] = ("videos", "audios", "gate_input_ids", "gate_attention_mask")
+
+
+# Decoded clips kept in memory per process (tiny runs reuse every clip each step).
+CLIP_MEMORY = 512
 
 
 def target_text(explanation: str, label: str) -> str:
@@ -41,40 +45,58 @@ def target_text(explanation: str, label: str) -> str:
 
 @dataclass
 class Policy:
-    """A loaded policy and how to turn a sample into its inputs."""
+    """A loaded policy and how to turn samples into its inputs."""
 
     model: PreTrainedModel
     tokenizer: PreTrainedTokenizerBase
     path: Path
-    processor: Any | None = None
-    # sample -> {"videos": Tensor, "audios": Tensor} (one sample, no batch dim); None = text only
-    media_fn: Callable[[Sample], dict[str, torch.Tensor]] | None = None
-    # Text placed before the question (the omni model's media placeholders).
-    media_prefix: str = ""
+    processor: Any | None = None  # OmniProcessor for the omni policy
     extra: dict[str, Any] = field(default_factory=dict)
+    _clips: dict[str, tuple[Any, Any]] = field(default_factory=dict, repr=False)
 
     @property
     def multimodal(self) -> bool:
-        return self.media_fn is not None
+        return self.processor is not None
 
     def prompt(self, sample: Sample | None = None) -> str:
         """The chat-formatted prompt (generation prompt included) for one sample."""
-        user = f"{self.media_prefix}{QUESTION}"
-        if self.media_fn is None and sample is not None and "cue" in sample.extra:
+        if self.processor is not None:
+            return self.processor.prompt(QUESTION)
+        user = QUESTION
+        if sample is not None and "cue" in sample.extra:
             # A text-only policy reads what the clip shows as words (tests, fallback demo).
             user = f"Clip: {sample.extra['cue']}\n{QUESTION}"
-        messages = [{"role": "user", "content": user}]
-        return self.tokenizer.apply_chat_template(messages, tokenize=False,
-                                                  add_generation_prompt=True)
+        return self.tokenizer.apply_chat_template([{"role": "user", "content": user}],
+                                                  tokenize=False, add_generation_prompt=True)
 
-    def media(self, samples: Sequence[Sample]) -> dict[str, torch.Tensor]:
-        """Stacked media tensors of a batch (first dimension = len(samples))."""
-        import torch
+    def clip(self, sample: Sample) -> tuple[Any, Any]:
+        """(video, audio features) of a sample's clip, decoded once per process."""
+        if sample.video is None:
+            raise ErvError(f"sample {sample.id}: the omni policy needs a clip, the sample has none")
+        key = str(sample.video)
+        if key in self._clips:
+            self._clips[key] = self._clips.pop(key)  # most recently used last
+        else:
+            self._clips[key] = self.processor.load_clip(sample.video)
+            while len(self._clips) > CLIP_MEMORY:  # decoded clips also sit in a disk cache
+                self._clips.pop(next(iter(self._clips)))
+        return self._clips[key]
 
-        if self.media_fn is None:
-            return {}
-        items = [self.media_fn(s) for s in samples]
-        return {k: torch.stack([it[k] for it in items]) for k in items[0]}
+    def encode(self, samples: Sequence[Sample], prompts: Sequence[str] | None = None
+               ) -> tuple[list[list[int]], dict[str, torch.Tensor]]:
+        """Prompt token ids (media placeholders expanded, no padding) and the batch's media
+        keyword arguments (``videos``, ``audios``, ``gate_input_ids``...; {} for text)."""
+        prompts = list(prompts) if prompts is not None else [self.prompt(s) for s in samples]
+        if self.processor is None:
+            ids = self.tokenizer(prompts, add_special_tokens=False)["input_ids"]
+            return [list(r) for r in ids], {}
+        clips = [self.clip(s) for s in samples]
+        batch = self.processor(prompts, videos=[c[0] for c in clips],
+                               audios=[c[1] for c in clips], padding_side="right")
+        mask = batch["attention_mask"].bool()
+        ids = [row[m].tolist() for row, m in zip(batch["input_ids"], mask, strict=True)]
+        media = {k: v for k, v in batch.items() if k not in ("input_ids", "attention_mask")}
+        return ids, media
 
 
 def model_type(path: Path) -> str:
@@ -84,13 +106,30 @@ def model_type(path: Path) -> str:
     return str(json.loads(config.read_text()).get("model_type", ""))
 
 
+def is_omni(path: str | Path) -> bool:
+    return model_type(Path(path)).lower().startswith("humanomni")
+
+
 def load_policy(path: str | Path, *, frames: int | None = None,
                 image_size: int | None = None, cache_dir: Path | None = None) -> Policy:
-    """Load a saved policy directory: the omni model when its config says so, else a causal LM."""
+    """Load a saved policy directory: the omni model when its config says so, else a causal LM.
+
+    ``frames``/``image_size``: how clips are decoded; they must match the checkpoint
+    (its vision tower and projector are built for them), so a mismatch is an error.
+    """
     path = Path(path)
-    kind = model_type(path)
-    if kind == "omni" or kind.startswith("humanomni"):
-        return _load_omni(path, frames=frames, image_size=image_size, cache_dir=cache_dir)
+    if is_omni(path):
+        import erv_plugins.models.omni as omni  # registers the Auto classes TRL loads by path
+
+        model, processor = omni.load_omni(path, device="cpu", dtype=torch_float32())
+        for name, want, have in (("frames", frames, processor.num_frames),
+                                 ("image_size", image_size, processor.image_size)):
+            if want is not None and want != have:
+                raise ErvError(f"{path}: the checkpoint takes {name} = {have}, the recipe asks "
+                               f"for {want}")
+        processor.cache_dir = str(cache_dir) if cache_dir is not None else None
+        processor.tokenizer.padding_side = "left"
+        return Policy(model=model, tokenizer=processor.tokenizer, path=path, processor=processor)
     from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
     model = AutoModelForCausalLM.from_pretrained(path, dtype="float32")
@@ -100,54 +139,7 @@ def load_policy(path: str | Path, *, frames: int | None = None,
     return Policy(model=model, tokenizer=tokenizer, path=path)
 
 
-def _load_omni(path: Path, *, frames: int | None, image_size: int | None,
-               cache_dir: Path | None) -> Policy:
+def torch_float32() -> Any:
     import torch
 
-    from erv_plugins.datasets.media import decode_clip
-    from erv_plugins.models import omni
-
-    register_omni_auto_classes()
-    model, processor = omni.load_omni(path, device="cpu", dtype=torch.float32)
-    tokenizer = getattr(processor, "tokenizer", processor)
-    tokenizer.padding_side = "left"
-    config = model.config
-    n_frames = frames or getattr(config, "num_frames", None) or 8
-    size = image_size or getattr(config, "image_size", None) or 224
-
-    def media_fn(sample: Sample) -> dict[str, torch.Tensor]:
-        if sample.video is None:
-            raise ErvError(f"sample {sample.id}: the omni policy needs a clip, the sample has none")
-        video, audio = decode_clip(sample.video, n_frames, size, cache_dir)
-        return {"videos": torch.as_tensor(video), "audios": torch.as_tensor(audio)}
-
-    prefix = getattr(processor, "media_prefix", None)
-    if prefix is None:
-        prefix = _placeholder_prefix(processor)
-    return Policy(model=model, tokenizer=tokenizer, path=path, processor=processor,
-                  media_fn=media_fn, media_prefix=prefix)
-
-
-def _placeholder_prefix(processor: Any) -> str:
-    parts = []
-    for attr in ("video_token", "audio_token"):
-        tok = getattr(processor, attr, None)
-        if tok:
-            parts.append(str(tok))
-    return "".join(parts) + ("\n" if parts else "")
-
-
-def register_omni_auto_classes() -> None:
-    """Let transformers' Auto classes (and so TRL's reference model) load omni checkpoints."""
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    from erv_plugins.models import omni
-
-    try:
-        AutoConfig.register(omni.OmniConfig.model_type, omni.OmniConfig)
-    except ValueError:
-        pass  # already registered
-    try:
-        AutoModelForCausalLM.register(omni.OmniConfig, omni.OmniForCausalLM)
-    except ValueError:
-        pass
+    return torch.float32

@@ -28,6 +28,9 @@ class SFTStage:
     def __call__(self, ctx: StageContext) -> dict[str, Any] | None:
         from erv_plugins.training import launching
 
+        cfg = ctx.recipe.sft
+        if cfg is not None:  # written once, here, before any process reads it
+            common.ensure_synthetic(cfg.synthetic, ctx.echo)
         if launching.needs_launch(ctx.recipe):
             return launching.launch_stage(ctx, self.name)
         return run_sft(ctx)
@@ -43,7 +46,8 @@ def build_examples(policy: Any, samples: list[Any], max_length: int) -> list[dic
         if not s.explanation:
             raise ErvError(f"SFT sample {s.id}: no explanation (SFT needs EMER-style "
                            f"explanations; the dataset gave none)")
-        prompt_ids = tok(policy.prompt(s), add_special_tokens=False)["input_ids"]
+        prompt_ids = policy.encode([s])[0][0] if policy.multimodal else tok(
+            policy.prompt(s), add_special_tokens=False)["input_ids"]
         target_ids = tok(target_text(s.explanation, s.label) + tok.eos_token,
                          add_special_tokens=False)["input_ids"]
         ids = (prompt_ids + target_ids)[:max_length]
@@ -73,7 +77,8 @@ class SFTCollator:
             labels[row, :k] = torch.tensor(b["labels"])
             mask[row, :k] = 1
         out: dict[str, Any] = {"input_ids": ids, "attention_mask": mask, "labels": labels}
-        out.update(self.policy.media([self.samples[b["index"]] for b in batch]))
+        if self.policy.multimodal:
+            out.update(self.policy.encode([self.samples[b["index"]] for b in batch])[1])
         return out
 
 
@@ -118,6 +123,7 @@ def run_sft(ctx: StageContext) -> dict[str, Any]:
         seed=cfg.seed,
         remove_unused_columns=False,
         dataloader_num_workers=0,
+        gradient_checkpointing=cfg.gradient_checkpointing,
         **common.device_args(ctx.recipe, bf16=cfg.bf16),
     )
     start = time.perf_counter()
@@ -130,6 +136,7 @@ def run_sft(ctx: StageContext) -> dict[str, Any]:
     if not trainer.is_world_process_zero():
         return {}
     model_dir = ctx.out / "model"
+    trainer.model.config.use_cache = True  # the Trainer turns it off while training
     trainer.save_model(str(model_dir))
     policy.tokenizer.save_pretrained(model_dir)
     if policy.processor is not None and hasattr(policy.processor, "save_pretrained"):

@@ -1,17 +1,16 @@
 """GRPO (paper eq. 3) on TRL's ``GRPOTrainer`` with a video + audio policy.
 
 TRL 1.16 knows images (``pixel_values``) but not HumanOmni-style video and audio. This
-subclass uses four extension points of its ``GRPOTrainer`` and leaves the algorithm to TRL:
+subclass uses these extension points of its ``GRPOTrainer`` and leaves the algorithm to TRL:
 
-* ``_generate_and_score_completions``: before TRL's rollout, the media of the batch rows
-  (one row per completion: TRL repeats each prompt G times) are stacked into
-  ``videos``/``audios``; after it, they are put in the output dict, so TRL's own
-  splitting and shuffling of the generation batch keeps them aligned with their rows.
-* ``_tokenize_prompts``: the media become "multimodal fields" that TRL's generation
-  path passes to ``model.generate``.
-* ``_generate_single_turn``: the omni model may return only the new tokens (it generates
-  from embeddings); both conventions are accepted.
-* ``_get_per_token_logps_and_entropies``: log-probabilities of the completion tokens
+* ``_generate_and_score_completions``: before TRL's rollout, the rows of the batch (one
+  row per completion: TRL repeats each prompt G times) go through the omni processor:
+  prompt ids with the video/audio placeholders expanded, and the stacked ``videos``,
+  ``audios`` and BERT-gate ids; after it, the media are put in the output dict, so TRL's
+  own splitting and shuffling of the generation batch keeps them aligned with their rows.
+* ``_tokenize_prompts``: returns those ids, and the media as the "multimodal fields" that
+  TRL's generation path passes to ``model.generate``.
+* ``_compute_loss`` / ``_get_per_token_logps_and_entropies``: log-probabilities of the completion tokens
   under the policy (and the reference model, for the k3 KL term) with the media passed to
   the forward. TRL's fused LM head runs only the text backbone, so the log-probs are taken
   from the full forward's logits (divided by the rollout temperature, as TRL does).
@@ -30,82 +29,70 @@ import torch
 from transformers import TrainerCallback
 from transformers.trainer_callback import ProgressCallback
 from trl import GRPOTrainer
+from trl.trainer import grpo_trainer as _grpo_module
 from trl.trainer.utils import entropy_from_logits, selective_log_softmax
 
 from erv_plugins.training.policy import MEDIA_KEYS
 from erv_plugins.training.runlog import MetricsLog
 
-MediaFn = Callable[[Sequence[Any]], dict[str, torch.Tensor]]
+def _create_model_from_path(model_id: str, architecture: Any = None, **kwargs: Any) -> Any:
+    """TRL's model loader, which also loads omni checkpoints.
+
+    TRL builds the policy and the reference model by path; for a config class that is not
+    in ``transformers`` it reads ``config.auto_map``, which ``OmniConfig`` lacks. Omni
+    directories go through ``load_omni`` (which also restores encoders a release leaves out).
+    """
+    from erv_plugins.training.policy import is_omni
+
+    if architecture is None and is_omni(model_id):
+        from erv_plugins.models.omni import load_omni
+
+        model, _ = load_omni(model_id, device="cpu", dtype=kwargs.get("dtype"))
+        model.train()
+        return model
+    return _trl_create_model_from_path(model_id, architecture, **kwargs)
+
+
+_trl_create_model_from_path = _grpo_module.create_model_from_path
+_grpo_module.create_model_from_path = _create_model_from_path
+
+# rows of a generation batch -> (prompt token ids, media keyword arguments)
+BatchFn = Callable[[Sequence[dict[str, Any]]], tuple[list[list[int]], dict[str, torch.Tensor]]]
 
 
 class OmniGRPOTrainer(GRPOTrainer):
     """``GRPOTrainer`` whose rollouts and log-probs see each row's video and audio.
 
-    ``media_fn(ids)`` returns the stacked media of the rows whose ``id`` column is given
-    (``{}`` for a text-only policy, which then runs TRL's code unchanged).
+    ``batch_fn(rows)`` returns the rows' prompt token ids (media placeholders expanded
+    by the omni processor) and their stacked media; without it (a text-only policy) TRL's
+    code runs unchanged.
     """
 
-    def __init__(self, *args: Any, media_fn: MediaFn | None = None, **kwargs: Any) -> None:
-        self._media_fn = media_fn
+    def __init__(self, *args: Any, batch_fn: BatchFn | None = None, **kwargs: Any) -> None:
+        self._batch_fn = batch_fn
         self._media: dict[str, torch.Tensor] = {}
+        self._prompt_ids: list[list[int]] | None = None
         super().__init__(*args, **kwargs)
 
     # -- rollout -------------------------------------------------------------------------
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
-        if self._media_fn is None:
+        if self._batch_fn is None:
             return super()._generate_and_score_completions(inputs)
         device = self.accelerator.device
-        self._media = {k: v.to(device) for k, v in self._media_fn([x["id"] for x in inputs]).items()}
+        self._prompt_ids, media = self._batch_fn(inputs)
+        self._media = {k: v.to(device) for k, v in media.items()}
         try:
             output = super()._generate_and_score_completions(inputs)
         finally:
-            media, self._media = self._media, {}
+            media, self._media, self._prompt_ids = self._media, {}, None
         output.update(media)
         return output
 
     def _tokenize_prompts(self, prompts: list) -> tuple[Any, Any, dict[str, Any]]:
-        prompt_ids, images, fields = super()._tokenize_prompts(prompts)
-        return prompt_ids, images, {**fields, **self._media}
-
-    def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations,
-                              has_tool_images=False):
-        if not self._media or self.use_vllm:
-            return super()._generate_single_turn(prompt_ids, images, multimodal_fields,
-                                                 num_generations, has_tool_images)
-        from trl.models import unwrap_model_for_generation
-        from trl.trainer.utils import pad
-
-        device = self.accelerator.device
-        tensors = [torch.tensor(ids) for ids in prompt_ids]
-        input_ids = pad(tensors, padding_value=self._tokenizer.pad_token_id,
-                        padding_side="left").to(device)
-        attention_mask = pad([torch.ones_like(t) for t in tensors], padding_value=0,
-                             padding_side="left").to(device)
-        with (
-            unwrap_model_for_generation(
-                self.model_wrapped, self.accelerator,
-                gather_deepspeed3_params=self.args.ds3_gather_for_generation,
-                generation_kwargs=self.generation_kwargs,
-            ) as unwrapped,
-            torch.no_grad(),
-        ):
-            out = unwrapped.generate(input_ids=input_ids, attention_mask=attention_mask,
-                                     generation_config=self.generation_config, **self._media)
-        n = input_ids.size(1)
-        # HF generate returns prompt + completion from input_ids, only the completion
-        # from inputs_embeds; accept both.
-        if out.size(1) > n and torch.equal(out[:, :n], input_ids):
-            out = out[:, n:]
-        eos = torch.tensor(self.eos_token_ids, device=out.device)
-        completion_ids = []
-        for row in out.cpu().tolist():
-            for i, tok in enumerate(row):
-                if tok in self.eos_token_ids:
-                    row = row[: i + 1]
-                    break
-            completion_ids.append(row)
-        del eos
-        return completion_ids, None
+        if self._prompt_ids is None:
+            return super()._tokenize_prompts(prompts)
+        # TRL's generation path hands tensor "multimodal fields" to model.generate.
+        return self._prompt_ids, None, dict(self._media)
 
     # -- log-probabilities ---------------------------------------------------------------
     def _compute_loss(self, model, inputs):
@@ -130,10 +117,9 @@ class OmniGRPOTrainer(GRPOTrainer):
             media = {k: v[start:end] for k, v in self._media.items()}
             with self.accelerator.autocast():
                 logits = model(input_ids=ids, attention_mask=attention_mask[start:end],
-                               **media).logits
-            # Media placeholders may expand inside the prompt: the completion is always at
-            # the end, so its logits are the last ones (position t predicts token t + 1).
-            logits = logits[:, -logits_to_keep - 1:-1, :].float() / self.temperature
+                               logits_to_keep=logits_to_keep + 1, **media).logits
+            # Position t predicts token t + 1: the last logit belongs to no completion token.
+            logits = logits[:, :-1, :].float() / self.temperature
             targets = ids[:, -logits_to_keep:]
             all_logps.append(selective_log_softmax(logits, targets))
             if compute_entropy:
