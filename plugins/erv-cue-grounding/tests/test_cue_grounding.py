@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import pytest
 
@@ -94,3 +96,34 @@ def test_listed_by_erv_plugins(erv_cli):
     result = erv_cli("plugins")
     assert result.exit_code == 0
     assert "cue_grounding 0.1.0 (entrypoint)\n  rewards: cue_grounding" in result.output
+
+
+RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "tiny_cue_grounding.toml"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (RECIPE.parents[3] / "recipes" / "tiny_cpu.toml").is_file(),
+                    reason="needs an erv checkout: the recipe extends recipes/tiny_cpu.toml")
+def test_tiny_recipe_with_cue_grounding_runs_grpo_steps(tmp_path, monkeypatch, erv_registry):
+    """recipes/tiny_cue_grounding.toml, shortened: SFT, verifier, then GRPO steps in which
+    cue_grounding is scored and logged beside the paper's rewards."""
+    from erv_plugins.recipe import load_recipe
+    from erv_plugins.stages import run_recipe
+
+    monkeypatch.chdir(tmp_path)  # the tiny recipe writes data/ and runs/ here
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    quick = tmp_path / "quick.toml"
+    quick.write_text(f'extends = "{RECIPE}"\nname = "quick_cue"\n'
+                     'stages = ["sft", "verifier", "grpo"]\n'
+                     "[sft]\nmax_steps = 4\n[train_verifier]\nepochs = 0.5\n"
+                     "[grpo]\nmax_steps = 2\n")
+    registry = erv_registry()
+    recipe = load_recipe(quick, registry)
+    assert recipe.rewards["cue_grounding"].weight == 0.2
+    run_dir = run_recipe(recipe, registry, echo=lambda _msg: None)
+    rows = [json.loads(line) for line in (run_dir / "grpo" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2]
+    for row in rows:
+        assert 0.0 <= row["rewards/cue_grounding/mean"] <= 1.0
+        assert row["erv/cue_grounding/weight"] == pytest.approx(0.2)
+        assert {"rewards/format/mean", "rewards/answer/mean", "rewards/explanation/mean"} <= set(row)
