@@ -161,6 +161,7 @@ def test_every_console_block_is_marked():
 def test_following_the_tutorial_works(tmp_path):
     user = User(home=tmp_path / "work", site=tmp_path / "site")
     user.home.mkdir()
+    (user.home / "erv").symlink_to(DOC.parents[1])  # step 0: the clone, beside the plugin
     ran = 0
     for block in blocks(DOC.read_text()):
         if block.directive is None or block.directive.startswith("skip"):
@@ -173,5 +174,5 @@ def test_following_the_tutorial_works(tmp_path):
                 ran += 1
         else:
             raise AssertionError(f"docs line {block.line}: unknown mark {block.directive!r}")
-    assert ran == 9  # every command of the page that does not set up the clone
+    assert ran == 10  # every command of the page that does not set up the clone
     assert (user.home / "erv-repetition" / "src" / "erv_repetition" / "__init__.py").is_file()
