@@ -73,6 +73,7 @@ _OPENERS = frozenset("\"'([\u201c\u2018\u00bf\u00a1")
 _OPENERS_STR = "".join(sorted(_OPENERS))
 _DOTTED_RE = re.compile(r"[A-Za-z]{1,2}(?:\.[A-Za-z]{1,2})+")
 _LETTERS_RE = re.compile(r"[A-Za-z]*")
+_LIST_MARKER_RE = re.compile(r"[a-z][.)](?:\s|\Z)")  # "b. next item", "c) next item"
 _MAX_WORD_BYTES = 64
 
 
@@ -98,7 +99,8 @@ def split_pragmatic(text: str) -> list[str]:
     """English sentences of ``text``, stripped; the rules are in ``rust/src/pragmatic.rs``.
 
     Line breaks always end a sentence. A terminator cluster (``. ! ? …``) with its closing
-    quotes/brackets ends one when whitespace follows and the next word is not lower case (and
+    quotes/brackets ends one when whitespace follows and the next word is not lower case
+    (unless it is a list marker ``b.``/``b)``) (and
     is not another terminator, as in ``. . .``), or when a Capitalised word follows with no space
     (``happy.The``) outside URLs and e-mail addresses. A lone ``.`` is judged by the word before
     it (``_period_ends``).
@@ -169,7 +171,7 @@ def _cluster_ends(text: str, i: int, c: int, d: int, tok_start: int, last_cut: i
     while k < n and text[k] in _OPENERS:
         k += 1
     nx = text[k] if k < n else ""
-    if nx and _is_lower(nx):
+    if nx and _is_lower(nx) and not _LIST_MARKER_RE.match(text, k):
         return False
     return not single_dot or _period_ends(text, i, nx, k, tok_start, last_cut)
 

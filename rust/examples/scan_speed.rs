@@ -7,6 +7,18 @@ fn best<F: FnMut()>(mut f: F) -> f64 {
 }
 
 fn main() {
+    if let Some(path) = std::env::args().nth(1) {
+        // A NUL-separated batch (see benchmarks/gen_batch.py): per-text scans, as the module does.
+        let data = std::fs::read(path).unwrap();
+        let texts: Vec<&[u8]> = data.split(|&c| c == 0).collect();
+        let mb = data.len() as f64 / 1e6;
+        let mut v = Vec::with_capacity(1 << 16);
+        let p = best(|| { for t in &texts { v.clear(); paper::split(t, &mut v) } });
+        let g = best(|| { for t in &texts { v.clear(); pragmatic::split(t, &mut v) } });
+        let s = best(|| { for t in &texts { std::hint::black_box(tags::parse(t)); } });
+        println!("batch      paper {:8.0} MB/s  pragmatic {:8.0} MB/s  tags {:8.0} MB/s", mb / p, mb / g, mb / s);
+        return;
+    }
     let texts = [
         ("words", "hello world ".repeat(800_000)),
         ("sentences", "The man frowns at her. ".repeat(400_000)),

@@ -11,7 +11,6 @@ use pyo3::prelude::*;
 use pyo3::intern;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple, PyType};
 use rayon::prelude::*;
-use std::os::raw::c_char;
 
 pub mod pragmatic;
 pub mod paper;
@@ -23,7 +22,7 @@ const PARALLEL_MIN_BYTES: usize = 1 << 16;
 
 enum Buf<'a> {
     Utf8(&'a [u8]),
-    /// Surrogatepass-encoded; results must be decoded with "surrogatepass" too.
+    /// Surrogatepass-encoded (a str holding lone surrogates).
     Wtf8(Vec<u8>),
 }
 
@@ -78,23 +77,50 @@ fn strings_of<'py>(texts: &Bound<'py, PyList>) -> PyResult<Vec<Bound<'py, PyStri
         .collect()
 }
 
+/// Code points in UTF-8 (or surrogatepass) bytes: every byte that is not a continuation byte.
+#[inline]
+fn count_chars(b: &[u8]) -> usize {
+    b.iter().filter(|&&c| (c as i8) >= -0x40).count()
+}
+
+/// Turns ascending byte offsets of one text into code point offsets, walking forward.
+struct CharCursor<'t> {
+    b: &'t [u8],
+    ascii: bool,
+    byte: usize,
+    chr: usize,
+}
+
+impl<'t> CharCursor<'t> {
+    fn new(text: &'t Text<'_>) -> Self {
+        CharCursor { b: text.bytes(), ascii: text.ascii, byte: 0, chr: 0 }
+    }
+
+    fn at(&mut self, byte: usize) -> usize {
+        if self.ascii {
+            return byte;
+        }
+        if byte < self.byte {
+            self.byte = 0;
+            self.chr = 0;
+        }
+        self.chr += count_chars(&self.b[self.byte..byte]);
+        self.byte = byte;
+        self.chr
+    }
+}
+
+/// The piece `[s, e)` (byte offsets) of the Python string `src`, cut with PyUnicode_Substring:
+/// a copy of the right width, with no UTF-8 decoding, and exact for lone surrogates too.
 fn make_str<'py>(
     py: Python<'py>,
     src: &Bound<'py, PyString>,
-    text: &Text<'_>,
+    cur: &mut CharCursor<'_>,
     (s, e): (usize, usize),
 ) -> PyResult<Bound<'py, PyAny>> {
+    let (cs, ce) = (cur.at(s), cur.at(e));
     unsafe {
-        let p = if text.ascii {
-            ffi::PyUnicode_Substring(src.as_ptr(), s as ffi::Py_ssize_t, e as ffi::Py_ssize_t)
-        } else {
-            let (b, errors) = match &text.buf {
-                Buf::Utf8(b) => (*b, std::ptr::null()),
-                Buf::Wtf8(v) => (v.as_slice(), c"surrogatepass".as_ptr()),
-            };
-            let sl = &b[s..e];
-            ffi::PyUnicode_DecodeUTF8(sl.as_ptr() as *const c_char, sl.len() as ffi::Py_ssize_t, errors)
-        };
+        let p = ffi::PyUnicode_Substring(src.as_ptr(), cs as ffi::Py_ssize_t, ce as ffi::Py_ssize_t);
         Bound::from_owned_ptr_or_err(py, p)
     }
 }
@@ -134,12 +160,13 @@ fn parse_completions<'py>(
         .zip(&texts)
         .zip(&items)
         .map(|((p, t), src)| {
+            let mut cur = CharCursor::new(t);
             let think = match p.think {
-                Some(sp) => make_str(py, src, t, sp)?,
+                Some(sp) => make_str(py, src, &mut cur, sp)?,
                 None => none.clone(),
             };
             let answer = match p.answer {
-                Some(sp) => make_str(py, src, t, sp)?,
+                Some(sp) => make_str(py, src, &mut cur, sp)?,
                 None => none.clone(),
             };
             let ok = pyo3::types::PyBool::new(py, p.format_ok).to_owned().into_any();
@@ -210,7 +237,8 @@ fn split_sentences_batch<'py>(
         .zip(&texts)
         .zip(&items)
         .map(|((v, t), src)| {
-            let strs = v.iter().map(|&sp| make_str(py, src, t, sp)).collect::<PyResult<Vec<_>>>()?;
+            let mut cur = CharCursor::new(t);
+            let strs = v.iter().map(|&sp| make_str(py, src, &mut cur, sp)).collect::<PyResult<Vec<_>>>()?;
             PyList::new(py, strs)
         })
         .collect::<PyResult<Vec<_>>>()?;

@@ -3,8 +3,8 @@
 //! The rules (mirrored exactly by `_text_pure.split_pragmatic`, which is the readable spec):
 //! * every line break (\n \r \x85 U+2028 U+2029) ends a sentence;
 //! * a cluster of terminators (`.` `!` `?` `…`) plus closing quotes/brackets may end one;
-//!   with whitespace after it, it does unless the next word starts lowercase or the next
-//!   character is another terminator (spaced ellipses); without whitespace, only when a
+//!   with whitespace after it, it does unless the next word starts lowercase (other than a
+//!   list marker `b.`/`b)`) or the next character is another terminator (spaced ellipses); without whitespace, only when a
 //!   Capitalised word follows directly (`happy.The`) and the token is no URL or e-mail;
 //! * a single `.` after a word is judged by that word: list markers (`1.` `a.` opening a
 //!   sentence), titles (`Dr.`), abbreviations that never end a sentence (`e.g.`), ones before
@@ -143,6 +143,14 @@ fn dotted(w: &[u8]) -> bool {
     parts >= 2
 }
 
+/// A lower-case list marker such as `b.` or `c)` followed by whitespace or the end.
+fn list_marker_at(b: &[u8], k: usize) -> bool {
+    k + 1 < b.len()
+        && b[k].is_ascii_lowercase()
+        && matches!(b[k + 1], b'.' | b')')
+        && (k + 2 == b.len() || ws_len(b, k + 2) > 0)
+}
+
 /// Bytes the scan stops at: terminators, ASCII line breaks, and the lead bytes of U+0085,
 /// U+2026 (…), U+2028 and U+2029. Everything else is skipped one byte per step.
 const fn stop_table() -> [bool; 256] {
@@ -270,7 +278,7 @@ impl Scan<'_> {
             }
             k += xl;
         }
-        if nx.is_some_and(is_lower) {
+        if nx.is_some_and(is_lower) && !list_marker_at(b, k) {
             return false;
         }
         !single_dot || self.word_rule(i, nx.unwrap_or(0), k)
