@@ -97,7 +97,10 @@ def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
         try:
             from huggingface_hub import snapshot_download
 
-            return Path(snapshot_download(text, local_files_only=True)).resolve()
+            # The cache location is read now, not at import (HF_HUB_CACHE may change).
+            cache = os.environ.get("HF_HUB_CACHE")
+            return Path(snapshot_download(text, local_files_only=True,
+                                          cache_dir=cache)).resolve()
         except Exception:
             pass
     raise VerifierLoadError(
@@ -154,7 +157,8 @@ class HFVerifier:
     def __init__(self, path: str | os.PathLike[str], *, device: str = "cpu",
                  dtype: Dtype = "auto", batch_size: int = 64,
                  max_length: int | None = None,
-                 labels: str | Sequence[str] | None = None) -> None:
+                 labels: str | Sequence[str] | None = None,
+                 length_bucketing: bool = True) -> None:
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -167,6 +171,7 @@ class HFVerifier:
         self.device = torch.device(device)
         self.dtype = _torch_dtype(dtype, self.device)
         self.batch_size = batch_size
+        self.length_bucketing = length_bucketing  # False: input order (benchmark baseline)
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
             model = AutoModelForSequenceClassification.from_pretrained(
@@ -218,8 +223,9 @@ class HFVerifier:
         out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
         if not texts:
             return out
-        lengths = [len(t) for t in texts]
-        order = sorted(range(len(texts)), key=lambda i: lengths[i])
+        order = list(range(len(texts)))
+        if self.length_bucketing:  # similar lengths share a batch: less padding
+            order.sort(key=lambda i: len(texts[i]))
         with torch.inference_mode():
             for start in range(0, len(order), self.batch_size):
                 idx = order[start:start + self.batch_size]
