@@ -9,23 +9,23 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from erv_plugins.cli import main
+from erv_plugins.cli import build_cli
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 
 
 def dry_run(name: str) -> tuple[str, dict]:
-    result = CliRunner().invoke(main, ["run", str(RECIPES / name), "--dry-run"])
+    result = CliRunner().invoke(build_cli(), ["run", str(RECIPES / name), "--dry-run"])
     assert result.exit_code == 0, result.output
     return result.output, tomllib.loads(result.output)
 
 
 def without(data: dict, *paths: tuple[str, ...]) -> dict:
-    """A deep copy of ``data`` without the given key paths (and without name/description)."""
+    """A deep copy of ``data`` without the given key paths and what names the file."""
     import copy
 
     out = copy.deepcopy(data)
-    for key in ("name", "description", "extends"):
+    for key in ("name", "description", "extends", "source"):
         out.pop(key, None)
     for path in paths:
         node = out
