@@ -83,6 +83,21 @@ class LaunchConfig(_Strict):
     use_cpu: bool = False
 
 
+class SyntheticData(_Strict):
+    """Synthetic clips a training stage writes (once) before it reads its dataset: the
+    learnable colour + tone task of ``erv data synth`` (tiny demos, tests)."""
+
+    out: str = "data/synthetic"
+    n_per_label: int = 4
+    labels: list[str] = msgspec.field(
+        default_factory=lambda: ["happiness", "sadness", "anger", "neutral"])
+    layouts: list[str] = msgspec.field(default_factory=lambda: ["mafw", "jsonl", "emer"])
+    seed: int = 0
+    size: int = 32
+    seconds: float = 1.0
+    fps: int = 8
+
+
 class SFTConfig(_Strict):
     """Supervised fine-tuning on EMER (paper section 3.1, eq. 2)."""
 
@@ -96,7 +111,16 @@ class SFTConfig(_Strict):
     bf16: bool = False
     max_length: int = 2048
     max_steps: int = -1
+    save_steps: int = 500
     seed: int = 42
+    # Clip decoding (paper Table 8): frames sampled per clip and their square resolution;
+    # None = the policy checkpoint's own (its config's num_frames and vision image size).
+    frames: int | None = None
+    image_size: int | None = None
+    # Parameter name prefixes kept frozen (paper Table 8 lists what each stage trains).
+    freeze: list[str] = msgspec.field(default_factory=list)
+    synthetic: SyntheticData | None = None
+    gradient_checkpointing: bool = False
 
 
 class AugmentConfig(_Strict):
@@ -160,6 +184,11 @@ class GRPOConfig(_Strict):
     save_steps: int = 100
     seed: int = 42
     use_vllm: bool = False
+    frames: int | None = None
+    image_size: int | None = None
+    freeze: list[str] = msgspec.field(default_factory=list)
+    synthetic: SyntheticData | None = None
+    gradient_checkpointing: bool = False
 
 
 class EvalConfig(_Strict):
