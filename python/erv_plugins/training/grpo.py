@@ -189,11 +189,12 @@ def run_grpo(ctx: StageContext) -> dict[str, Any]:
     finally:
         engine.close()
     seconds = time.perf_counter() - start
-    if not trainer.is_world_process_zero():
-        return {}
     model_dir = ctx.out / "model"
     trainer.model.config.use_cache = True  # for generation by whoever loads it
+    # Every process: under ZeRO-3 saving gathers the shards (a collective).
     trainer.save_model(str(model_dir))
+    if not trainer.is_world_process_zero():
+        return {}
     policy.tokenizer.save_pretrained(model_dir)
     if policy.processor is not None and hasattr(policy.processor, "save_pretrained"):
         policy.processor.save_pretrained(model_dir)

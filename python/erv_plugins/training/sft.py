@@ -133,11 +133,12 @@ def run_sft(ctx: StageContext) -> dict[str, Any]:
     use_compact_progress(trainer)
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     seconds = time.perf_counter() - start
-    if not trainer.is_world_process_zero():
-        return {}
     model_dir = ctx.out / "model"
     trainer.model.config.use_cache = True  # the Trainer turns it off while training
+    # Every process: under ZeRO-3 saving gathers the shards (a collective).
     trainer.save_model(str(model_dir))
+    if not trainer.is_world_process_zero():
+        return {}
     policy.tokenizer.save_pretrained(model_dir)
     if policy.processor is not None and hasattr(policy.processor, "save_pretrained"):
         policy.processor.save_pretrained(model_dir)
