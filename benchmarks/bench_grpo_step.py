@@ -6,9 +6,10 @@ engine (format, answer, explanation through a verifier on the same GPU), referen
 policy log-probs, update. The policy has HumanOmni-0.5B's shapes (Qwen2 896 x 24 layers,
 SigLIP base 224 px x 8 frames, whisper-large-v3 encoder, BERT-base gate) with random
 weights, and random pixels and log-mels of the real shapes (8 x 3 x 224 x 224, 128 x 3000)
-in place of decoded clips; the verifier is a tiny RoBERTa (the reward share is then a lower bound for a
-RoBERTa-base verifier). Random weights rarely emit EOS, so every completion has the
-full 512 tokens: the worst case for the step, the best case for the reward share.
+in place of decoded clips; the verifier is a tiny RoBERTa (the reward share is then a
+lower bound for a RoBERTa-base verifier). Random weights rarely emit EOS, so every
+completion has the full 512 tokens: the worst case for the step, the best case for the
+reward share.
 
     python benchmarks/bench_grpo_step.py --steps 4 --out results.json      # GPU
     python benchmarks/bench_grpo_step.py --tiny --steps 3                  # CPU smoke test

@@ -87,7 +87,7 @@ def run_sft(ctx: StageContext) -> dict[str, Any]:
     from transformers import Trainer, TrainingArguments
 
     from erv_plugins.training.policy import load_policy
-    from erv_plugins.training.runlog import MetricsLog, plot_rewards, write_report
+    from erv_plugins.training.runlog import MetricsLog, write_report
     from erv_plugins.training.trainer import MetricsCallback, use_compact_progress
 
     cfg = ctx.recipe.sft
