@@ -136,3 +136,24 @@ def test_decode_many_counts_problems_per_file(clips: dict[str, Path]) -> None:
         str(clips["corrupt"]): report["errors"][str(clips["corrupt"])],
     }
     assert report["errors"][str(clips["corrupt"])].startswith("cannot be read as a video")
+
+
+def test_decoding_in_dataloader_workers_shares_the_cache(clips: dict[str, Path],
+                                                         tmp_path: Path) -> None:
+    paths = [clips["happy"], clips["sad"], clips["missing"]]
+    report = media.decode_many(paths, workers=2, progress=False, cache_dir=tmp_path, **TINY)
+    assert (report["ok"], list(report["errors"])) == (2, [str(clips["missing"])])
+    assert len(list(tmp_path.rglob("*.pt"))) == 2  # written by the workers, atomically
+    media.STATS.reset()
+    media.decode_clip(clips["happy"], cache_dir=tmp_path, **TINY)
+    assert (media.STATS.decoded, media.STATS.cache_hits) == (0, 1)
+
+
+def test_pyav_audio_fallback_matches_decord_and_resamples(tmp_path: Path) -> None:
+    clip = write_clip(tmp_path / "a16.mp4", tone_hz=440.0)
+    np.testing.assert_allclose(media.read_audio_av(clip), media.read_audio(clip), atol=1e-6)
+    other_rate = write_clip(tmp_path / "a22.mp4", tone_hz=440.0, sample_rate=22_050)
+    samples = media.read_audio_av(other_rate)  # torchaudio resamples 22.05 -> 16 kHz
+    assert len(samples) == len(media.read_audio(other_rate))
+    spectrum = np.abs(np.fft.rfft(samples[:8000]))
+    assert abs(int(spectrum.argmax()) * 16_000 / 8000 - 440) <= 2  # still a 440 Hz tone

@@ -355,3 +355,137 @@ def test_model_plugin_builds_and_loads_the_tiny_model(tiny_dir: Path, tmp_path: 
     with pytest.raises(ErvError, match="give a checkpoint `path`, or set options.tiny"):
         reg.build(OmniOptions()).model_path()
     assert load_file(str(tiny_dir / "model.safetensors"))  # a real safetensors file
+
+
+@pytest.mark.slow
+def test_paper_sizes_run_end_to_end_at_full_width() -> None:
+    """HumanOmni-0.5B widths (Qwen2 896, SigLIP-base 224 px, Whisper-large-v3 1280 x 128
+    mels x 30 s, BERT 768, gate 3584) with one or two layers each: 392 + 500 features."""
+    config = OmniConfig.from_dict({
+        **RELEASE_0_5B, "num_hidden_layers": 1, "vocab_size": 1024, "bos_token_id": None,
+        "eos_token_id": 2, "video_token_id": 1000, "audio_token_id": 1001,
+    })
+    config.vision_config.num_hidden_layers = 2
+    config.audio_config.encoder_layers = 1
+    config.text_gate_config.num_hidden_layers = 1
+    torch.manual_seed(0)
+    model = OmniForCausalLM(config).eval()
+    videos = torch.randn(1, 8, 3, 224, 224)
+    audios = torch.randn(1, 128, 3000)
+    gate = torch.tensor([[101, 2054, 7603, 102]])
+    with torch.no_grad():
+        assert tuple(model.encode_videos(videos, gate).shape) == (1, 392, 896)
+        assert tuple(model.encode_audios(audios).shape) == (1, 500, 896)
+        ids = torch.tensor([[5, 6] + [1000] * 392 + [7] + [1001] * 500 + [8, 9]])
+        out = model(input_ids=ids, videos=videos, audios=audios, gate_input_ids=gate)
+    assert tuple(out.logits.shape) == (1, 897, 1024)
+    assert bool(torch.isfinite(out.logits).all())
+
+
+def test_visual_projector_stages_equal_timm_regstage() -> None:
+    """The release builds its projector from timm's RegStage; ours has its names and maths."""
+    timm_regnet = pytest.importorskip("timm.models.regnet")
+    from timm.layers import LayerNorm2d
+
+    from erv_plugins.models.omni.modelling import _RegStage
+
+    torch.manual_seed(0)
+    for depth, cin, cout in [(2, 32, 64), (2, 64, 64)]:
+        ref = timm_regnet.RegStage(depth=depth, in_chs=cin, out_chs=cout, stride=1, dilation=1,
+                                   act_layer=torch.nn.SiLU, norm_layer=LayerNorm2d)
+        ours = _RegStage(depth, cin, cout)
+        assert {k: v.shape for k, v in ours.state_dict().items()} == {
+            k: v.shape for k, v in ref.state_dict().items()}
+        weights = {k: torch.randn_like(v) * 0.2 for k, v in ref.state_dict().items()}
+        ref.load_state_dict(weights)
+        ours.load_state_dict(weights)
+        x = torch.randn(3, cin, 7, 7)
+        torch.testing.assert_close(ours(x), ref(x))
+
+
+def test_processor_accepts_trls_calling_convention(
+    tiny: tuple[OmniForCausalLM, OmniProcessor]
+) -> None:
+    _, processor = tiny
+    prompt = processor.prompt()
+    video, audio = torch.zeros(8, 3, 32, 32), torch.zeros(16, 198)
+    batch = processor(text=[prompt], videos=[video], audios=[audio], return_tensors="pt",
+                      padding=True, padding_side="left", add_special_tokens=False)
+    assert batch["input_ids"].shape == (1, len(processor.tokenizer(prompt)["input_ids"]) + 31 + 32)
+    with pytest.raises(ErvError, match=r"prompts \[0\] are longer than max_length=20 tokens"):
+        processor(text=[prompt], videos=[video], audios=[audio], truncation=True, max_length=20)
+    assert (processor.pad_token, processor.eos_token) == ("<|endoftext|>", "<|im_end|>")
+
+
+@pytest.mark.slow
+def test_tiny_model_learns_the_emotion_of_held_out_synthetic_clips(
+    tiny_dir: Path, tmp_path: Path
+) -> None:
+    """The synthetic clips carry a learnable signal: 40 steps of answer-only training and
+    the tiny model ranks the right label first for clips it never saw (chance: 1/3)."""
+    from erv_plugins.datasets.synthetic import write_synthetic
+
+    words = ["happiness", "sadness", "anger"]
+    syn = write_synthetic(tmp_path, 4, labels=words, layouts=(), seed=0)
+    model, processor = load_omni(tiny_dir)
+    media = {c.id: processor.load_clip(c.path) for c in syn.clips}
+    prompt = processor.prompt()
+    n_prompt = len(processor.tokenizer(prompt)["input_ids"]) - 2 + 32 + 33
+
+    def batch(clips: list[Any], answers: list[str]) -> tuple[Any, torch.Tensor]:
+        texts = [f"{prompt}<answer>{a}</answer><|im_end|>" for a in answers]
+        b = processor(texts, videos=[media[c.id][0] for c in clips],
+                      audios=[media[c.id][1] for c in clips], padding_side="right")
+        labels = b["input_ids"].masked_fill(b["attention_mask"] == 0, -100)
+        labels[:, :n_prompt] = -100
+        return b, labels
+
+    def predict(clips: list[Any]) -> list[str]:
+        scores = []
+        with torch.no_grad():
+            for word in words:
+                b, labels = batch(clips, [word] * len(clips))
+                logp = torch.log_softmax(model(**b).logits[:, :-1], -1)
+                logp = logp.gather(-1, b["input_ids"][:, 1:, None]).squeeze(-1)
+                scores.append((logp * (labels[:, 1:] != -100)).sum(1))
+        return [words[i] for i in torch.stack(scores, 1).argmax(1).tolist()]
+
+    train = [c for c in syn.clips if c.split == "train"]
+    test = [c for c in syn.clips if c.split == "test"]
+    assert len(set(predict(test))) == 1  # untrained: one answer for every clip
+    torch.manual_seed(0)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
+    model.train()
+    inputs, labels = batch(train, [c.label for c in train])
+    for _ in range(40):
+        model(**inputs, labels=labels).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    model.eval()
+    assert predict(test) == [c.label for c in test] == words
+
+
+def test_a_batch_may_mix_clips_and_text_only_prompts(
+    tiny: tuple[OmniForCausalLM, OmniProcessor], clips: dict[str, Path]
+) -> None:
+    model, processor = tiny
+    mixed = processor([processor.prompt(), processor.prompt("Hi?", video=False, audio=False)],
+                      videos=[clips["sadness"]])
+    assert tuple(mixed["videos"].shape)[0] == tuple(mixed["gate_input_ids"].shape)[0] == 1
+    alone = processor([processor.prompt()], videos=[clips["sadness"]])
+    with torch.no_grad():
+        both = model(**mixed).logits
+        single = model(**alone).logits
+    # Row 0 is left-padded in the mixed batch only where it is shorter; it is the longest.
+    torch.testing.assert_close(both[0, -1], single[0, -1], rtol=1e-4, atol=1e-4)
+
+
+def test_load_omni_in_bfloat16(tiny_dir: Path) -> None:
+    model, processor = load_omni(tiny_dir, dtype="bfloat16")
+    assert model.model.vision_tower.vision_tower.dtype == torch.bfloat16
+    batch = processor([processor.prompt()], videos=[torch.zeros(8, 3, 32, 32)],
+                      audios=[torch.zeros(16, 198)])
+    with torch.no_grad():
+        assert model(**batch).logits.dtype == torch.bfloat16
+    with pytest.raises(ErvError, match="dtype 'float99' is not a torch dtype"):
+        load_omni(tiny_dir, dtype="float99")

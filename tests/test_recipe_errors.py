@@ -52,16 +52,16 @@ CASES = [
                  "$.stages: Expected array, got str", id="stages-not-a-list"),
     pytest.param(GOOD.replace('stages = ["grpo"]', 'stages = ["grpo", "grpoo"]'),
                  "$.stages[1]: unknown stage 'grpoo' (did you mean 'grpo'?); "
-                 "available: eval, grpo, sft, verifier", id="unknown-stage"),
+                 "available: {stages}", id="unknown-stage"),
     pytest.param(GOOD.replace('stages = ["grpo"]', 'stages = ["sft", "grpo"]'),
                  "$.stages[0]: stage 'sft' needs a [sft] table", id="stage-without-table"),
     pytest.param(GOOD.replace('stages = ["grpo"]', 'stages = ["grpo", "grpo"]'),
                  "$.stages: a stage is named twice", id="duplicate-stage"),
     pytest.param(GOOD.replace("[rewards.toy]", "[rewards.tyo]"),
                  "$.rewards.tyo.plugin: unknown reward 'tyo' (did you mean 'toy'?); "
-                 "available: toy", id="unknown-reward"),
+                 "available: {rewards}", id="unknown-reward"),
     pytest.param(GOOD.replace('plugin = "toyset"', 'plugin = "dfew-missing"'),
-                 "$.grpo.dataset.plugin: unknown dataset 'dfew-missing'; available: toyset",
+                 "$.grpo.dataset.plugin: unknown dataset 'dfew-missing'; available: {datasets}",
                  id="unknown-dataset"),
     pytest.param(GOOD.replace("scale = 2.0", 'scale = "big"'),
                  "$.rewards.toy.options.scale: Expected float, got str",
@@ -85,7 +85,10 @@ def test_bad_recipe(tmp_path, capsys, toy_plugins, text, message):
     r = validate(capsys, path)
     assert r.code == 2
     assert r.out == ""
-    assert r.err == f"erv: error: {path}: {message.format(dir=tmp_path)}\n"
+    expected = message.format(dir=tmp_path, stages=", ".join(toy_plugins.names("stage")),
+                              datasets=", ".join(toy_plugins.names("dataset")),
+                              rewards=", ".join(toy_plugins.names("reward")))
+    assert r.err == f"erv: error: {path}: {expected}\n"
 
 
 def test_invalid_toml_names_line_and_column(tmp_path, capsys, toy_plugins):

@@ -250,3 +250,12 @@ def test_options_are_decoded_with_path_precise_errors() -> None:
         msgspec.convert({"tau": 1.5}, ExplanationOptions)
     with pytest.raises(msgspec.ValidationError, match="segmentation"):
         msgspec.convert({"segmentation": "nltk"}, ExplanationOptions)
+
+
+def test_ties_at_the_top_k_boundary_keep_the_lower_label_index() -> None:
+    # Keywords for joy, sadness and anger, all at 0.9: top-2 keeps anger (2) and joy (17)
+    # by GoEmotions order, not sadness (25).
+    text = "<think>She smiles, cries and shouts.</think>"
+    assert score(text, "anger")[2] == 1.0
+    assert score(text, "happiness")[2] == 1.0
+    assert score(text, "sadness")[2] == 0.0

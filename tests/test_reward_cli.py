@@ -47,6 +47,9 @@ def test_explain_prints_the_per_sentence_arithmetic(capsys: pytest.CaptureFixtur
     assert '    1. [counted] {sadness 0.90}  "He says \\"I am fine. Really.\\" and cries."' in out
     assert "  explanation: no <think> text or no sentence -> R_E = 0" in out
     assert "  R_E = c / (N - N_neu) = 0 / (2 - 2) -> denominator 0, R_E = 0" in out
+    # (2.5 + 2.667 + 2.5 + 1 + 2) / 5, and each reward's mean.
+    assert out.splitlines()[-1] == ("mean over 5 completions: total 2.133  format 0.800  "
+                                    "answer 1.000  explanation 0.333")
 
 
 def test_json_has_total_and_each_reward_per_line(capsys: pytest.CaptureFixture[str]) -> None:

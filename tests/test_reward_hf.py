@@ -17,6 +17,7 @@ from erv_plugins.rewards.engine import RewardEngine
 from erv_plugins.rewards.testing import KeywordVerifier, build_tiny_roberta, synthetic_batch
 
 ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow  # real models: torch and transformers imports, a TRL run
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
@@ -136,7 +137,6 @@ def build_tiny_qwen2(out: Path) -> Path:
     return out
 
 
-@pytest.mark.slow
 def test_trl_grpo_trainer_logs_erv_rewards(tmp_path: Path) -> None:
     import torch
     from datasets import Dataset

@@ -52,6 +52,13 @@ def test_parse_equals_the_release_regexes(batch):
 
 
 @FAST
+@given(st.lists(texts, max_size=8), st.sampled_from(["paper", "pragmatic"]))
+def test_parse_and_split_equals_the_twin(batch, mode):
+    parsed, sentences = text.parse_and_split(batch, mode)
+    assert (parsed, sentences) == _text_pure.parse_and_split(batch, mode)
+
+
+@FAST
 @given(st.lists(texts, max_size=8))
 def test_pragmatic_mode_equals_the_twin(batch):
     got = native.split_sentences_batch(batch, "pragmatic")

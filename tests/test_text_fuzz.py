@@ -49,6 +49,8 @@ def test_fuzz_native_against_references_for_a_bounded_time():
         assert text.parse_completions(batch) == _text_pure.parse_completions(batch), ctx
         assert native.split_sentences_batch(batch, "pragmatic") == \
             [_text_pure.split_pragmatic(t) for t in batch], ctx
+        mode = rng.choice(["paper", "pragmatic"])
+        assert text.parse_and_split(batch, mode) == _text_pure.parse_and_split(batch, mode), ctx
         rounds += 1
     assert rounds > 0
 

@@ -2,7 +2,7 @@
 
 Every function takes a list of str (lone surrogates allowed) and raises TypeError naming the
 first item that is not a str. ``parallel``: None lets the module choose (rayon for batches of
-64 KiB or more), True/False forces it. The GIL is released while the texts are scanned.
+256 KiB or more), True/False forces it. The GIL is released while the texts are scanned.
 """
 
 from typing import Any, Literal
@@ -21,10 +21,24 @@ def split_sentences_batch(
 ) -> list[list[str]]:
     """The sentences of each text; ValueError for an unknown mode."""
 
+def parse_and_split(
+    texts: list[str],
+    mode: Literal["paper", "pragmatic"] = "paper",
+    *,
+    parallel: bool | None = None,
+    cls: type[Any] | None = None,
+) -> tuple[list[Any], list[list[str]]]:
+    """``parse_completions`` plus the sentences of each think span (none without one)."""
+
 def sentence_spans(
     texts: list[str], mode: Literal["paper", "pragmatic"] = "paper", *, parallel: bool | None = None
 ) -> list[list[int]]:
     """Flat [start, end, start, end, ...] byte offsets (UTF-8, surrogatepass) per text."""
+
+def sentence_counts(
+    texts: list[str], mode: Literal["paper", "pragmatic"] = "paper", *, parallel: bool | None = None
+) -> list[int]:
+    """Number of sentences per text, without building them."""
 
 def memchr_scan(texts: list[str]) -> int:
     """Count of ``<`` bytes in all texts via memchr: the floor tag parsing is compared with."""

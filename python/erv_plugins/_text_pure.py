@@ -55,7 +55,7 @@ TITLES = frozenset("""adm brig capt cmdr col det dr fr gen gov hon insp lt maj m
     mr mrs ms mt pres prof rep rev sen sgt st supt""".split())
 NEVER_END = frozenset("al approx ca cf e.g esp i.e incl resp viz vs w.r.t".split())
 NUMBER_ABBR = frozenset("art ch eq eqs fig figs no nos nr op p pp sec tab vol vols".split())
-SOMETIMES_END = frozenset("""a.m apr aug ave b.a b.sc blvd bros co corp dec dept e.u est etc feb
+SOMETIMES_END = frozenset("""a.m apr aug ave b.a b.sc blvd bros co corp dec dept e.u est feb
     fri hr hrs inc jan jr jul jun llc ltd m.a m.d mar min mon nov oct p.m ph.d plc rd sat sep
     sept sr sun thu thur thurs tue tues u.k u.n u.s u.s.a univ wed""".split())
 STARTERS = frozenset("""A Additionally After Afterwards Again All Also Although An And Another
@@ -73,6 +73,7 @@ _OPENERS = frozenset("\"'([\u201c\u2018\u00bf\u00a1")
 _OPENERS_STR = "".join(sorted(_OPENERS))
 _DOTTED_RE = re.compile(r"[A-Za-z]{1,2}(?:\.[A-Za-z]{1,2})+")
 _LETTERS_RE = re.compile(r"[A-Za-z]*")
+_LIST_MARKER_RE = re.compile(r"[a-z][.)](?:\s|\Z)")  # "b. next item", "c) next item"
 _MAX_WORD_BYTES = 64
 
 
@@ -98,7 +99,8 @@ def split_pragmatic(text: str) -> list[str]:
     """English sentences of ``text``, stripped; the rules are in ``rust/src/pragmatic.rs``.
 
     Line breaks always end a sentence. A terminator cluster (``. ! ? …``) with its closing
-    quotes/brackets ends one when whitespace follows and the next word is not lower case (and
+    quotes/brackets ends one when whitespace follows and the next word is not lower case
+    (unless it is a list marker ``b.``/``b)``) (and
     is not another terminator, as in ``. . .``), or when a Capitalised word follows with no space
     (``happy.The``) outside URLs and e-mail addresses. A lone ``.`` is judged by the word before
     it (``_period_ends``).
@@ -169,7 +171,7 @@ def _cluster_ends(text: str, i: int, c: int, d: int, tok_start: int, last_cut: i
     while k < n and text[k] in _OPENERS:
         k += 1
     nx = text[k] if k < n else ""
-    if nx and _is_lower(nx):
+    if nx and _is_lower(nx) and not _LIST_MARKER_RE.match(text, k):
         return False
     return not single_dot or _period_ends(text, i, nx, k, tok_start, last_cut)
 
@@ -208,3 +210,8 @@ def split_sentences_batch(texts: list[str], mode: str) -> list[list[str]]:
     if mode == "pragmatic":
         return [split_pragmatic(t) for t in texts]
     raise ValueError(f"unknown segmentation mode {mode!r}; expected 'paper' or 'pragmatic'")
+
+
+def parse_and_split(texts: list[str], mode: str) -> tuple[list[Parsed], list[list[str]]]:
+    parsed = parse_completions(texts)
+    return parsed, split_sentences_batch([p.think or "" for p in parsed], mode)

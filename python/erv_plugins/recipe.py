@@ -123,6 +123,21 @@ class SFTConfig(_Strict):
     gradient_checkpointing: bool = False
 
 
+class AugmentConfig(_Strict):
+    """The chat API behind ``erv augment`` (paper appendix B.1). The key itself never
+    goes in a recipe: ``api_key_env`` names the environment variable that holds it."""
+
+    base_url: str | None = None  # None: $OPENAI_BASE_URL, else OpenAI
+    label_model: str = "gpt-4.1"  # paper: pseudo-labels by GPT-4.1 (Figure 6)
+    complement_model: str = "gpt-4.1-mini"  # paper: complements by GPT-4.1-mini (Figure 7)
+    api_key_env: str = "OPENAI_API_KEY"
+    concurrency: int = 8
+    timeout_s: float = 60.0
+    retries: int = 5
+    price_in: float = 0.0  # USD per 1M prompt tokens, for the cost count
+    price_out: float = 0.0  # USD per 1M completion tokens
+
+
 class VerifierTrainingConfig(_Strict):
     """Fine-tuning the Emotional Rationale Verifier (paper section 3.2, Table 5)."""
 
@@ -141,6 +156,7 @@ class VerifierTrainingConfig(_Strict):
     weight_decay: float = 0.0
     device: str = "auto"  # auto: cuda when available (bf16), else cpu
     reinit_head: bool = False  # True: a new head over label_space (base head size may differ)
+    augment: AugmentConfig | None = None  # the LLM of `erv augment --recipe`
 
 
 class GRPOConfig(_Strict):

@@ -24,15 +24,16 @@ Mode = Literal["paper", "pragmatic"]
 try:  # pragma: no cover - exercised by whichever build is present
     from erv_plugins import _native
 
-    if not all(hasattr(_native, f) for f in ("parse_completions", "split_sentences_batch")):
+    if not all(hasattr(_native, f) for f in (
+            "parse_completions", "split_sentences_batch", "parse_and_split")):
         raise ImportError("erv_plugins._native predates the text functions")
     NATIVE = True
 except ImportError:  # pragma: no cover
     _native = None  # type: ignore[assignment]
     NATIVE = False
 
-__all__ = ["NATIVE", "Mode", "Parsed", "parse_completion", "parse_completions",
-           "split_sentences", "split_sentences_batch"]
+__all__ = ["NATIVE", "Mode", "Parsed", "parse_and_split", "parse_completion",
+           "parse_completions", "split_sentences", "split_sentences_batch"]
 
 _MODES = ("paper", "pragmatic")
 
@@ -63,6 +64,17 @@ def split_sentences_batch(texts: Sequence[str], mode: Mode = "paper") -> list[li
     if _native is None:
         return _text_pure.split_sentences_batch(_checked(texts), mode)
     return _native.split_sentences_batch(texts, mode)
+
+
+def parse_and_split(texts: Sequence[str], mode: Mode = "paper") -> tuple[list[Parsed], list[list[str]]]:
+    """``parse_completions`` and the sentences of each explanation (``think``; no think block ->
+    no sentences), in one native pass: what the reward engine needs for a GRPO batch."""
+    if mode not in _MODES:
+        raise ValueError(f"unknown segmentation mode {mode!r}; expected 'paper' or 'pragmatic'")
+    texts = _as_list(texts)
+    if _native is None:
+        return _text_pure.parse_and_split(_checked(texts), mode)
+    return _native.parse_and_split(texts, mode, cls=Parsed)
 
 
 def _as_list(texts: Sequence[str]) -> list[str]:

@@ -32,7 +32,7 @@ pub fn split(b: &[u8], out: &mut Vec<(usize, usize)>) {
             before += 1;
             next_quote = quote_iter.next();
         }
-        if (total - before) % 2 != 0 {
+        if !(total - before).is_multiple_of(2) {
             continue;
         }
         if j > start {
@@ -58,7 +58,10 @@ mod tests {
 
     #[test]
     fn splits_outside_quotes_only() {
-        assert_eq!(s("He smiles. \"Great. Fine\" she says! Done"), ["He smiles.", "\"Great. Fine\" she says!", "Done"]);
+        assert_eq!(
+            s("He smiles. \"Great. Fine\" she says! Done"),
+            ["He smiles.", "\"Great. Fine\" she says!", "Done"]
+        );
         assert_eq!(s("a.\u{85}b?\u{3000} c"), ["a.", "b?", "c"]);
         assert_eq!(s(" a. "), [" a."]);
         assert_eq!(s("a. \"b"), ["a. \"b"]);

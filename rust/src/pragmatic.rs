@@ -3,13 +3,14 @@
 //! The rules (mirrored exactly by `_text_pure.split_pragmatic`, which is the readable spec):
 //! * every line break (\n \r \x85 U+2028 U+2029) ends a sentence;
 //! * a cluster of terminators (`.` `!` `?` `…`) plus closing quotes/brackets may end one;
-//!   with whitespace after it, it does unless the next word starts lowercase or the next
-//!   character is another terminator (spaced ellipses); without whitespace, only when a
+//!   with whitespace after it, it does unless the next word starts lowercase (other than a
+//!   list marker `b.`/`b)`) or the next character is another terminator (spaced ellipses); without whitespace, only when a
 //!   Capitalised word follows directly (`happy.The`) and the token is no URL or e-mail;
 //! * a single `.` after a word is judged by that word: list markers (`1.` `a.` opening a
 //!   sentence), titles (`Dr.`), abbreviations that never end a sentence (`e.g.`), ones before
-//!   numbers (`No. 5`), and ones that may end a sentence (`etc.`, `U.S.`, initials `J.`), which
-//!   do when the next word is a usual sentence opener (`The`, `He`, ...).
+//!   numbers (`No. 5`), and ones that may end a sentence (`U.S.`, `a.m.`, initials `J.`), which
+//!   do when the next word is a usual sentence opener (`The`, `He`, ...). `etc.` is an ordinary
+//!   word: it ends a sentence before any capital.
 //!
 //! Positions are byte offsets in UTF-8 (surrogates allowed); everything that depends on
 //! length is defined in UTF-8 bytes so that the Python twin can compute the same.
@@ -20,31 +21,126 @@ pub const TITLES: &[&str] = &[
     "maj", "messrs", "mlle", "mme", "mr", "mrs", "ms", "mt", "pres", "prof", "rep", "rev", "sen",
     "sgt", "st", "supt",
 ];
-pub const NEVER_END: &[&str] =
-    &["al", "approx", "ca", "cf", "e.g", "esp", "i.e", "incl", "resp", "viz", "vs", "w.r.t"];
+pub const NEVER_END: &[&str] = &[
+    "al", "approx", "ca", "cf", "e.g", "esp", "i.e", "incl", "resp", "viz", "vs", "w.r.t",
+];
 pub const NUMBER_ABBR: &[&str] = &[
     "art", "ch", "eq", "eqs", "fig", "figs", "no", "nos", "nr", "op", "p", "pp", "sec", "tab",
     "vol", "vols",
 ];
 pub const SOMETIMES_END: &[&str] = &[
     "a.m", "apr", "aug", "ave", "b.a", "b.sc", "blvd", "bros", "co", "corp", "dec", "dept", "e.u",
-    "est", "etc", "feb", "fri", "hr", "hrs", "inc", "jan", "jr", "jul", "jun", "llc", "ltd", "m.a",
-    "m.d", "mar", "min", "mon", "nov", "oct", "p.m", "ph.d", "plc", "rd", "sat", "sep", "sept",
-    "sr", "sun", "thu", "thur", "thurs", "tue", "tues", "u.k", "u.n", "u.s", "u.s.a", "univ",
-    "wed",
+    "est", "feb", "fri", "hr", "hrs", "inc", "jan", "jr", "jul", "jun", "llc", "ltd", "m.a", "m.d",
+    "mar", "min", "mon", "nov", "oct", "p.m", "ph.d", "plc", "rd", "sat", "sep", "sept", "sr",
+    "sun", "thu", "thur", "thurs", "tue", "tues", "u.k", "u.n", "u.s", "u.s.a", "univ", "wed",
 ];
 pub const STARTERS: &[&str] = &[
-    "A", "Additionally", "After", "Afterwards", "Again", "All", "Also", "Although", "An", "And",
-    "Another", "Are", "As", "At", "Based", "Because", "Before", "Both", "But", "By", "Can",
-    "Clearly", "Could", "Despite", "Did", "Do", "Does", "During", "Each", "Even", "Everyone",
-    "Finally", "First", "For", "From", "Furthermore", "Given", "He", "Her", "Here", "His",
-    "How", "However", "I", "If", "In", "Indeed", "Instead", "Is", "It", "Its", "Later",
-    "Let", "Many", "Maybe", "Meanwhile", "Moreover", "Most", "My", "Next", "No", "Nobody",
-    "Nothing", "Now", "Once", "One", "Only", "Other", "Our", "Overall", "Perhaps", "She", "Since",
-    "So", "Some", "Someone", "Still", "Such", "That", "The", "Their", "Then", "There",
-    "Therefore", "These", "They", "This", "Those", "Though", "Thus", "To", "Today", "We",
-    "Were", "What", "When", "Where", "Which", "While", "Who", "Why", "With", "Yes", "Yet",
-    "You", "Your",
+    "A",
+    "Additionally",
+    "After",
+    "Afterwards",
+    "Again",
+    "All",
+    "Also",
+    "Although",
+    "An",
+    "And",
+    "Another",
+    "Are",
+    "As",
+    "At",
+    "Based",
+    "Because",
+    "Before",
+    "Both",
+    "But",
+    "By",
+    "Can",
+    "Clearly",
+    "Could",
+    "Despite",
+    "Did",
+    "Do",
+    "Does",
+    "During",
+    "Each",
+    "Even",
+    "Everyone",
+    "Finally",
+    "First",
+    "For",
+    "From",
+    "Furthermore",
+    "Given",
+    "He",
+    "Her",
+    "Here",
+    "His",
+    "How",
+    "However",
+    "I",
+    "If",
+    "In",
+    "Indeed",
+    "Instead",
+    "Is",
+    "It",
+    "Its",
+    "Later",
+    "Let",
+    "Many",
+    "Maybe",
+    "Meanwhile",
+    "Moreover",
+    "Most",
+    "My",
+    "Next",
+    "No",
+    "Nobody",
+    "Nothing",
+    "Now",
+    "Once",
+    "One",
+    "Only",
+    "Other",
+    "Our",
+    "Overall",
+    "Perhaps",
+    "She",
+    "Since",
+    "So",
+    "Some",
+    "Someone",
+    "Still",
+    "Such",
+    "That",
+    "The",
+    "Their",
+    "Then",
+    "There",
+    "Therefore",
+    "These",
+    "They",
+    "This",
+    "Those",
+    "Though",
+    "Thus",
+    "To",
+    "Today",
+    "We",
+    "Were",
+    "What",
+    "When",
+    "Where",
+    "Which",
+    "While",
+    "Who",
+    "Why",
+    "With",
+    "Yes",
+    "Yet",
+    "You",
+    "Your",
 ];
 const MAX_WORD_BYTES: usize = 64;
 const MAX_STARTER_LEN: usize = 16;
@@ -112,7 +208,10 @@ fn lists() -> &'static Lists {
     static L: std::sync::OnceLock<Lists> = std::sync::OnceLock::new();
     L.get_or_init(|| {
         let k = |l: &[&str]| {
-            let mut v: Vec<u128> = l.iter().map(|w| key(w.as_bytes()).expect("list words are short")).collect();
+            let mut v: Vec<u128> = l
+                .iter()
+                .map(|w| key(w.as_bytes()).expect("list words are short"))
+                .collect();
             v.sort_unstable();
             v
         };
@@ -141,6 +240,14 @@ fn dotted(w: &[u8]) -> bool {
         parts += 1;
     }
     parts >= 2
+}
+
+/// A lower-case list marker such as `b.` or `c)` followed by whitespace or the end.
+fn list_marker_at(b: &[u8], k: usize) -> bool {
+    k + 1 < b.len()
+        && b[k].is_ascii_lowercase()
+        && matches!(b[k + 1], b'.' | b')')
+        && (k + 2 == b.len() || ws_len(b, k + 2) > 0)
 }
 
 /// Bytes the scan stops at: terminators, ASCII line breaks, and the lead bytes of U+0085,
@@ -270,7 +377,7 @@ impl Scan<'_> {
             }
             k += xl;
         }
-        if nx.is_some_and(is_lower) {
+        if nx.is_some_and(is_lower) && !list_marker_at(b, k) {
             return false;
         }
         !single_dot || self.word_rule(i, nx.unwrap_or(0), k)
@@ -279,7 +386,9 @@ impl Scan<'_> {
     /// A single `.` at `i`; the next word's first character `nx` is at `k`.
     fn word_rule(&self, i: usize, nx: u32, k: usize) -> bool {
         let b = self.b;
-        let Some(tok_start) = self.tok_start(i) else { return true };
+        let Some(tok_start) = self.tok_start(i) else {
+            return true;
+        };
         if i - tok_start > MAX_WORD_BYTES {
             return true;
         }
@@ -314,7 +423,10 @@ impl Scan<'_> {
         if in_list(&l.number_abbr, lw) && (0x30..=0x39).contains(&nx) {
             return false;
         }
-        if in_list(&l.sometimes_end, lw) || (word.len() == 1 && word[0].is_ascii_uppercase()) || dotted(word) {
+        if in_list(&l.sometimes_end, lw)
+            || (word.len() == 1 && word[0].is_ascii_uppercase())
+            || dotted(word)
+        {
             let mut e = k;
             while e < b.len() && b[e].is_ascii_alphabetic() && e - k <= MAX_STARTER_LEN {
                 e += 1;
@@ -327,7 +439,12 @@ impl Scan<'_> {
 
 pub fn split(b: &[u8], out: &mut Vec<(usize, usize)>) {
     let n = b.len();
-    let mut st = Scan { b, last_cut: 0, url_cache: None, out };
+    let mut st = Scan {
+        b,
+        last_cut: 0,
+        url_cache: None,
+        out,
+    };
     let mut i = 0;
     while i < n {
         if !STOP[b[i] as usize] {
@@ -380,10 +497,25 @@ mod tests {
 
     #[test]
     fn abbreviations_and_names() {
-        assert_eq!(s("Dr. Smith arrived at 5 p.m. He was late."), ["Dr. Smith arrived at 5 p.m.", "He was late."]);
-        assert_eq!(s("J. K. Rowling wrote it, e.g. Harry Potter. Fine"), ["J. K. Rowling wrote it, e.g. Harry Potter.", "Fine"]);
-        assert_eq!(s("She was happy.The end…  Really?! \"Yes.\" ok"), ["She was happy.", "The end…", "Really?!", "\"Yes.\" ok"]);
-        assert_eq!(s("Cues:\n1. Frown.\n2. Tears."), ["Cues:", "1. Frown.", "2. Tears."]);
-        assert_eq!(s("Mail john.Doe@x.com. It costs 3.50 in the U.S. Army."), ["Mail john.Doe@x.com.", "It costs 3.50 in the U.S. Army."]);
+        assert_eq!(
+            s("Dr. Smith arrived at 5 p.m. He was late."),
+            ["Dr. Smith arrived at 5 p.m.", "He was late."]
+        );
+        assert_eq!(
+            s("J. K. Rowling wrote it, e.g. Harry Potter. Fine"),
+            ["J. K. Rowling wrote it, e.g. Harry Potter.", "Fine"]
+        );
+        assert_eq!(
+            s("She was happy.The end…  Really?! \"Yes.\" ok"),
+            ["She was happy.", "The end…", "Really?!", "\"Yes.\" ok"]
+        );
+        assert_eq!(
+            s("Cues:\n1. Frown.\n2. Tears."),
+            ["Cues:", "1. Frown.", "2. Tears."]
+        );
+        assert_eq!(
+            s("Mail john.Doe@x.com. It costs 3.50 in the U.S. Army."),
+            ["Mail john.Doe@x.com.", "It costs 3.50 in the U.S. Army."]
+        );
     }
 }

@@ -39,7 +39,11 @@ pub struct ParsedSpans {
 
 pub fn parse(b: &[u8]) -> ParsedSpans {
     let f = finders();
-    ParsedSpans { format_ok: format_ok(b, f), think: think(b, f), answer: answer(b, f) }
+    ParsedSpans {
+        format_ok: format_ok(b, f),
+        think: think(b, f),
+        answer: answer(b, f),
+    }
 }
 
 /// Fullmatch of the format regex. The lazy `.*?` parts may hold anything, so the text matches
@@ -92,16 +96,35 @@ mod tests {
 
     fn p(s: &str) -> (bool, Option<&str>, Option<&str>) {
         let r = parse(s.as_bytes());
-        (r.format_ok, r.think.map(|(a, e)| &s[a..e]), r.answer.map(|(a, e)| &s[a..e]))
+        (
+            r.format_ok,
+            r.think.map(|(a, e)| &s[a..e]),
+            r.answer.map(|(a, e)| &s[a..e]),
+        )
     }
 
     #[test]
     fn release_semantics() {
-        assert_eq!(p("<think> a </think>\n<answer> happy </answer>"), (true, Some("a"), Some("happy")));
-        assert_eq!(p("<think>a</think>x<answer>b</answer>"), (false, Some("a"), Some("b")));
-        assert_eq!(p("<answer>a\nb</answer><answer>c</answer>"), (false, None, Some("c")));
-        assert_eq!(p("<think>a</think></think> <answer></answer>"), (true, Some("a"), Some("")));
-        assert_eq!(p("<think></think><answer></answer>"), (true, Some(""), Some("")));
+        assert_eq!(
+            p("<think> a </think>\n<answer> happy </answer>"),
+            (true, Some("a"), Some("happy"))
+        );
+        assert_eq!(
+            p("<think>a</think>x<answer>b</answer>"),
+            (false, Some("a"), Some("b"))
+        );
+        assert_eq!(
+            p("<answer>a\nb</answer><answer>c</answer>"),
+            (false, None, Some("c"))
+        );
+        assert_eq!(
+            p("<think>a</think></think> <answer></answer>"),
+            (true, Some("a"), Some(""))
+        );
+        assert_eq!(
+            p("<think></think><answer></answer>"),
+            (true, Some(""), Some(""))
+        );
         assert_eq!(p("<think><answer></answer>"), (false, None, Some("")));
     }
 }

@@ -33,7 +33,11 @@ pub fn ws_len(b: &[u8], i: usize) -> usize {
         0xE1 => (b.get(i + 1) == Some(&0x9A) && b.get(i + 2) == Some(&0x80)) as usize * 3,
         0xE2 => match (b.get(i + 1), b.get(i + 2)) {
             // U+2000..U+200A, U+2028, U+2029, U+202F
-            (Some(0x80), Some(&x)) if (0x80..=0x8A).contains(&x) || matches!(x, 0xA8 | 0xA9 | 0xAF) => 3,
+            (Some(0x80), Some(&x))
+                if (0x80..=0x8A).contains(&x) || matches!(x, 0xA8 | 0xA9 | 0xAF) =>
+            {
+                3
+            }
             // U+205F
             (Some(0x81), Some(0x9F)) => 3,
             _ => 0,

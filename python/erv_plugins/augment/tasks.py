@@ -97,15 +97,14 @@ def pseudo_label(inputs: Sequence[str | os.PathLike[str]], out: str | os.PathLik
 
 
 def _labelled(paths: Sequence[str | os.PathLike[str]]) -> list[dict[str, Any]]:
-    rows = []
-    for path in paths:
-        p = Path(path)
-        if not p.exists():
-            raise AugmentError(f"{p}: no such file")
-        for r in read_jsonl_ids(p, repair=False):
-            if isinstance(r.get("text"), str) and isinstance(r.get("labels"), list):
-                rows.append(r)
-    return rows
+    """Pseudo-labelled rows ({"text", "labels"}; ids default to ``<file stem>:<line>``)."""
+    from erv_plugins.verifiers.data import VerifierDataError, read_text_jsonl
+
+    try:
+        return [{"id": r.id, "text": r.text, "labels": list(r.labels)}
+                for p in paths for r in read_text_jsonl(p)]
+    except VerifierDataError as exc:
+        raise AugmentError(str(exc)) from None
 
 
 def complement(pseudo: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str],

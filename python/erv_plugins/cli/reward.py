@@ -78,9 +78,16 @@ def reward(input_path: str, recipe: str | None, verifier_dir: str | None, tau: f
     if "label" not in {k for r in rows for k in r} and rows:
         raise ErvError(f"{input_path}: no line has a 'label' (the ground-truth emotion)")
 
+    sums: dict[str, list[float]] = {}
     for start in range(0, len(rows), CHUNK):
         chunk = rows[start:start + CHUNK]
-        _score_chunk(engine, chunk, start, input_path, explain, as_json)
+        scores = _score_chunk(engine, chunk, start, input_path, explain, as_json)
+        for name, values in [("total", scores.total), *scores.per_reward.items()]:
+            sums.setdefault(name, []).extend(v for v in values if not math.isnan(v))
+    if not as_json and len(rows) > 1:
+        means = "  ".join(f"{name} {sum(v) / len(v):.3f}" if v else f"{name} failed"
+                          for name, v in sums.items())
+        click.echo(f"mean over {len(rows)} completions: {means}")
 
 
 def _read_rows(path: str) -> list[dict[str, Any]]:
@@ -175,7 +182,7 @@ def _fmt(value: float) -> str:
 
 
 def _score_chunk(engine: RewardEngine, rows: list[dict[str, Any]], offset: int, path: str,
-                 explain: bool, as_json: bool) -> None:
+                 explain: bool, as_json: bool) -> Any:
     keys = sorted({k for r in rows for k in r} - {"completion", "prompt", "_line"})
     columns = {k: [r.get(k) for r in rows] for k in keys}
     completions = [r["completion"] for r in rows]
@@ -206,6 +213,7 @@ def _score_chunk(engine: RewardEngine, rows: list[dict[str, Any]], offset: int, 
         click.echo(f"line {line}: total {_fmt(scores.total[i])}  {parts}")
         if explain:
             _print_explanation(engine, scores, i, row, details[i] if details else None)
+    return scores
 
 
 def _num(value: float) -> float | None:

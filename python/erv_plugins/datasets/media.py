@@ -48,6 +48,10 @@ class MediaError(ErvError):
         self.path = os.fspath(path)
         self.reason = reason
 
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+        # Picklable, so DataLoader workers can hand errors back.
+        return (MediaError, (self.path, self.reason))
+
 
 class MissingAudioWarning(UserWarning):
     """A clip has no audio track; silence was used instead."""
@@ -161,7 +165,11 @@ def _read_frames_av(path: str | os.PathLike[str], frames: int) -> tuple[np.ndarr
 
 
 def read_audio(path: str | os.PathLike[str], sample_rate: int = SAMPLE_RATE) -> np.ndarray | None:
-    """Mono float32 samples at ``sample_rate`` (decord AudioReader); None without audio."""
+    """Mono float32 samples at ``sample_rate``; None when the clip has no audio track.
+
+    decord's AudioReader first (as the release); where it fails, PyAV decodes the track
+    and torchaudio resamples it.
+    """
     import decord
 
     if not probe(path).has_audio:
@@ -171,10 +179,37 @@ def read_audio(path: str | os.PathLike[str], sample_rate: int = SAMPLE_RATE) -> 
                                     sample_rate=sample_rate, mono=True)
         data = np.asarray(reader._array, dtype=np.float32)
     except Exception as exc:
-        raise MediaError(path, f"decord could not decode the audio track: {exc}") from None
+        try:
+            data = read_audio_av(path, sample_rate)
+        except Exception as av_exc:
+            raise MediaError(path, f"cannot decode the audio track: decord: {exc}; "
+                                   f"PyAV: {av_exc}") from None
     if data.ndim > 1:
         data = data.mean(axis=0)
     return np.nan_to_num(data, nan=-1.5)
+
+
+def read_audio_av(path: str | os.PathLike[str], sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Mono float32 samples of the first audio track via PyAV, resampled with torchaudio."""
+    import av
+    import torch
+    import torchaudio
+
+    with av.open(os.fspath(path)) as container:
+        stream = container.streams.audio[0]
+        source_rate = stream.codec_context.sample_rate
+        chunks = []
+        for frame in container.decode(audio=0):
+            arr = frame.to_ndarray().astype(np.float32)
+            if frame.format.is_packed:  # interleaved (1, samples * channels)
+                arr = arr.reshape(-1, len(frame.layout.channels)).T
+            chunks.append(arr.mean(axis=0))
+    if not chunks:
+        return np.zeros(0, dtype=np.float32)
+    mono = torch.from_numpy(np.concatenate(chunks))
+    if source_rate != sample_rate:
+        mono = torchaudio.functional.resample(mono, source_rate, sample_rate)
+    return mono.numpy().astype(np.float32)
 
 
 def pad_to_square(frame: np.ndarray, fill: Sequence[int]) -> np.ndarray:

@@ -380,7 +380,10 @@ class RewardEngine:
             info[f"{term.name}/weight"] = weights[term.name]
             for key, value in extra.items():
                 info[f"{term.name}/{key}"] = float(value)
-        total_list = np.where(seen, total, math.nan).tolist()
+        total_arr = np.where(seen, total, math.nan)
+        info["total/mean"] = float(total_arr[seen].mean()) if seen.any() else math.nan
+        info["total/std"] = float(total_arr[seen].std()) if seen.any() else math.nan
+        total_list = total_arr.tolist()
         scores = RewardScores(total_list, per_reward, info, weights)
         if self.plugins is not None:
             self.plugins.rewards_computed(batch.step, per_reward, total_list, info)

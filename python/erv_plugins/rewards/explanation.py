@@ -140,18 +140,11 @@ class ExplanationReward:
         cache = self._cache
         width = len(self._labels)
         out = np.empty((len(sentences), width), dtype=np.float32)
-        missing: list[int] = []
-        hits: list[int] = []
-        hit_rows: list[np.ndarray] = []
-        for i, s in enumerate(sentences):
-            row = cache.get(s)
-            if row is None:
-                missing.append(i)
-            else:
-                hits.append(i)
-                hit_rows.append(row)
-        if hits:
-            out[hits] = np.stack(hit_rows)
+        rows = list(map(cache.get, sentences)) if cache else [None] * len(sentences)
+        missing = [i for i, r in enumerate(rows) if r is None]
+        if len(missing) < len(sentences):
+            hits = [i for i, r in enumerate(rows) if r is not None]
+            out[hits] = np.stack([rows[i] for i in hits])  # type: ignore[misc]
         # Similar lengths together: each verifier batch pads to its longest sentence.
         if len(missing) > 1:
             lengths = list(map(len, sentences))
@@ -182,15 +175,17 @@ class ExplanationReward:
         above = probs > tau  # strictly, as released
         count = above.sum(axis=1)
         sets = above.copy()
-        rows = np.arange(len(probs))
         none = count == 0
         if none.any():  # nothing above tau: the top-1 label
-            sets[rows[none], probs[none].argmax(axis=1)] = True
+            sets[np.flatnonzero(none), probs[none].argmax(axis=1)] = True
         many = count > k
-        if many.any():  # more than k above tau: the k most probable
-            top = np.argpartition(-probs[many], k - 1, axis=1)[:, :k]
-            sets[many] = False
-            sets[rows[many][:, None], top] = True
+        if many.any():  # more than k above tau: the k most probable (ties: lower index)
+            sub = probs[many]
+            kth = np.partition(sub, sub.shape[1] - k, axis=1)[:, sub.shape[1] - k, None]
+            higher = sub > kth
+            tied = sub == kth
+            room = k - higher.sum(axis=1, keepdims=True)
+            sets[many] = higher | (tied & (np.cumsum(tied, axis=1) <= room))
         if self._neutral_idx is None:
             neutral = np.zeros(len(probs), dtype=bool)
         elif self.options.neutral_rule == "release":

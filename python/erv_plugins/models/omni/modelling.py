@@ -339,8 +339,11 @@ class OmniForCausalLM(Qwen2ForCausalLM):
                     f"{kind}: each row needs exactly {count} placeholder tokens and one clip; "
                     f"got {per_row.tolist()} placeholders for {media.shape[0]} clips")
             if kind == "video":
-                gi = gate_input_ids[rows] if gate_input_ids is not None else None
-                gm = gate_attention_mask[rows] if gate_attention_mask is not None else None
+                # Gate inputs come one per clip (the processor) or one per row.
+                gi, gm = gate_input_ids, gate_attention_mask
+                if gi is not None and gi.shape[0] != media.shape[0]:
+                    gi = gi[rows]
+                    gm = gm[rows] if gm is not None else None
                 features = self.encode_videos(media, gi, gm)
             else:
                 features = self.encode_audios(media)

@@ -110,6 +110,14 @@ class OmniProcessor:
     def eos_token_id(self) -> int | None:
         return self.tokenizer.eos_token_id
 
+    @property
+    def pad_token(self) -> str | None:
+        return self.tokenizer.pad_token
+
+    @property
+    def eos_token(self) -> str | None:
+        return self.tokenizer.eos_token
+
     def apply_chat_template(self, conversation: Any, **kwargs: Any) -> Any:
         return self.tokenizer.apply_chat_template(conversation, **kwargs)
 
@@ -147,7 +155,11 @@ class OmniProcessor:
         audios: Sequence[torch.Tensor] | torch.Tensor | None = None,
         questions: Sequence[str] | None = None,
         *,
+        padding: bool | str = True,
         padding_side: str | None = None,
+        add_special_tokens: bool = False,
+        truncation: bool = False,
+        max_length: int | None = None,
         return_tensors: str = "pt",
     ) -> BatchFeature:
         """Tokenise prompts (placeholders expanded) and stack their media.
@@ -157,11 +169,18 @@ class OmniProcessor:
         ``audios`` is None). ``questions``: the BERT gate's text per row (default: the
         last user turn without placeholders, as the release passes the bare question).
         Returns input_ids, attention_mask and, when media are given, videos, audios,
-        gate_input_ids, gate_attention_mask.
+        gate_input_ids, gate_attention_mask. Rows are always padded (``padding`` is
+        accepted for TRL's calling convention); prompts holding media cannot be truncated.
         """
         texts = [text] if isinstance(text, str) else list(text)
-        rows = [self._expand(self.tokenizer(t, add_special_tokens=False)["input_ids"], i)
-                for i, t in enumerate(texts)]
+        rows = [self._expand(self.tokenizer(t, add_special_tokens=add_special_tokens)["input_ids"],
+                             i) for i, t in enumerate(texts)]
+        if truncation and max_length is not None:
+            long = [i for i, r in enumerate(rows) if len(r) > max_length]
+            if long:
+                raise ErvError(f"prompts {long} are longer than max_length={max_length} tokens "
+                               "with their media placeholders; raise the limit (truncating "
+                               "would cut media features)")
         side = padding_side or self.tokenizer.padding_side
         width = max(len(r) for r in rows)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0

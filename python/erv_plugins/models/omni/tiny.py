@@ -215,14 +215,17 @@ def load_omni(path: str | os.PathLike[str], device: str | torch.device = "cpu",
               dtype: torch.dtype | str | None = None) -> tuple[Any, OmniProcessor]:
     """Load an omni model directory (ours or a HumanOmni release) -> (model, processor).
 
-    The model is in eval mode on ``device``; ``dtype`` None keeps the checkpoint's.
+    The model is in eval mode on ``device``; ``dtype`` None or "auto" keeps the
+    checkpoint's, else a torch dtype or its name ("bfloat16").
     """
     from erv_plugins.models.omni.modelling import OmniForCausalLM
 
     root = Path(path)
     if not (root / "config.json").is_file():
         raise ErvError(f"{root}: not a model directory (no config.json)")
-    if isinstance(dtype, str):
+    if isinstance(dtype, str) and dtype != "auto":
+        if not isinstance(getattr(torch, dtype, None), torch.dtype):
+            raise ErvError(f"dtype {dtype!r} is not a torch dtype (float32, bfloat16, ...)")
         dtype = getattr(torch, dtype)
     processor = OmniProcessor.from_pretrained(root)
     model, info = OmniForCausalLM.from_pretrained(root, dtype=dtype, output_loading_info=True)
