@@ -172,3 +172,11 @@ def freeze(model: Any, prefixes: Sequence[str], where: str) -> int:
             param.requires_grad_(False)
             count += 1
     return count
+
+
+def quiet_known_warnings() -> None:
+    """Hide warnings a user cannot act on (TRL passes transformers' old argument names)."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message=r".*checkpointing.* is deprecated",
+                            category=FutureWarning)

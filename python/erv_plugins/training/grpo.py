@@ -143,6 +143,7 @@ def run_grpo(ctx: StageContext) -> dict[str, Any]:
     recipe = ctx.recipe
     cfg = recipe.grpo
     assert cfg is not None
+    common.quiet_known_warnings()
     torch.manual_seed(cfg.seed)
     dataset, samples = common.load_samples(cfg.dataset, ctx, "$.grpo.dataset")
     source = common.policy_source(ctx, after_sft=True)

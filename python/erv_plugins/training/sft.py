@@ -92,6 +92,7 @@ def run_sft(ctx: StageContext) -> dict[str, Any]:
 
     cfg = ctx.recipe.sft
     assert cfg is not None
+    common.quiet_known_warnings()
     torch.manual_seed(cfg.seed)
     _, samples = common.load_samples(cfg.dataset, ctx, "$.sft.dataset")
     source = common.policy_source(ctx, after_sft=False)
