@@ -39,10 +39,9 @@ def build_policy(out: Path, tiny: bool) -> Path:
     if tiny:
         return build_tiny_omni(out)
     import torch
-    from transformers import BertConfig
-
     from erv_plugins.models.omni import OmniConfig, OmniForCausalLM, OmniProcessor
     from erv_plugins.models.omni.tiny import build_tiny_gate_tokenizer, build_tiny_tokenizer
+    from transformers import BertConfig
 
     tokenizer = build_tiny_tokenizer()
     gate_tokenizer = build_tiny_gate_tokenizer()
@@ -142,12 +141,11 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
 
     import torch
-
-    from erv_plugins.training.policy import Policy
     from erv_plugins.plugins import get_plugins
     from erv_plugins.recipe import load_recipe
     from erv_plugins.rewards.engine import RewardEngine
     from erv_plugins.stages import run_recipe
+    from erv_plugins.training.policy import Policy
     from erv_plugins.training.runlog import MetricsLog
     from erv_plugins.verifiers.tiny import build_tiny_verifier
 

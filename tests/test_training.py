@@ -12,9 +12,13 @@ import time
 from pathlib import Path
 
 import pytest
-
-from erv_plugins.training.runlog import MetricsLog, fifth_means, plot_rewards, reward_series
-from erv_plugins.training.runlog import write_report
+from erv_plugins.training.runlog import (
+    MetricsLog,
+    fifth_means,
+    plot_rewards,
+    reward_series,
+    write_report,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -132,7 +136,6 @@ def test_plots_and_report_name_every_reward(tmp_path):
 # -- settings ----------------------------------------------------------------------------
 def test_trl_settings_carry_every_paper_value(tmp_path):
     import msgspec
-
     from erv_plugins.recipe import DataSpec, GRPOConfig, Recipe
     from erv_plugins.training.grpo import trl_settings
 
@@ -238,3 +241,34 @@ def test_two_processes_run_real_grpo_steps_with_deepspeed_zero3_on_cpu(tmp_path)
     assert (summary["world_size"], summary["deepspeed"]) == (2, True)
     rows = MetricsLog(tmp_path / "run" / "grpo" / "metrics.jsonl").read()
     assert [r["step"] for r in rows] == [1, 2, 3]
+
+
+# -- errors ------------------------------------------------------------------------------
+def test_a_freeze_prefix_that_matches_nothing_is_an_error_naming_the_setting():
+    import torch
+    from erv_plugins.errors import ErvError
+    from erv_plugins.training.common import freeze
+
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 1))
+    assert freeze(model, ["0."], "r.toml: $.grpo.freeze") == 2  # weight and bias
+    assert [p.requires_grad for p in model.parameters()] == [False, False, True, True]
+    with pytest.raises(ErvError, match=r"r.toml: \$.grpo.freeze: no parameter name starts "
+                                       r"with 'vision_tower.'"):
+        freeze(model, ["vision_tower."], "r.toml: $.grpo.freeze")
+
+
+def test_grpo_without_the_sft_model_says_which_stage_to_run(tmp_path):
+    import erv_plugins.rewards.testing
+    import erv_plugins.training.demo
+    from erv_plugins.errors import ErvError
+    from erv_plugins.plugins import Plugins
+    from erv_plugins.recipe import load_recipe
+    from erv_plugins.stages import StageContext
+    from erv_plugins.training.common import policy_source
+
+    plugins = Plugins(extra=[erv_plugins.training.demo, erv_plugins.rewards.testing])
+    recipe = load_recipe(write_recipe(tmp_path), plugins)
+    ctx = StageContext(recipe, tmp_path / "run", tmp_path / "run" / "grpo", plugins)
+    with pytest.raises(ErvError, match=r"the SFT stage has not produced a model yet \(run the "
+                                       r"sft stage first: erv run .*tiny_text.toml --stage sft\)"):
+        policy_source(ctx, after_sft=True)

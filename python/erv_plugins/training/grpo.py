@@ -136,8 +136,13 @@ def run_grpo(ctx: StageContext) -> dict[str, Any]:
 
     from erv_plugins.rewards.engine import RewardEngine
     from erv_plugins.training.policy import load_policy
-    from erv_plugins.training.runlog import MetricsLog, fifth_means, plot_rewards, reward_series
-    from erv_plugins.training.runlog import write_report
+    from erv_plugins.training.runlog import (
+        MetricsLog,
+        fifth_means,
+        plot_rewards,
+        reward_series,
+        write_report,
+    )
     from erv_plugins.training.trainer import MetricsCallback, OmniGRPOTrainer, use_compact_progress
 
     recipe = ctx.recipe
@@ -149,6 +154,9 @@ def run_grpo(ctx: StageContext) -> dict[str, Any]:
     source = common.policy_source(ctx, after_sft=True)
     policy = load_policy(source, frames=cfg.frames, image_size=cfg.image_size,
                          cache_dir=ctx.run_dir / "cache" / "media")
+    if cfg.use_vllm and policy.multimodal:
+        raise ErvError(f"{recipe.source}: $.grpo.use_vllm: vLLM does not run the omni "
+                       "policy (video and audio inputs); use it with a text-only policy")
     engine = RewardEngine.from_recipe(recipe, ctx.plugins, verifier=run_verifier(ctx))
     space = common.label_space_name(dataset, cfg.dataset)
     rows = build_rows(policy, samples, space, cfg, f"{recipe.source}: $.grpo.dataset")

@@ -90,10 +90,9 @@ def launch_stage(ctx: StageContext, stage: str) -> dict[str, Any]:
 
 def _child(argv: list[str]) -> int:
     import argparse
+    import importlib
 
     import torch.distributed as dist
-
-    import importlib
 
     from erv_plugins.plugins import Plugins
     from erv_plugins.recipe import load_recipe

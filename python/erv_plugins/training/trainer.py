@@ -36,6 +36,7 @@ from trl.trainer.utils import entropy_from_logits, selective_log_softmax
 from erv_plugins.training.policy import MEDIA_KEYS
 from erv_plugins.training.runlog import MetricsLog
 
+
 def _create_model_from_path(model_id: str, architecture: Any = None, **kwargs: Any) -> Any:
     """TRL's model loader, which also loads omni checkpoints.
 
