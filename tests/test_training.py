@@ -174,14 +174,45 @@ def test_sft_then_grpo_raises_the_total_reward(tmp_path):
     assert "| total |" in (run / "grpo" / "report.md").read_text()
 
 
+# GRPO on the tiny omni policy (random weights, no SFT: rewards stay 0, steps are real),
+# synthetic clips written by the stage.
+OMNI_RESUME_RECIPE = """\
+name = "tiny_omni_resume"
+stages = ["grpo"]
+
+[model]
+plugin = "omni"
+options = { tiny = true }
+
+[verifier]
+plugin = "keywords"
+
+[rewards.format]
+[rewards.answer]
+options = { label_space = "mafw" }
+[rewards.explanation]
+
+[grpo]
+dataset = { plugin = "mafw", root = "data/t/mafw" }
+synthetic = { out = "data/t", n_per_label = 4, layouts = ["mafw"] }
+num_generations = 4
+batch_size = 4
+grad_accum = 1
+lr = 1e-4
+max_steps = 24
+max_completion_length = 12
+save_steps = 10
+"""
+
+
 @pytest.mark.slow
 def test_killed_grpo_resumes_without_duplicated_or_missing_steps(tmp_path):
-    recipe = write_recipe(tmp_path, steps=24)
+    recipe = tmp_path / "tiny_omni_resume.toml"
+    recipe.write_text(OMNI_RESUME_RECIPE)
     run = tmp_path / "run"
-    assert run_driver(recipe, run, "sft").wait(timeout=600) == 0
     metrics = run / "grpo" / "metrics.jsonl"
-    proc = run_driver(recipe, run, "grpo", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
+    proc = run_driver(recipe, run, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 400
     # Kill after checkpoint-10 and a few more logged steps, i.e. mid-run.
     while time.time() < deadline and proc.poll() is None:
         if metrics.exists() and len(metrics.read_text().splitlines()) >= 13:
@@ -193,12 +224,15 @@ def test_killed_grpo_resumes_without_duplicated_or_missing_steps(tmp_path):
     logged = [r["step"] for r in MetricsLog(metrics).read()]
     assert logged[:13] == list(range(1, 14)) and not (run / "grpo" / ".done").exists()
     assert (run / "grpo" / "checkpoints" / "checkpoint-10").is_dir()
-    out = subprocess.run([sys.executable, "-c", DRIVER, str(recipe), str(run), "grpo"],
+    out = subprocess.run([sys.executable, "-c", DRIVER, str(recipe), str(run)], cwd=tmp_path,
                          env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True,
                          text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "resuming from checkpoint-10" in out.stdout
-    assert [r["step"] for r in MetricsLog(metrics).read()] == list(range(1, 25))
+    rows = MetricsLog(metrics).read()
+    assert [r["step"] for r in rows] == list(range(1, 25))
+    assert all(r["completions/mean_length"] > 0 for r in rows)
+    assert (run / "grpo" / ".done").is_file()
 
 
 @pytest.mark.slow
