@@ -5,14 +5,19 @@ tokens at temperature 1.0, beta 0.04, bf16) through erv's GRPO stage: rollout, r
 engine (format, answer, explanation through a verifier on the same GPU), reference and
 policy log-probs, update. The policy has HumanOmni-0.5B's shapes (Qwen2 896 x 24 layers,
 SigLIP base 224 px x 8 frames, whisper-large-v3 encoder, BERT-base gate) with random
-weights; the verifier is a tiny RoBERTa (the reward share is then a lower bound for a
-RoBERTa-base verifier). Random weights rarely emit EOS, so every completion has the
-full 512 tokens: the worst case for the step, the best case for the reward share.
+weights, and random pixels and log-mels of the real shapes (8 x 3 x 224 x 224, 128 x 3000)
+in place of decoded clips; the verifier is a tiny RoBERTa (the reward share is then a
+lower bound for a RoBERTa-base verifier). Random weights rarely emit EOS, so every
+completion has the full 512 tokens: the worst case for the step, the best case for the
+reward share.
 
     python benchmarks/bench_grpo_step.py --steps 4 --out results.json      # GPU
     python benchmarks/bench_grpo_step.py --tiny --steps 3                  # CPU smoke test
 
 Reward time = wall time of the engine's ``score_batch`` (all rewards of a step's batch);
+random weights write no ``<think>`` block, so the same engine is also timed on 16
+well-formed completions (one group of ``synthetic_batch``), the share a trained policy's
+step would spend;
 step time = TRL's ``step_time`` (rollout + rewards + log-probs + backward + optimiser).
 The first step (warm-up) is left out of the means.
 """
@@ -34,10 +39,9 @@ def build_policy(out: Path, tiny: bool) -> Path:
     if tiny:
         return build_tiny_omni(out)
     import torch
-    from transformers import BertConfig
-
     from erv_plugins.models.omni import OmniConfig, OmniForCausalLM, OmniProcessor
     from erv_plugins.models.omni.tiny import build_tiny_gate_tokenizer, build_tiny_tokenizer
+    from transformers import BertConfig
 
     tokenizer = build_tiny_tokenizer()
     gate_tokenizer = build_tiny_gate_tokenizer()
@@ -69,6 +73,15 @@ def build_policy(out: Path, tiny: bool) -> Path:
         gate_max_length=512,
     ).save_pretrained(out)
     return out
+
+
+def write_prompts(root: Path, n: int) -> None:
+    """A MAFW-layout split file naming ``n`` clips (their media are drawn at random)."""
+    split = root / "Train & Test Set" / "single" / "no_caption" / "set_5"
+    split.mkdir(parents=True, exist_ok=True)
+    labels = ("happiness", "sadness", "anger", "neutral")
+    (split / "train.txt").write_text(
+        "".join(f"clip_{i:04d}.mp4 {labels[i % 4]}\n" for i in range(n)))
 
 
 def count_params(directory: Path) -> int:
@@ -128,12 +141,11 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
 
     import torch
-
-    from erv_plugins.datasets.synthetic import write_synthetic
     from erv_plugins.plugins import get_plugins
     from erv_plugins.recipe import load_recipe
     from erv_plugins.rewards.engine import RewardEngine
     from erv_plugins.stages import run_recipe
+    from erv_plugins.training.policy import Policy
     from erv_plugins.training.runlog import MetricsLog
     from erv_plugins.verifiers.tiny import build_tiny_verifier
 
@@ -142,7 +154,7 @@ def main(argv: list[str]) -> int:
     t0 = time.perf_counter()
     policy = build_policy(work / "policy", args.tiny)
     verifier = build_tiny_verifier(work / "verifier")
-    write_synthetic(work / "data", 4, layouts=("mafw",), size=32 if args.tiny else 64)
+    write_prompts(work / "data" / "mafw", 12)
     setup_s = time.perf_counter() - t0
 
     reward_s: list[float] = []
@@ -158,6 +170,17 @@ def main(argv: list[str]) -> int:
             reward_s.append(time.perf_counter() - start)
 
     RewardEngine.score_batch = timed  # type: ignore[method-assign]
+
+    def random_clip(self, sample):  # noqa: ANN001, ANN202
+        # Decoded pixels and log-mels of the processor's shapes: the step's cost does not
+        # depend on their values, and no video library is needed on the GPU machine.
+        p = self.processor
+        g = torch.Generator().manual_seed(hash(sample.id) % 2**31)
+        video = torch.randn(p.num_frames, 3, p.image_size, p.image_size, generator=g)
+        audio = torch.randn(p.n_mels, int(round(p.audio_chunk_length * 100)), generator=g)
+        return video, audio
+
+    Policy.clip = random_clip  # type: ignore[method-assign]
     recipe_path = work / "bench.toml"
     recipe_path.write_text(RECIPE.format(policy=policy, verifier=verifier, device=device,
                                          data=work / "data", steps=args.steps,
@@ -166,6 +189,24 @@ def main(argv: list[str]) -> int:
     recipe = load_recipe(recipe_path, plugins)
     recipe.run_dir = str(work / "run")
     run_recipe(recipe, plugins, force=True)
+    RewardEngine.score_batch = score_batch  # type: ignore[method-assign]
+    # Random weights write no <think> block, so the verifier is hardly called in the loop.
+    # The same engine on 16 well-formed completions (one GRPO group, 2-8 explanation
+    # sentences each, erv_plugins.rewards.testing.synthetic_batch), cold cache each round,
+    # gives the share a trained policy's step would spend in rewards.
+    from erv_plugins.rewards.testing import synthetic_batch
+
+    wellformed_s = []
+    for seed in range(6):
+        completions, columns = synthetic_batch(1, 16, seed=seed)
+        engine = RewardEngine.from_recipe(recipe, plugins)
+        start = time.perf_counter()
+        engine.score(completions, columns)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        wellformed_s.append(time.perf_counter() - start)
+        engine.close()
+    wellformed_mean = sum(wellformed_s[1:]) / len(wellformed_s[1:])
     rows = MetricsLog(work / "run" / "grpo" / "metrics.jsonl").read()
     steps = [r["step_time"] for r in rows]
     measured = slice(1, None) if len(steps) > 1 else slice(None)
@@ -178,6 +219,8 @@ def main(argv: list[str]) -> int:
         "reward_times_s": [round(s, 4) for s in reward_s],
         "step_mean_s": round(step_mean, 3), "reward_mean_s": round(reward_mean, 4),
         "reward_share": round(reward_mean / step_mean, 4),
+        "reward_wellformed_group_s": round(wellformed_mean, 4),
+        "reward_wellformed_share": round(wellformed_mean / step_mean, 4),
         "completion_mean_tokens": round(sum(r["completions/mean_length"] for r in rows)
                                         / len(rows), 1),
         "setup_s": round(setup_s, 1),

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
 from erv_plugins.cli import build_cli
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"

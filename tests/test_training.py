@@ -3,19 +3,24 @@ tiny text-only policy, resume after a kill, and two-process GRPO over gloo."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
 import pytest
-
-from erv_plugins.training.runlog import MetricsLog, fifth_means, plot_rewards, reward_series
-from erv_plugins.training.runlog import write_report
+from erv_plugins.training.runlog import (
+    MetricsLog,
+    fifth_means,
+    plot_rewards,
+    reward_series,
+    write_report,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -133,7 +138,6 @@ def test_plots_and_report_name_every_reward(tmp_path):
 # -- settings ----------------------------------------------------------------------------
 def test_trl_settings_carry_every_paper_value(tmp_path):
     import msgspec
-
     from erv_plugins.recipe import DataSpec, GRPOConfig, Recipe
     from erv_plugins.training.grpo import trl_settings
 
@@ -170,14 +174,45 @@ def test_sft_then_grpo_raises_the_total_reward(tmp_path):
     assert "| total |" in (run / "grpo" / "report.md").read_text()
 
 
+# GRPO on the tiny omni policy (random weights, no SFT: rewards stay 0, steps are real),
+# synthetic clips written by the stage.
+OMNI_RESUME_RECIPE = """\
+name = "tiny_omni_resume"
+stages = ["grpo"]
+
+[model]
+plugin = "omni"
+options = { tiny = true }
+
+[verifier]
+plugin = "keywords"
+
+[rewards.format]
+[rewards.answer]
+options = { label_space = "mafw" }
+[rewards.explanation]
+
+[grpo]
+dataset = { plugin = "mafw", root = "data/t/mafw" }
+synthetic = { out = "data/t", n_per_label = 4, layouts = ["mafw"] }
+num_generations = 4
+batch_size = 4
+grad_accum = 1
+lr = 1e-4
+max_steps = 24
+max_completion_length = 12
+save_steps = 10
+"""
+
+
 @pytest.mark.slow
 def test_killed_grpo_resumes_without_duplicated_or_missing_steps(tmp_path):
-    recipe = write_recipe(tmp_path, steps=24)
+    recipe = tmp_path / "tiny_omni_resume.toml"
+    recipe.write_text(OMNI_RESUME_RECIPE)
     run = tmp_path / "run"
-    assert run_driver(recipe, run, "sft").wait(timeout=600) == 0
     metrics = run / "grpo" / "metrics.jsonl"
-    proc = run_driver(recipe, run, "grpo", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
+    proc = run_driver(recipe, run, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 400
     # Kill after checkpoint-10 and a few more logged steps, i.e. mid-run.
     while time.time() < deadline and proc.poll() is None:
         if metrics.exists() and len(metrics.read_text().splitlines()) >= 13:
@@ -189,12 +224,15 @@ def test_killed_grpo_resumes_without_duplicated_or_missing_steps(tmp_path):
     logged = [r["step"] for r in MetricsLog(metrics).read()]
     assert logged[:13] == list(range(1, 14)) and not (run / "grpo" / ".done").exists()
     assert (run / "grpo" / "checkpoints" / "checkpoint-10").is_dir()
-    out = subprocess.run([sys.executable, "-c", DRIVER, str(recipe), str(run), "grpo"],
+    out = subprocess.run([sys.executable, "-c", DRIVER, str(recipe), str(run)], cwd=tmp_path,
                          env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True,
                          text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "resuming from checkpoint-10" in out.stdout
-    assert [r["step"] for r in MetricsLog(metrics).read()] == list(range(1, 25))
+    rows = MetricsLog(metrics).read()
+    assert [r["step"] for r in rows] == list(range(1, 25))
+    assert all(r["completions/mean_length"] > 0 for r in rows)
+    assert (run / "grpo" / ".done").is_file()
 
 
 @pytest.mark.slow
@@ -220,6 +258,9 @@ def test_two_processes_run_real_grpo_steps_over_gloo(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("deepspeed") is None
+                    or shutil.which("c++") is None or importlib.util.find_spec("ninja") is None,
+                    reason="DeepSpeed on CPU builds an op: needs deepspeed, a C++ compiler, ninja")
 def test_two_processes_run_real_grpo_steps_with_deepspeed_zero3_on_cpu(tmp_path):
     """ZeRO-3 over gloo on CPU (DeepSpeed compiles its CPU op once, about 45 s)."""
     from erv_plugins.training.demo import TinyTextOptions, tiny_text_model
@@ -239,3 +280,34 @@ def test_two_processes_run_real_grpo_steps_with_deepspeed_zero3_on_cpu(tmp_path)
     assert (summary["world_size"], summary["deepspeed"]) == (2, True)
     rows = MetricsLog(tmp_path / "run" / "grpo" / "metrics.jsonl").read()
     assert [r["step"] for r in rows] == [1, 2, 3]
+
+
+# -- errors ------------------------------------------------------------------------------
+def test_a_freeze_prefix_that_matches_nothing_is_an_error_naming_the_setting():
+    import torch
+    from erv_plugins.errors import ErvError
+    from erv_plugins.training.common import freeze
+
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 1))
+    assert freeze(model, ["0."], "r.toml: $.grpo.freeze") == 2  # weight and bias
+    assert [p.requires_grad for p in model.parameters()] == [False, False, True, True]
+    with pytest.raises(ErvError, match=r"r.toml: \$.grpo.freeze: no parameter name starts "
+                                       r"with 'vision_tower.'"):
+        freeze(model, ["vision_tower."], "r.toml: $.grpo.freeze")
+
+
+def test_grpo_without_the_sft_model_says_which_stage_to_run(tmp_path):
+    import erv_plugins.rewards.testing
+    import erv_plugins.training.demo
+    from erv_plugins.errors import ErvError
+    from erv_plugins.plugins import Plugins
+    from erv_plugins.recipe import load_recipe
+    from erv_plugins.stages import StageContext
+    from erv_plugins.training.common import policy_source
+
+    plugins = Plugins(extra=[erv_plugins.training.demo, erv_plugins.rewards.testing])
+    recipe = load_recipe(write_recipe(tmp_path), plugins)
+    ctx = StageContext(recipe, tmp_path / "run", tmp_path / "run" / "grpo", plugins)
+    with pytest.raises(ErvError, match=r"the SFT stage has not produced a model yet \(run the "
+                                       r"sft stage first: erv run .*tiny_text.toml --stage sft\)"):
+        policy_source(ctx, after_sft=True)

@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from erv_plugins.training.runlog import MetricsLog, fifth_means
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "tiny_cpu.toml"

@@ -109,7 +109,8 @@ def device_args(recipe: Recipe, *, bf16: bool) -> dict[str, Any]:
     launch = recipe.launch
     args: dict[str, Any] = {"bf16": bool(bf16 and gpu)}
     if launch.deepspeed and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        args["deepspeed"] = launch.deepspeed
+        # `accelerate launch --use_deepspeed --deepspeed_config_file` hands the config to
+        # the Trainer; naming it here too made the batch-size check count one process.
         if not gpu:
             args["use_cpu"] = False
             args["ddp_backend"] = "gloo"
@@ -171,3 +172,11 @@ def freeze(model: Any, prefixes: Sequence[str], where: str) -> int:
             param.requires_grad_(False)
             count += 1
     return count
+
+
+def quiet_known_warnings() -> None:
+    """Hide warnings a user cannot act on (TRL passes transformers' old argument names)."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message=r".*checkpointing.* is deprecated",
+                            category=FutureWarning)

@@ -59,9 +59,9 @@ class CueTextDataset:
         for i in range(o.n_per_label):
             for label in o.labels:
                 colour, tone, why = CUES[label]
+                why = f"The clip shows {colour} light and a {tone} tone. {why}"
                 out.append(Sample(id=f"{self.split}-{label}-{i}", label=label,
-                                  explanation=f"The clip shows {colour} light and a {tone} tone. {why}",
-                                  extra={"cue": f"{colour} light, {tone} tone"}))
+                                  explanation=why, extra={"cue": f"{colour} light, {tone} tone"}))
         rng.shuffle(out)
         return out
 

@@ -136,18 +136,27 @@ def run_grpo(ctx: StageContext) -> dict[str, Any]:
 
     from erv_plugins.rewards.engine import RewardEngine
     from erv_plugins.training.policy import load_policy
-    from erv_plugins.training.runlog import MetricsLog, fifth_means, plot_rewards, reward_series
-    from erv_plugins.training.runlog import write_report
+    from erv_plugins.training.runlog import (
+        MetricsLog,
+        fifth_means,
+        plot_rewards,
+        reward_series,
+        write_report,
+    )
     from erv_plugins.training.trainer import MetricsCallback, OmniGRPOTrainer, use_compact_progress
 
     recipe = ctx.recipe
     cfg = recipe.grpo
     assert cfg is not None
+    common.quiet_known_warnings()
     torch.manual_seed(cfg.seed)
     dataset, samples = common.load_samples(cfg.dataset, ctx, "$.grpo.dataset")
     source = common.policy_source(ctx, after_sft=True)
     policy = load_policy(source, frames=cfg.frames, image_size=cfg.image_size,
                          cache_dir=ctx.run_dir / "cache" / "media")
+    if cfg.use_vllm and policy.multimodal:
+        raise ErvError(f"{recipe.source}: $.grpo.use_vllm: vLLM does not run the omni "
+                       "policy (video and audio inputs); use it with a text-only policy")
     engine = RewardEngine.from_recipe(recipe, ctx.plugins, verifier=run_verifier(ctx))
     space = common.label_space_name(dataset, cfg.dataset)
     rows = build_rows(policy, samples, space, cfg, f"{recipe.source}: $.grpo.dataset")
@@ -189,11 +198,12 @@ def run_grpo(ctx: StageContext) -> dict[str, Any]:
     finally:
         engine.close()
     seconds = time.perf_counter() - start
-    if not trainer.is_world_process_zero():
-        return {}
     model_dir = ctx.out / "model"
     trainer.model.config.use_cache = True  # for generation by whoever loads it
+    # Every process: under ZeRO-3 saving gathers the shards (a collective).
     trainer.save_model(str(model_dir))
+    if not trainer.is_world_process_zero():
+        return {}
     policy.tokenizer.save_pretrained(model_dir)
     if policy.processor is not None and hasattr(policy.processor, "save_pretrained"):
         policy.processor.save_pretrained(model_dir)

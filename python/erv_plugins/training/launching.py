@@ -75,7 +75,10 @@ def launch_stage(ctx: StageContext, stage: str) -> dict[str, Any]:
     manual = [info.name for info in ctx.plugins.describe() if info.source == "manual"]
     cmd = launch_command(ctx.recipe, ctx.run_dir, stage, force=ctx.force, extra_plugins=manual)
     ctx.echo("erv: launching: accelerate launch " + " ".join(cmd[3:]))
-    env = {**os.environ, LAUNCHED_ENV: "1"}
+    # The interpreter's own bin directory first: DeepSpeed builds its CPU op with the
+    # `ninja` installed beside it, even when the virtual environment is not activated.
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    env = {**os.environ, LAUNCHED_ENV: "1", "PATH": path}
     summary = ctx.out / SUMMARY
     summary.unlink(missing_ok=True)
     proc = subprocess.run(cmd, env=env)
@@ -87,10 +90,9 @@ def launch_stage(ctx: StageContext, stage: str) -> dict[str, Any]:
 
 def _child(argv: list[str]) -> int:
     import argparse
+    import importlib
 
     import torch.distributed as dist
-
-    import importlib
 
     from erv_plugins.plugins import Plugins
     from erv_plugins.recipe import load_recipe

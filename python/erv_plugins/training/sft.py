@@ -87,11 +87,12 @@ def run_sft(ctx: StageContext) -> dict[str, Any]:
     from transformers import Trainer, TrainingArguments
 
     from erv_plugins.training.policy import load_policy
-    from erv_plugins.training.runlog import MetricsLog, plot_rewards, write_report
+    from erv_plugins.training.runlog import MetricsLog, write_report
     from erv_plugins.training.trainer import MetricsCallback, use_compact_progress
 
     cfg = ctx.recipe.sft
     assert cfg is not None
+    common.quiet_known_warnings()
     torch.manual_seed(cfg.seed)
     _, samples = common.load_samples(cfg.dataset, ctx, "$.sft.dataset")
     source = common.policy_source(ctx, after_sft=False)
@@ -133,11 +134,12 @@ def run_sft(ctx: StageContext) -> dict[str, Any]:
     use_compact_progress(trainer)
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     seconds = time.perf_counter() - start
-    if not trainer.is_world_process_zero():
-        return {}
     model_dir = ctx.out / "model"
     trainer.model.config.use_cache = True  # the Trainer turns it off while training
+    # Every process: under ZeRO-3 saving gathers the shards (a collective).
     trainer.save_model(str(model_dir))
+    if not trainer.is_world_process_zero():
+        return {}
     policy.tokenizer.save_pretrained(model_dir)
     if policy.processor is not None and hasattr(policy.processor, "save_pretrained"):
         policy.processor.save_pretrained(model_dir)

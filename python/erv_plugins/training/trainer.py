@@ -10,10 +10,11 @@ subclass uses these extension points of its ``GRPOTrainer`` and leaves the algor
   own splitting and shuffling of the generation batch keeps them aligned with their rows.
 * ``_tokenize_prompts``: returns those ids, and the media as the "multimodal fields" that
   TRL's generation path passes to ``model.generate``.
-* ``_compute_loss`` / ``_get_per_token_logps_and_entropies``: log-probabilities of the completion tokens
-  under the policy (and the reference model, for the k3 KL term) with the media passed to
-  the forward. TRL's fused LM head runs only the text backbone, so the log-probs are taken
-  from the full forward's logits (divided by the rollout temperature, as TRL does).
+* ``_compute_loss`` / ``_get_per_token_logps_and_entropies``: log-probabilities of the
+  completion tokens under the policy (and the reference model, for the k3 KL term) with
+  the media passed to the forward. TRL's fused LM head runs only the text backbone, so
+  the log-probs are taken from the full forward's logits (divided by the rollout
+  temperature, as TRL does).
 
 Everything else is TRL's: advantages ``(r - mean_group) / (std_group + 1e-4)``
 (``scale_rewards="group"``), the clipped surrogate with ``loss_type="grpo"``, KL with the
@@ -34,6 +35,7 @@ from trl.trainer.utils import entropy_from_logits, selective_log_softmax
 
 from erv_plugins.training.policy import MEDIA_KEYS
 from erv_plugins.training.runlog import MetricsLog
+
 
 def _create_model_from_path(model_id: str, architecture: Any = None, **kwargs: Any) -> Any:
     """TRL's model loader, which also loads omni checkpoints.
