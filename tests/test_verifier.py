@@ -153,7 +153,7 @@ def test_jsonl_errors_name_file_and_line(tmp_path: Path):
     with pytest.raises(VerifierDataError, match=r"pseudo.jsonl:2: \"labels\" must be a non-empty"):
         read_text_jsonl(p)
     p.write_text('{"text": "He frowns.", "label": "anger"}\nnot json\n')
-    with pytest.raises(VerifierDataError, match=r"pseudo.jsonl:2: not JSON"):
+    with pytest.raises(VerifierDataError, match=r"pseudo.jsonl:2: invalid JSON"):
         read_text_jsonl(p)
 
 
