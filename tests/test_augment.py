@@ -36,6 +36,7 @@ class ScriptedLLM:
         self.requests: list[tuple[str, int]] = []  # (key, HTTP status)
         self.prompts: dict[str, str] = {}
         self.auth: list[str] = []
+        self.models: list[str] = []
         self.short_sent = False
 
     def seen(self, key: str) -> int:
@@ -89,6 +90,7 @@ def llm() -> Iterator[tuple[ScriptedLLM, str]]:
         def do_POST(self) -> None:  # noqa: N802
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             script.auth.append(self.headers.get("Authorization", ""))
+            script.models.append(body["model"])
             if self.headers.get("Authorization") == "Bearer bad-key":
                 return self._send(401, {"error": {"message": "invalid key"}})
             prompt = body["messages"][-1]["content"]
@@ -265,6 +267,45 @@ def test_cli_reads_the_key_from_the_environment_and_never_prints_it(
     assert "sk-secret-123" not in result.output
     summary = json.loads((tmp_path / "pseudo.summary.json").read_text())
     assert summary["accepted"] == 3 and summary["prompt_tokens"] == 30
+
+
+def test_cli_takes_the_api_settings_from_the_recipe(llm: tuple[ScriptedLLM, str],
+                                                    tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch):
+    from erv_plugins.cli import build_cli
+
+    script, url = llm
+    monkeypatch.setenv("RECIPE_LLM_KEY", "sk-from-env")
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(f"""
+name = "aug"
+stages = ["verifier"]
+
+[train_verifier]
+base = "tiny"
+
+[train_verifier.augment]
+base_url = "{url}"
+complement_model = "small-writer"
+api_key_env = "RECIPE_LLM_KEY"
+concurrency = 2
+price_in = 1.0
+price_out = 1.0
+""")
+    pseudo = tmp_path / "pseudo.jsonl"
+    pseudo.write_text('{"text": "[c-1] She wrinkles her nose in disgust.", "labels": ["disgust"]}\n'
+                      '{"text": "[c-2] He gags and turns away.", "labels": ["disgust"]}\n')
+    out = tmp_path / "complemented.jsonl"
+    result = CliRunner().invoke(build_cli(), [
+        "augment", "complement", "--pseudo", str(pseudo), "--out", str(out), "--emotions",
+        "disgust", "--target", "4", "--recipe", str(recipe), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "2 accepted, 0 rejected, 0 failed" in result.output
+    assert "cost $0.0000" in result.output  # 2 x 12 tokens at $1 per 1M
+    assert set(script.models) == {"small-writer"}
+    assert set(script.auth) == {"Bearer sk-from-env"}
+    assert sorted(json.loads(x)["id"] for x in out.read_text().splitlines()) == [
+        "complement:disgust:00000", "complement:disgust:00001"]
 
 
 def test_a_refused_key_stops_the_run_with_a_clear_error(llm: tuple[ScriptedLLM, str],

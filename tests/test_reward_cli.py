@@ -81,8 +81,8 @@ def test_stdin_without_a_verifier_scores_format_and_answer(
 
 
 @pytest.mark.parametrize(("content", "message"), [
-    ('{"completion": "a", "label": "sad"}\nnot json\n', "line 2: invalid JSON"),
-    ('{"label": "sad"}\n', "line 1: 'completion' must be a string"),
+    ('{"completion": "a", "label": "sad"}\nnot json\n', "in.jsonl:2: invalid JSON: Expecting value"),
+    ('{"label": "sad"}\n', "in.jsonl:1: 'completion' must be a string"),
     ('{"completion": "a"}\n', "no line has a 'label'"),
     ('{"completion": "a", "label": "sad", "dataset": "nope"}\n', "dataset 'nope' has no label space"),
 ])

@@ -153,7 +153,7 @@ def test_jsonl_errors_name_file_and_line(tmp_path: Path):
     with pytest.raises(VerifierDataError, match=r"pseudo.jsonl:2: \"labels\" must be a non-empty"):
         read_text_jsonl(p)
     p.write_text('{"text": "He frowns.", "label": "anger"}\nnot json\n')
-    with pytest.raises(VerifierDataError, match=r"pseudo.jsonl:2: not JSON"):
+    with pytest.raises(VerifierDataError, match=r"pseudo.jsonl:2: invalid JSON"):
         read_text_jsonl(p)
 
 
@@ -211,23 +211,29 @@ def test_metrics_on_a_hand_checked_example():
 
 # -- training --------------------------------------------------------------------------------
 
-@pytest.mark.slow
-def test_tiny_verifier_learns_the_generated_corpus(tmp_path: Path):
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, float]:
     """A tiny RoBERTa from scratch, [CLS] pooling as in the paper, 2,200 sentences, CPU.
 
     Why it learns (where the issue saw collapse to label frequencies): the label is carried
-    only by cue words that are single tokens; ``initializer_range=0.1`` (not 0.02) makes
-    attention and feed-forward outputs large enough beside the first token's own embedding
-    that its final vector differs between sentences from the first step, and lr 3e-3 with
-    10 % warmup and no dropout separates the cues before the head settles on frequencies.
-    With initializer_range 0.02 the same run scores macro-F1 0.07 after 4 epochs.
+    only by cue words that are single tokens, and the head's biases start at the prior of
+    a rare label (p = 1/11) instead of 0.5, so the first steps are not spent pushing every
+    logit down regardless of the input; lr 3e-3 with 10 % warmup and no dropout then
+    separate the cues. With zero biases (initializer_range 0.02, 4 epochs) the same data
+    gave macro-F1 0.07; see erv_plugins.verifiers.tiny.
     """
+    tmp = tmp_path_factory.mktemp("trained")
     start = time.perf_counter()
-    base = build_tiny_verifier(tmp_path / "base", labels=MAFW_LABELS)
-    train = write_jsonl(generate_emotion_corpus(2200, seed=0), tmp_path / "train.jsonl")
-    metrics = train_verifier(read_text_jsonl(train), base=base, out=tmp_path / "erv",
+    base = build_tiny_verifier(tmp / "base", labels=MAFW_LABELS)
+    train = write_jsonl(generate_emotion_corpus(2200, seed=0), tmp / "train.jsonl")
+    metrics = train_verifier(read_text_jsonl(train), base=base, out=tmp / "erv",
                              **{**TINY_TRAINING, "epochs": 6}, progress=False)
-    seconds = time.perf_counter() - start
+    return tmp / "erv", metrics, time.perf_counter() - start
+
+
+@pytest.mark.slow
+def test_tiny_verifier_learns_the_generated_corpus(trained: tuple[Path, dict, float]):
+    out, metrics, seconds = trained
     assert seconds < 120
     # Chance: predicting every label for every sentence gives F1 = 2p/(1+p) with p about
     # 0.1 per label (about 0.19); a frequency-collapsed model scores about 0.07 (see above).
@@ -236,19 +242,60 @@ def test_tiny_verifier_learns_the_generated_corpus(tmp_path: Path):
     assert metrics["loss_last"] < metrics["loss_first"] / 5
     for name in ("model.safetensors", "config.json", "tokenizer.json", "label_map.json",
                  "metrics.json", "metrics.png", "counts.txt"):
-        assert (tmp_path / "erv" / name).is_file(), name
-    assert json.loads((tmp_path / "erv" / "metrics.json").read_text())["macro_f1"] == (
-        metrics["macro_f1"])
+        assert (out / name).is_file(), name
+    assert json.loads((out / "metrics.json").read_text())["macro_f1"] == metrics["macro_f1"]
 
     # The trained checkpoint loads back through the hf plugin and reads new sentences.
     from erv_plugins.plugins import get_plugins
 
     verifier = get_plugins().get("verifier", "hf").build(
-        HFVerifierOptions(path=str(tmp_path / "erv"), labels="mafw"))
-    assert verifier.predict(["The driver looks terrified.",  # new subject-cue pairs
-                             "He sounds scornful and livid.",
-                             "The background is a busy street at night."]) == [
-        ("fear",), ("anger", "contempt"), ("neutral",)]
+        HFVerifierOptions(path=str(out), labels="mafw"))
+    predicted = verifier.predict(["The driver looks terrified.",  # new subject-cue pairs
+                                  "He sounds scornful and livid.",
+                                  "The background is a busy street at night."])
+    assert [sorted(p) for p in predicted] == [["fear"], ["anger", "contempt"], ["neutral"]]
+
+
+@pytest.mark.slow
+def test_a_trained_tiny_goemotions_verifier_for_demos(tmp_path: Path):
+    """``build_tiny_verifier(..., train=True)``: the paper's 28-label head, fitted on the
+    generated corpus mapped through the release's label map (happiness -> joy, ...)."""
+    verifier = HFVerifier(build_tiny_verifier(tmp_path / "v", train=True, epochs=6))
+    assert verifier.labels == GOEMOTIONS
+    assert verifier.predict(["The boy looks delighted.", "The old man seems furious.",
+                             "She sounds powerless.", "He wears a dark jacket in a small room."]
+                            ) == [("joy",), ("anger",), ("grief",), ("neutral",)]
+    metrics = json.loads((tmp_path / "v" / "metrics.json").read_text())
+    assert metrics["macro_f1"] > 0.9
+
+
+@pytest.mark.slow
+def test_erv_reward_scores_explanations_with_the_trained_verifier(
+        trained: tuple[Path, dict, float], tmp_path: Path):
+    """The saved verifier drives the explanation reward R_E of ``erv reward`` (Algorithm 1)."""
+    from click.testing import CliRunner
+
+    from erv_plugins.cli import build_cli
+
+    out, _, _ = trained
+    samples = tmp_path / "samples.jsonl"
+    samples.write_text("".join(json.dumps(r) + "\n" for r in [
+        # One anger sentence and one neutral (background) sentence: R_E = 1 / (2 - 1).
+        {"completion": "<think>The man looks furious. The background is a busy street at "
+                       "night.</think> <answer>anger</answer>", "label": "anger",
+         "dataset": "mafw"},
+        # One of two emotional sentences shows the ground truth: R_E = 1 / 2.
+        {"completion": "<think>She looks joyful. She seems sad as she listens.</think> "
+                       "<answer>sadness</answer>", "label": "sadness", "dataset": "mafw"},
+        # No <think>: R_E = 0, format 0; the answer still counts.
+        {"completion": "<answer>fear</answer>", "label": "fear", "dataset": "mafw"},
+    ]))
+    result = CliRunner().invoke(build_cli(), ["reward", str(samples), "--verifier", str(out),
+                                              "--json"])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [(r["explanation"], r["format"], r["answer"], r["total"]) for r in rows] == [
+        (1.0, 1.0, 1.0, 3.0), (0.5, 1.0, 1.0, 2.5), (0.0, 0.0, 1.0, 1.0)]
 
 
 @pytest.mark.slow
@@ -287,3 +334,46 @@ options = {{ n = 330, seed = 3 }}
     metrics = json.loads((tmp_path / "run" / "verifier" / "metrics.json").read_text())
     assert metrics["train_size"] == 297 and metrics["eval_size"] == 33
     assert (tmp_path / "run" / "verifier" / "metrics.png").is_file()
+
+
+def test_a_hub_id_loads_from_the_local_hf_cache(random_goemotions_verifier: Path,
+                                                tmp_path: Path, monkeypatch):
+    """``SamLowe/roberta-base-go_emotions`` style ids resolve in the local cache only."""
+    import shutil
+
+    snapshot = tmp_path / "hub" / "models--acme--tiny-erv" / "snapshots" / ("0" * 40)
+    shutil.copytree(random_goemotions_verifier, snapshot)
+    (snapshot.parent.parent / "refs").mkdir()
+    (snapshot.parent.parent / "refs" / "main").write_text("0" * 40)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    verifier = HFVerifier("acme/tiny-erv")
+    assert verifier.path == snapshot.resolve()
+    assert verifier.labels == GOEMOTIONS
+
+
+def test_text_dataset_plugins_read_table_5_sources(tmp_path: Path):
+    """What a recipe's [[train_verifier.train]] entries build (root = the file)."""
+    from erv_plugins.plugins import get_plugins
+    from erv_plugins.recipe import DataSpec
+    from erv_plugins.verifiers.text_datasets import MerrOptions, TextJsonlOptions
+    from erv_plugins.verifiers.training import build_dataset, records_from_dataset
+
+    merr = tmp_path / "merr.json"
+    merr.write_text(json.dumps({"a": {"pseu_emotion": "fear", "caption": "He trembles."}}))
+    pseudo = tmp_path / "pseudo_dfew.jsonl"
+    pseudo.write_text('{"text": "She scowls.", "labels": ["anger", "disgust"]}\n')
+    plugins = get_plugins()
+    ds = build_dataset(plugins, DataSpec(plugin="text_merr_fine", root=str(merr),
+                                         options=MerrOptions(text_field="caption")))
+    assert records_from_dataset(ds, "merr") == [TextRecord("He trembles.", ("fear",),
+                                                           "merr_fine", "a")]
+    ds = build_dataset(plugins, DataSpec(plugin="text_jsonl", root=str(pseudo),
+                                         options=TextJsonlOptions()))
+    assert [(r.text, r.labels, r.source) for r in ds.records()] == [
+        ("She scowls.", ("anger", "disgust"), "pseudo_dfew")]
+    sample = ds.samples()[0]  # the Dataset protocol view
+    assert (sample.label, sample.explanation, sample.extra["labels"]) == (
+        "anger", "She scowls.", ["anger", "disgust"])
+    with pytest.raises(VerifierDataError, match="text_emer: give the file as root"):
+        build_dataset(plugins, DataSpec(plugin="text_emer"))

@@ -35,36 +35,43 @@ def _strip_answer_tags(text: str) -> str:
     return (m.group(1) if m else text).strip()
 
 
-def normalize_dfew(word: str) -> str:
-    """Release rule: sadness->sad, anything containing "happiness"->happy, "anger"->angry."""
-    w = _strip_answer_tags(word).lower()
-    if w == "sadness":
+def release_dfew(word: str) -> str:
+    """The release's DFEW rule, verbatim (case-sensitive, no tag stripping): sadness->sad,
+    anything containing "happiness"->happy, containing "anger"->angry."""
+    if word == "sadness":
         return "sad"
-    if "happiness" in w:
+    if "happiness" in word:
         return "happy"
-    if "anger" in w:
+    if "anger" in word:
         return "angry"
-    return w
+    return word
+
+
+_MAFW_EXACT = {"angry": "anger", "sad": "sadness", "anxious": "anxiety",
+               "helpless": "helplessness", "disappointed": "disappointment"}
+
+
+def release_mafw(word: str) -> str:
+    """The release's MAFW rule, verbatim (case-sensitive, no tag stripping): angry->anger,
+    sad->sadness, anxious->anxiety, helpless->helplessness, disappointed->disappointment,
+    containing "happy"->happiness, containing "contemptuous"->contempt."""
+    if word in _MAFW_EXACT:
+        return _MAFW_EXACT[word]
+    if "happy" in word:
+        return "happiness"
+    if "contemptuous" in word:
+        return "contempt"
+    return word
+
+
+def normalize_dfew(word: str) -> str:
+    """The release's DFEW rule on the stripped, lower-cased word (tags removed)."""
+    return release_dfew(_strip_answer_tags(word).lower())
 
 
 def normalize_mafw(word: str) -> str:
-    """Release rule: angry->anger, sad->sadness, anxious->anxiety, helpless->helplessness,
-    disappointed->disappointment, containing "happy"->happiness, "contemptuous"->contempt."""
-    w = _strip_answer_tags(word).lower()
-    exact = {
-        "angry": "anger",
-        "sad": "sadness",
-        "anxious": "anxiety",
-        "helpless": "helplessness",
-        "disappointed": "disappointment",
-    }
-    if w in exact:
-        return exact[w]
-    if "happy" in w:
-        return "happiness"
-    if "contemptuous" in w:
-        return "contempt"
-    return w
+    """The release's MAFW rule on the stripped, lower-cased word (tags removed)."""
+    return release_mafw(_strip_answer_tags(word).lower())
 
 
 def normalize_emer(word: str) -> str:

@@ -11,6 +11,7 @@ import difflib
 import importlib
 import importlib.metadata
 import os
+import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -112,7 +113,8 @@ class Plugins:
         self._pm = pluggy.PluginManager(hookspecs.PROJECT)
         self._pm.add_hookspecs(hookspecs)
         if os.environ.get(TRACE_ENV):
-            self._pm.trace.root.setwriter(lambda msg: print(msg, end=""))
+            # stderr, so that traced `erv plugins --json` still prints clean JSON
+            self._pm.trace.root.setwriter(lambda msg: print(msg, end="", file=sys.stderr))
             self._pm.enable_tracing()
         self._sources: dict[str, tuple[Literal["builtin", "entrypoint", "manual"], str | None]] = {}
         for modname in defaults:

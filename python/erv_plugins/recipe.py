@@ -83,6 +83,21 @@ class LaunchConfig(_Strict):
     use_cpu: bool = False
 
 
+class SyntheticData(_Strict):
+    """Synthetic clips a training stage writes (once) before it reads its dataset: the
+    learnable colour + tone task of ``erv data synth`` (tiny demos, tests)."""
+
+    out: str = "data/synthetic"
+    n_per_label: int = 4
+    labels: list[str] = msgspec.field(
+        default_factory=lambda: ["happiness", "sadness", "anger", "neutral"])
+    layouts: list[str] = msgspec.field(default_factory=lambda: ["mafw", "jsonl", "emer"])
+    seed: int = 0
+    size: int = 32
+    seconds: float = 1.0
+    fps: int = 8
+
+
 class SFTConfig(_Strict):
     """Supervised fine-tuning on EMER (paper section 3.1, eq. 2)."""
 
@@ -96,7 +111,31 @@ class SFTConfig(_Strict):
     bf16: bool = False
     max_length: int = 2048
     max_steps: int = -1
+    save_steps: int = 500
     seed: int = 42
+    # Clip decoding (paper Table 8): frames sampled per clip and their square resolution;
+    # None = the policy checkpoint's own (its config's num_frames and vision image size).
+    frames: int | None = None
+    image_size: int | None = None
+    # Parameter name prefixes kept frozen (paper Table 8 lists what each stage trains).
+    freeze: list[str] = msgspec.field(default_factory=list)
+    synthetic: SyntheticData | None = None
+    gradient_checkpointing: bool = False
+
+
+class AugmentConfig(_Strict):
+    """The chat API behind ``erv augment`` (paper appendix B.1). The key itself never
+    goes in a recipe: ``api_key_env`` names the environment variable that holds it."""
+
+    base_url: str | None = None  # None: $OPENAI_BASE_URL, else OpenAI
+    label_model: str = "gpt-4.1"  # paper: pseudo-labels by GPT-4.1 (Figure 6)
+    complement_model: str = "gpt-4.1-mini"  # paper: complements by GPT-4.1-mini (Figure 7)
+    api_key_env: str = "OPENAI_API_KEY"
+    concurrency: int = 8
+    timeout_s: float = 60.0
+    retries: int = 5
+    price_in: float = 0.0  # USD per 1M prompt tokens, for the cost count
+    price_out: float = 0.0  # USD per 1M completion tokens
 
 
 class VerifierTrainingConfig(_Strict):
@@ -117,6 +156,7 @@ class VerifierTrainingConfig(_Strict):
     weight_decay: float = 0.0
     device: str = "auto"  # auto: cuda when available (bf16), else cpu
     reinit_head: bool = False  # True: a new head over label_space (base head size may differ)
+    augment: AugmentConfig | None = None  # the LLM of `erv augment --recipe`
 
 
 class GRPOConfig(_Strict):
@@ -144,6 +184,11 @@ class GRPOConfig(_Strict):
     save_steps: int = 100
     seed: int = 42
     use_vllm: bool = False
+    frames: int | None = None
+    image_size: int | None = None
+    freeze: list[str] = msgspec.field(default_factory=list)
+    synthetic: SyntheticData | None = None
+    gradient_checkpointing: bool = False
 
 
 class EvalConfig(_Strict):

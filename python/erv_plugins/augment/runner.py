@@ -292,8 +292,7 @@ def run_jobs(jobs: Iterable[Job], settings: ChatSettings, handle: Handler, out: 
     pending = [j for j in all_jobs if j.id not in done]
     if limit is not None:
         pending = pending[:limit]
-    stats = RunStats(total=len(all_jobs), skipped=len(all_jobs) - len([j for j in all_jobs
-                                                                      if j.id not in done]),
+    stats = RunStats(total=len(all_jobs), skipped=sum(j.id in done for j in all_jobs),
                      pending=len(pending))
     start = time.perf_counter()
     if pending:

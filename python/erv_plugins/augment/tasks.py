@@ -13,7 +13,6 @@ drawn from the pseudo-labelled data (Figure 7) until each label reaches a target
 
 from __future__ import annotations
 
-import json
 import os
 import random
 from collections import Counter
@@ -38,6 +37,7 @@ from erv_plugins.augment.runner import (
     side_files,
 )
 from erv_plugins.labels import MAFW_LABELS
+from erv_plugins.jsonl import iter_jsonl
 
 COMPLEMENT_LABELS: tuple[str, ...] = ("disgust", "fear", "contempt", "disappointment",
                                       "neutral", "helplessness")
@@ -52,21 +52,10 @@ def read_explanations(paths: Sequence[str | os.PathLike[str]]) -> list[dict[str,
     rows = []
     for path in paths:
         p = Path(path)
-        try:
-            lines = p.read_text(encoding="utf-8").splitlines()
-        except FileNotFoundError:
-            raise AugmentError(f"{p}: no such file") from None
-        for n, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise AugmentError(f"{p}:{n}: not JSON: {exc.msg}") from None
-            text = next((row.get(k) for k in _TEXT_KEYS if isinstance(row, dict) and k in row),
-                        None)
+        for where, n, row in iter_jsonl(p, error=AugmentError):
+            text = next((row.get(k) for k in _TEXT_KEYS if k in row), None)
             if not isinstance(text, str) or not text.strip():
-                raise AugmentError(f"{p}:{n}: needs a non-empty \"text\" (or \"explanation\", "
+                raise AugmentError(f"{where}: needs a non-empty \"text\" (or \"explanation\", "
                                    "\"completion\")")
             if "<think>" in text:
                 text = parse_completion(text).think or text
@@ -97,15 +86,14 @@ def pseudo_label(inputs: Sequence[str | os.PathLike[str]], out: str | os.PathLik
 
 
 def _labelled(paths: Sequence[str | os.PathLike[str]]) -> list[dict[str, Any]]:
-    rows = []
-    for path in paths:
-        p = Path(path)
-        if not p.exists():
-            raise AugmentError(f"{p}: no such file")
-        for r in read_jsonl_ids(p, repair=False):
-            if isinstance(r.get("text"), str) and isinstance(r.get("labels"), list):
-                rows.append(r)
-    return rows
+    """Pseudo-labelled rows ({"text", "labels"}; ids default to ``<file stem>:<line>``)."""
+    from erv_plugins.verifiers.data import VerifierDataError, read_text_jsonl
+
+    try:
+        return [{"id": r.id, "text": r.text, "labels": list(r.labels)}
+                for p in paths for r in read_text_jsonl(p)]
+    except VerifierDataError as exc:
+        raise AugmentError(str(exc)) from None
 
 
 def complement(pseudo: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str],

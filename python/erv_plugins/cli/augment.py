@@ -12,32 +12,37 @@ _BASE_URL_ENV = "OPENAI_BASE_URL"
 
 
 def _chat_options(default_model: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Options every augmentation command shares: where to ask and how hard to push."""
+    """Options every augmentation command shares: where to ask and how hard to push.
+
+    Unset flags come from --recipe's [train_verifier.augment] table, else the defaults shown.
+    """
 
     def decorate(f: Callable[..., Any]) -> Callable[..., Any]:
         options = [
-            click.option("--model", default=default_model, show_default=True,
-                         help="Chat model name at the API."),
+            click.option("--recipe", type=click.Path(dir_okay=False), default=None,
+                         help="Take the API settings from RECIPE's [train_verifier.augment]."),
+            click.option("--model", default=None,
+                         help=f"Chat model name at the API [default: {default_model}]."),
             click.option("--base-url", default=None, metavar="URL",
                          help=f"OpenAI-compatible API base URL (default ${_BASE_URL_ENV}, "
                          "else OpenAI), e.g. http://127.0.0.1:8000/v1 for a local vLLM."),
-            click.option("--api-key-env", default="OPENAI_API_KEY", show_default=True,
-                         metavar="NAME", help="Environment variable holding the API key "
-                         "(the key itself is never printed or written)."),
-            click.option("--concurrency", default=8, show_default=True,
-                         help="Requests in flight at once."),
-            click.option("--timeout", "timeout_s", default=60.0, show_default=True,
-                         help="Seconds per request."),
-            click.option("--retries", default=5, show_default=True,
-                         help="Retries on 429, 5xx, timeouts (exponential backoff)."),
+            click.option("--api-key-env", default=None, metavar="NAME",
+                         help="Environment variable holding the API key [default: "
+                         "OPENAI_API_KEY] (the key itself is never printed or written)."),
+            click.option("--concurrency", type=int, default=None,
+                         help="Requests in flight at once [default: 8]."),
+            click.option("--timeout", "timeout_s", type=float, default=None,
+                         help="Seconds per request [default: 60]."),
+            click.option("--retries", type=int, default=None,
+                         help="Retries on 429, 5xx, timeouts [default: 5]."),
             click.option("--backoff", "backoff_s", default=1.0, show_default=True,
                          help="First backoff in seconds (doubles each retry, max 60)."),
             click.option("--limit", type=int, default=None,
                          help="Ask at most N new questions this run (a budget)."),
-            click.option("--price-in", default=0.0, show_default=True,
-                         help="USD per 1M prompt tokens, for the cost count."),
-            click.option("--price-out", default=0.0, show_default=True,
-                         help="USD per 1M completion tokens, for the cost count."),
+            click.option("--price-in", type=float, default=None,
+                         help="USD per 1M prompt tokens, for the cost count [default: 0]."),
+            click.option("--price-out", type=float, default=None,
+                         help="USD per 1M completion tokens, for the cost count [default: 0]."),
             click.option("--seed", default=0, show_default=True,
                          help="Seed for label permutations and exemplar draws."),
             click.option("--quiet", is_flag=True, help="No progress bar."),
@@ -49,15 +54,35 @@ def _chat_options(default_model: str) -> Callable[[Callable[..., Any]], Callable
     return decorate
 
 
-def _settings(model: str, base_url: str | None, api_key_env: str, concurrency: int,
-              timeout_s: float, retries: int, backoff_s: float, price_in: float,
-              price_out: float, temperature: float | None) -> Any:
+def _settings(task: str, recipe: str | None, flags: dict[str, Any], temperature: float,
+              backoff_s: float) -> Any:
+    """ChatSettings from the flags, then the recipe's [train_verifier.augment], then defaults."""
     from erv_plugins.augment.runner import ChatSettings
+    from erv_plugins.errors import ErvError
+    from erv_plugins.recipe import AugmentConfig
 
-    return ChatSettings(model=model, base_url=base_url or os.environ.get(_BASE_URL_ENV),
-                        api_key_env=api_key_env, concurrency=concurrency, timeout_s=timeout_s,
-                        max_retries=retries, backoff_s=backoff_s, price_in=price_in,
-                        price_out=price_out, temperature=temperature)
+    config = AugmentConfig()
+    if recipe is not None:
+        from erv_plugins.recipe import load_recipe
+
+        loaded = load_recipe(recipe)
+        if loaded.train_verifier is None or loaded.train_verifier.augment is None:
+            raise ErvError(f"{recipe}: no [train_verifier.augment] table")
+        config = loaded.train_verifier.augment
+    model = config.label_model if task == "label" else config.complement_model
+
+    def pick(name: str, default: Any) -> Any:
+        return flags[name] if flags.get(name) is not None else default
+
+    return ChatSettings(
+        model=pick("model", model),
+        base_url=pick("base_url", config.base_url) or os.environ.get(_BASE_URL_ENV),
+        api_key_env=pick("api_key_env", config.api_key_env),
+        concurrency=pick("concurrency", config.concurrency),
+        timeout_s=pick("timeout_s", config.timeout_s),
+        max_retries=pick("retries", config.retries), backoff_s=backoff_s,
+        price_in=pick("price_in", config.price_in), price_out=pick("price_out", config.price_out),
+        temperature=temperature)
 
 
 def _report(stats: Any, out: str) -> None:
@@ -100,9 +125,8 @@ def augment() -> None:
               help="Source name in the results (Table-5 rows, e.g. dfew, mafw).")
 @_chat_options("gpt-4.1")
 def label(inputs: tuple[str, ...], out: str, label_space: str, max_labels: int, source: str,
-          model: str, base_url: str | None, api_key_env: str, concurrency: int,
-          timeout_s: float, retries: int, backoff_s: float, limit: int | None,
-          price_in: float, price_out: float, seed: int, quiet: bool) -> None:
+          recipe: str | None, backoff_s: float, limit: int | None, seed: int, quiet: bool,
+          **flags: Any) -> None:
     """Pseudo-label the explanations in INPUTS (JSONL with "id" and "text").
 
     \b
@@ -115,8 +139,7 @@ def label(inputs: tuple[str, ...], out: str, label_space: str, max_labels: int, 
     space = BUILTIN_LABEL_SPACES.get(label_space)
     labels = space.labels if space else tuple(x.strip() for x in label_space.split(",")
                                               if x.strip())
-    settings = _settings(model, base_url, api_key_env, concurrency, timeout_s, retries,
-                         backoff_s, price_in, price_out, temperature=0.0)
+    settings = _settings("label", recipe, flags, temperature=0.0, backoff_s=backoff_s)
     stats = pseudo_label(inputs, out, settings, labels=labels, max_labels=max_labels,
                          source=source, seed=seed, limit=limit, progress=not quiet)
     _report(stats, out)
@@ -135,10 +158,8 @@ def label(inputs: tuple[str, ...], out: str, label_space: str, max_labels: int, 
               help="Generate TARGET new descriptions per label regardless of the pseudo data.")
 @_chat_options("gpt-4.1-mini")
 def complement(pseudo: tuple[str, ...], out: str, emotions: str, target: int,
-               no_count_existing: bool, model: str, base_url: str | None, api_key_env: str,
-               concurrency: int, timeout_s: float, retries: int, backoff_s: float,
-               limit: int | None, price_in: float, price_out: float, seed: int,
-               quiet: bool) -> None:
+               no_count_existing: bool, recipe: str | None, backoff_s: float,
+               limit: int | None, seed: int, quiet: bool, **flags: Any) -> None:
     """Generate descriptions for under-represented emotions until each has TARGET.
 
     \b
@@ -148,8 +169,7 @@ def complement(pseudo: tuple[str, ...], out: str, emotions: str, target: int,
     """
     from erv_plugins.augment.tasks import complement as run_complement
 
-    settings = _settings(model, base_url, api_key_env, concurrency, timeout_s, retries,
-                         backoff_s, price_in, price_out, temperature=1.0)
+    settings = _settings("complement", recipe, flags, temperature=1.0, backoff_s=backoff_s)
     wanted = tuple(e.strip() for e in emotions.split(",") if e.strip())
     stats = run_complement(pseudo, out, settings, emotions=wanted, target=target,
                            count_existing=not no_count_existing, seed=seed, limit=limit,

@@ -25,10 +25,4 @@ BUILTIN_COMMANDS: tuple[tuple[str, str], ...] = (
 @hookimpl
 def erv_register_commands(cli: click.Group) -> None:
     for module, attr in BUILTIN_COMMANDS:
-        try:
-            command = getattr(importlib.import_module(module), attr)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:  # a real missing dependency, not an absent command module
-                raise
-            continue
-        cli.add_command(command)
+        cli.add_command(getattr(importlib.import_module(module), attr))

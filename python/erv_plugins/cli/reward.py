@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import sys
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -91,33 +90,16 @@ def reward(input_path: str, recipe: str | None, verifier_dir: str | None, tau: f
 
 
 def _read_rows(path: str) -> list[dict[str, Any]]:
+    from erv_plugins.jsonl import iter_jsonl
+
     shown = "<stdin>" if path == "-" else path
-    try:
-        if path == "-":
-            lines = sys.stdin.read().splitlines()
-        else:
-            with open(path, encoding="utf-8") as fh:
-                lines = fh.read().splitlines()
-    except FileNotFoundError:
-        raise ErvError(f"{shown}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ErvError(f"{shown}: cannot read: {exc}") from None
     rows = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ErvError(f"{shown}: line {number}: invalid JSON: {exc.msg}") from None
-        if not isinstance(row, dict):
-            raise ErvError(f"{shown}: line {number}: expected a JSON object")
+    for where, number, row in iter_jsonl(path):
         completion = row.get("completion")
         if not isinstance(completion, (str, list)):
-            raise ErvError(f"{shown}: line {number}: 'completion' must be a string or a list "
-                           "of chat messages")
+            raise ErvError(f"{where}: 'completion' must be a string or a list of chat messages")
         if "label" in row and not isinstance(row["label"], str):
-            raise ErvError(f"{shown}: line {number}: 'label' must be a string")
+            raise ErvError(f"{where}: 'label' must be a string")
         row["_line"] = number
         rows.append(row)
     if not rows:

@@ -23,6 +23,7 @@ import msgspec
 
 from erv_plugins.datasets.base import Sample
 from erv_plugins.errors import ErvError
+from erv_plugins.jsonl import iter_jsonl
 from erv_plugins.hookspecs import hookimpl
 from erv_plugins.labels import (
     BUILTIN_LABEL_SPACES,
@@ -290,15 +291,8 @@ class Jsonl(_ClipDataset):
             raise ErvError(f"dataset jsonl: manifest {path} does not exist")
         space = BUILTIN_LABEL_SPACES.get(opts.label_space or "")
         out = []
-        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{n}"
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ErvError(f"{where}: invalid JSON: {exc}") from None
-            if not isinstance(obj, dict) or "video" not in obj or "label" not in obj:
+        for where, _, obj in iter_jsonl(path):
+            if "video" not in obj or "label" not in obj:
                 raise ErvError(f"{where}: expected an object with 'video' and 'label'")
             if self.split != "all" and obj.get("split", self.split) != self.split:
                 continue

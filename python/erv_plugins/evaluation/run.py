@@ -49,25 +49,12 @@ class EvalResult:
 
 def read_predictions(path: str | os.PathLike[str]) -> list[Prediction]:
     """Predictions JSONL: one object a line with at least id, completion, label."""
+    from erv_plugins.jsonl import iter_jsonl
+
     path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise ErvError(f"predictions {path}: cannot read: {exc.strerror or exc}") from None
-    except UnicodeDecodeError as exc:
-        raise ErvError(f"predictions {path}: not UTF-8 text: {exc}") from None
     out: list[Prediction] = []
     seen: dict[str, int] = {}
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        where = f"{path}:{number}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ErvError(f"{where}: not a JSON object: {exc.msg}") from None
-        if not isinstance(row, dict):
-            raise ErvError(f"{where}: expected a JSON object, got {type(row).__name__}")
+    for where, number, row in iter_jsonl(path):
         for key in ("id", "completion", "label"):
             if key not in row:
                 raise ErvError(f"{where}: missing field {key!r} "

@@ -9,7 +9,7 @@ from typing import ClassVar, Literal
 import msgspec
 import numpy as np
 
-from erv_plugins.labels import BUILTIN_LABEL_SPACES, LabelSpace
+from erv_plugins.labels import BUILTIN_LABEL_SPACES, LabelSpace, release_dfew, release_mafw
 from erv_plugins.rewards.base import RewardBatch
 from erv_plugins.rewards.spaces import (
     dataset_column,
@@ -44,31 +44,8 @@ _ANSWER_DOTALL = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 _RELEASE_GT = re.compile(r"<answer>(.*?)</answer>")
 
 
-def _release_dfew(word: str) -> str:
-    # match_emotion_key_DFEW of the release: case-sensitive, no tag stripping.
-    if word == "sadness":
-        return "sad"
-    if "happiness" in word:
-        return "happy"
-    if "anger" in word:
-        return "angry"
-    return word
-
-
-def _release_mafw(word: str) -> str:
-    # match_emotion_key_MAFW of the release.
-    exact = {"angry": "anger", "sad": "sadness", "anxious": "anxiety",
-             "helpless": "helplessness", "disappointed": "disappointment"}
-    if word in exact:
-        return exact[word]
-    if "happy" in word:
-        return "happiness"
-    if "contemptuous" in word:
-        return "contempt"
-    return word
-
-
-_RELEASE_NORMALISERS = {"dfew": _release_dfew, "mafw": _release_mafw}
+# The release matches answers case-sensitively, without stripping tags.
+_RELEASE_NORMALISERS = {"dfew": release_dfew, "mafw": release_mafw}
 
 
 class AnswerReward:

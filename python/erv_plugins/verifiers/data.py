@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from erv_plugins.errors import ErvError
+from erv_plugins.jsonl import iter_jsonl
 from erv_plugins.labels import (
     BUILTIN_LABEL_SPACES,
     EMER,
@@ -67,21 +68,7 @@ def read_text_jsonl(path: str | os.PathLike[str], *, source: str | None = None,
     p = Path(path)
     src = source or p.stem
     records: list[TextRecord] = []
-    try:
-        lines = p.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise VerifierDataError(f"{p}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise VerifierDataError(f"{p}: cannot read: {exc}") from None
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise VerifierDataError(f"{p}:{n}: not JSON: {exc.msg}") from None
-        if not isinstance(row, dict):
-            raise VerifierDataError(f"{p}:{n}: expected a JSON object, got {type(row).__name__}")
+    for _, n, row in iter_jsonl(p, error=VerifierDataError):
         text = next((row[k] for k in _TEXT_KEYS if k in row), None)
         if not isinstance(text, str) or not text.strip():
             raise VerifierDataError(f"{p}:{n}: missing a non-empty \"text\" string")

@@ -10,10 +10,11 @@ paper's checkpoint, or whatever a user trained with ``erv train-verifier``).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -97,7 +98,10 @@ def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
         try:
             from huggingface_hub import snapshot_download
 
-            return Path(snapshot_download(text, local_files_only=True)).resolve()
+            # The cache location is read now, not at import (HF_HUB_CACHE may change).
+            cache = os.environ.get("HF_HUB_CACHE")
+            return Path(snapshot_download(text, local_files_only=True,
+                                          cache_dir=cache)).resolve()
         except Exception:
             pass
     raise VerifierLoadError(
@@ -154,7 +158,8 @@ class HFVerifier:
     def __init__(self, path: str | os.PathLike[str], *, device: str = "cpu",
                  dtype: Dtype = "auto", batch_size: int = 64,
                  max_length: int | None = None,
-                 labels: str | Sequence[str] | None = None) -> None:
+                 labels: str | Sequence[str] | None = None,
+                 length_bucketing: bool = True) -> None:
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -167,13 +172,15 @@ class HFVerifier:
         self.device = torch.device(device)
         self.dtype = _torch_dtype(dtype, self.device)
         self.batch_size = batch_size
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
-            model = AutoModelForSequenceClassification.from_pretrained(
-                self.path, local_files_only=True, dtype=self.dtype
-            )
-        except (OSError, ValueError) as exc:
-            raise VerifierLoadError(f"verifier checkpoint {self.path}: {exc}") from None
+        self.length_bucketing = length_bucketing  # False: input order (benchmark baseline)
+        with _quiet_loading():
+            try:
+                self.tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
+                model = AutoModelForSequenceClassification.from_pretrained(
+                    self.path, local_files_only=True, dtype=self.dtype
+                )
+            except (OSError, ValueError) as exc:
+                raise VerifierLoadError(f"verifier checkpoint {self.path}: {exc}") from None
         self.labels: tuple[str, ...] = _labels_from_id2label(
             {str(k): v for k, v in model.config.id2label.items()}, self.path
         )
@@ -218,8 +225,9 @@ class HFVerifier:
         out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
         if not texts:
             return out
-        lengths = [len(t) for t in texts]
-        order = sorted(range(len(texts)), key=lambda i: lengths[i])
+        order = list(range(len(texts)))
+        if self.length_bucketing:  # similar lengths share a batch: less padding
+            order.sort(key=lambda i: len(texts[i]))
         with torch.inference_mode():
             for start in range(0, len(order), self.batch_size):
                 idx = order[start:start + self.batch_size]
@@ -253,6 +261,21 @@ def label_sets(proba: np.ndarray, *, tau: float = 0.5, top_k: int = 2) -> list[t
     return result
 
 
+@contextlib.contextmanager
+def _quiet_loading() -> Iterator[None]:
+    """No "Loading weights" bar: a small classifier loads in a blink, and the bar would
+    land in the middle of reward and judge output."""
+    from transformers.utils import logging as hf_logging
+
+    was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_on:
+            hf_logging.enable_progress_bar()
+
+
 def _torch_dtype(dtype: Dtype, device: torch.device) -> torch.dtype:
     import torch
 
@@ -260,12 +283,3 @@ def _torch_dtype(dtype: Dtype, device: torch.device) -> torch.dtype:
         return torch.bfloat16 if device.type == "cuda" else torch.float32
     return {"float32": torch.float32, "bfloat16": torch.bfloat16,
             "float16": torch.float16}[dtype]
-
-
-def build_hf_verifier(options: HFVerifierOptions, **context: Any) -> HFVerifier:
-    """Load a local Hugging Face multi-label classifier as the verifier."""
-    return HFVerifier.from_options(options, **context)
-
-
-build_hf_verifier.name = "hf"  # type: ignore[attr-defined]
-build_hf_verifier.Options = HFVerifierOptions  # type: ignore[attr-defined]

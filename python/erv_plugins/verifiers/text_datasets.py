@@ -43,6 +43,11 @@ class TextFileOptions(_Opts):
     path: str | None = None  # or the DataSpec's root
 
 
+class MerrOptions(_Opts):
+    path: str | None = None  # or the DataSpec's root
+    text_field: str = "smp_reason_caption"  # the description field of MERR-fine
+
+
 class GeneratedOptions(_Opts):
     n: int = 2200
     labels: list[str] = msgspec.field(default_factory=lambda: list(MAFW_LABELS))
@@ -87,10 +92,11 @@ def text_emer(options: TextFileOptions, *, root: str | None = None, limit: int |
     return TextDataset(read_emer_csv(_path(options, root, "text_emer")), EMER, limit)
 
 
-def text_merr_fine(options: TextFileOptions, *, root: str | None = None,
+def text_merr_fine(options: MerrOptions, *, root: str | None = None,
                    limit: int | None = None, **_: Any) -> TextDataset:
     """MERR-fine JSON (pseu_emotion, smp_reason_caption) as verifier text."""
-    return TextDataset(read_merr_fine_json(_path(options, root, "text_merr_fine")), MAFW, limit)
+    return TextDataset(read_merr_fine_json(_path(options, root, "text_merr_fine"),
+                                           options.text_field), MAFW, limit)
 
 
 def text_generated(options: GeneratedOptions, *, limit: int | None = None,
@@ -105,6 +111,6 @@ def text_generated(options: GeneratedOptions, *, limit: int | None = None,
 TEXT_DATASETS = (
     ("text_jsonl", text_jsonl, TextJsonlOptions),
     ("text_emer", text_emer, TextFileOptions),
-    ("text_merr_fine", text_merr_fine, TextFileOptions),
+    ("text_merr_fine", text_merr_fine, MerrOptions),
     ("text_generated", text_generated, GeneratedOptions),
 )

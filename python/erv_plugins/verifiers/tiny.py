@@ -10,16 +10,21 @@ Why a tiny model can learn the corpus from scratch with first-token ([CLS]) pool
 every emotional sentence carries its label in one or two *cue words* from a small
 per-label lexicon ("furious", "repulsed", ...), each a single BPE token because the
 tokenizer is trained on this corpus; all other words (subjects, settings, camera and
-voice details) are shared by every label, so they carry no signal. With a freshly
-initialised transformer the first token's attention is close to uniform, so its output is
-roughly a mean of the value vectors: a bag of words in which the cue word is the only
-informative term. A large learning rate with warmup (see ``TINY_TRAINING``) and no
-dropout then move the first-token vector apart per cue before the head can settle on the
-label frequencies (the collapse the verifier issue warns about).
+voice details) are shared by every label, so they carry no signal. The collapse to label
+frequencies comes from the head: at a zero bias every logit starts at p = 0.5, and the
+first hundreds of steps go into pushing all of them down, input-independently, after
+which the body gets almost no gradient. So the head's biases start at the prior of a
+rare label (p = 1/num_labels); with that, a large learning rate with warmup and no
+dropout (see ``TINY_TRAINING``) separate the cues within a few epochs. Measured on the
+2,200-sentence corpus, 6 epochs: 28 GoEmotions labels, macro-F1 0.01-0.58 with zero
+biases and 0.99 with the prior; 11 MAFW labels, 0.07 (zero biases, initializer_range
+0.02, 4 epochs) against 0.99-1.0 with the prior. ``initializer_range=0.1`` (larger
+attention and feed-forward outputs beside the first token's own embedding) helps further.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import random
 from collections.abc import Sequence
@@ -196,6 +201,10 @@ def build_tiny_verifier(out_dir: str | os.PathLike[str], labels: Sequence[str] =
     )
     torch.manual_seed(seed)
     model = RobertaForSequenceClassification(config)
+    with torch.no_grad():
+        # Start every logit at the prior of a rare label (p = 1/num_labels), so the first
+        # steps need not spend themselves pushing all logits down (label frequencies).
+        model.classifier.out_proj.bias.fill_(-math.log(max(len(labels) - 1, 1)))
     model.save_pretrained(out)
     if train is not False:
         from erv_plugins.verifiers.training import TINY_TRAINING, train_verifier

@@ -34,7 +34,6 @@ from erv_plugins.verifiers.data import (
     map_to_verifier,
 )
 from erv_plugins.verifiers.hf import (
-    LabelSpaceMismatch,
     check_label_space,
     checkpoint_labels,
     label_sets,
@@ -289,6 +288,7 @@ def train_verifier(
     loss_fn = torch.nn.BCEWithLogitsLoss()
     say(f"verifier: {len(records)} train / {len(held)} held-out, {len(target)} labels, "
         f"{total_steps} steps on {dev}")
+    say(format_counts(label_counts([*records, *held])))
     losses: list[float] = []
     model.train()
     step = 0
@@ -401,7 +401,15 @@ def build_dataset(plugins: Any, spec: Any) -> Any:
             context = {k: v for k, v in context.items() if k in params}
     except (TypeError, ValueError):
         pass
-    return reg.build(spec.options, **context)
+    options = spec.options
+    if reg.options is not None and not isinstance(options, reg.options):
+        import msgspec  # a DataSpec built in code rather than decoded by load_recipe
+
+        try:
+            options = msgspec.convert(options or {}, reg.options)
+        except msgspec.ValidationError as exc:
+            raise ErvError(f"dataset {spec.plugin!r} options: {exc}") from None
+    return reg.build(options, **context)
 
 
 # -- the pipeline stage --------------------------------------------------------------------

@@ -1,0 +1,182 @@
+"""What the SFT and GRPO stages share: data, the policy to start from, device settings, resume."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from erv_plugins.errors import ErvError
+
+if TYPE_CHECKING:
+    from erv_plugins.datasets.base import Dataset, Sample
+    from erv_plugins.recipe import DataSpec, Recipe, SyntheticData
+    from erv_plugins.stages import StageContext
+
+# Environment set in the processes ``erv run`` launches (see launching.py).
+LAUNCHED_ENV = "ERV_LAUNCHED"
+
+
+def build_dataset(spec: DataSpec, ctx: StageContext, where: str) -> Dataset:
+    """The dataset plugin named by ``spec``, given the context its factory accepts
+    (``root``, ``split``, ``limit``, ``run_dir``: synthetic data is generated there)."""
+    import inspect
+
+    reg = ctx.plugins.get("dataset", spec.plugin)
+    context: dict[str, Any] = {"root": spec.root, "split": spec.split, "limit": spec.limit,
+                               "run_dir": ctx.run_dir}
+    try:
+        params = inspect.signature(reg.factory).parameters
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            context = {k: v for k, v in context.items() if k in params}
+    except (TypeError, ValueError):
+        pass
+    try:
+        return reg.build(spec.options, **context)
+    except (FileNotFoundError, ValueError) as exc:
+        raise ErvError(f"{ctx.recipe.source}: {where}: {exc}") from None
+
+
+def ensure_synthetic(spec: SyntheticData | None, echo: Any = print) -> None:
+    """Write the synthetic clips once (a marker file says they are complete)."""
+    if spec is None:
+        return
+    out = Path(spec.out)
+    marker = out / ".complete.json"
+    settings = {k: getattr(spec, k) for k in spec.__struct_fields__}
+    if marker.is_file() and json.loads(marker.read_text()) == settings:
+        return
+    from erv_plugins.datasets.synthetic import write_synthetic
+
+    echo(f"erv: writing synthetic clips to {out}")
+    write_synthetic(out, spec.n_per_label, spec.labels, spec.layouts, spec.seed,
+                    seconds=spec.seconds, fps=spec.fps, size=spec.size, progress=True)
+    marker.write_text(json.dumps(settings) + "\n")
+
+
+def load_samples(spec: DataSpec, ctx: StageContext, where: str) -> tuple[Dataset, list[Sample]]:
+    dataset = build_dataset(spec, ctx, where)
+    samples = list(dataset.samples())
+    if spec.limit is not None:
+        samples = samples[: spec.limit]
+    if not samples:
+        raise ErvError(f"{ctx.recipe.source}: {where}: dataset {spec.plugin!r} "
+                       f"(split {spec.split!r}) has no samples")
+    return dataset, samples
+
+
+def policy_source(ctx: StageContext, *, after_sft: bool) -> Path:
+    """The checkpoint a stage starts from.
+
+    GRPO starts from this run's SFT model when the recipe has an SFT stage; otherwise
+    (and for SFT itself) from the checkpoint the ``[model]`` plugin names: its ``path``,
+    or a tiny model it builds into the run directory.
+    """
+    recipe = ctx.recipe
+    if after_sft and "sft" in recipe.stages:
+        sft_model = ctx.run_dir / "sft" / "model"
+        if not (sft_model / "config.json").is_file():
+            raise ErvError(f"{sft_model}: the SFT stage has not produced a model yet "
+                           f"(run the sft stage first: erv run {recipe.source} --stage sft)")
+        return sft_model
+    if recipe.model is None:
+        raise ErvError(f"{recipe.source}: $.model: a [model] table is needed to train")
+    # The model plugin resolves the checkpoint: its path, or a tiny model it builds.
+    reg = ctx.plugins.get("model", recipe.model.plugin)
+    model = reg.build(recipe.model.options, path=recipe.model.path, run_dir=ctx.run_dir)
+    path = Path(model.model_path())
+    if not (path / "config.json").is_file():
+        raise ErvError(f"{recipe.source}: $.model: {path} is not a model directory")
+    return path
+
+
+def on_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def device_args(recipe: Recipe, *, bf16: bool) -> dict[str, Any]:
+    """TrainingArguments settings for this machine and launch configuration.
+
+    On CPU, bf16 is turned off (the paper's bf16 assumes a GPU) and multi-process runs use
+    gloo. DeepSpeed on CPU needs ``use_cpu=False`` (with ``use_cpu=True`` accelerate skips
+    DeepSpeed; docs/stack.md).
+    """
+    gpu = on_gpu()
+    launch = recipe.launch
+    args: dict[str, Any] = {"bf16": bool(bf16 and gpu)}
+    if launch.deepspeed and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # `accelerate launch --use_deepspeed --deepspeed_config_file` hands the config to
+        # the Trainer; naming it here too made the batch-size check count one process.
+        if not gpu:
+            args["use_cpu"] = False
+            args["ddp_backend"] = "gloo"
+    else:
+        args["use_cpu"] = launch.use_cpu or not gpu
+        if not gpu and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            args["ddp_backend"] = "gloo"
+    return args
+
+
+def last_checkpoint(checkpoints: Path) -> Path | None:
+    """The newest complete ``checkpoint-N`` directory (one a kill interrupted is skipped)."""
+    if not checkpoints.is_dir():
+        return None
+    found = []
+    for d in checkpoints.iterdir():
+        if d.is_dir() and d.name.startswith("checkpoint-") and d.name[11:].isdigit():
+            if (d / "trainer_state.json").is_file():
+                found.append((int(d.name[11:]), d))
+    return max(found)[1] if found else None
+
+
+def checkpoint_step(checkpoint: Path | None) -> int:
+    if checkpoint is None:
+        return 0
+    return int(json.loads((checkpoint / "trainer_state.json").read_text())["global_step"])
+
+
+def is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def label_space_name(dataset: Any, spec: DataSpec) -> str:
+    space = getattr(dataset, "label_space", None)
+    return getattr(space, "name", spec.plugin)
+
+
+def settings_table(obj: Any, keys: Sequence[str]) -> dict[str, Any]:
+    return {k: getattr(obj, k) for k in keys}
+
+
+def freeze(model: Any, prefixes: Sequence[str], where: str) -> int:
+    """Freeze the parameters whose names start with one of ``prefixes``; returns how many.
+
+    A prefix that matches nothing is an error (a typo would silently train everything).
+    """
+    if not prefixes:
+        return 0
+    names = [n for n, _ in model.named_parameters()]
+    for prefix in prefixes:
+        if not any(n.startswith(prefix) for n in names):
+            close = sorted({n.split(".")[0] + "." + n.split(".")[1] if "." in n else n
+                            for n in names})[:12]
+            raise ErvError(f"{where}: no parameter name starts with {prefix!r} "
+                           f"(names start with e.g. {', '.join(close)})")
+    count = 0
+    for name, param in model.named_parameters():
+        if any(name.startswith(p) for p in prefixes):
+            param.requires_grad_(False)
+            count += 1
+    return count
+
+
+def quiet_known_warnings() -> None:
+    """Hide warnings a user cannot act on (TRL passes transformers' old argument names)."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message=r".*checkpointing.* is deprecated",
+                            category=FutureWarning)

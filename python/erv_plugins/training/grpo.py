@@ -1,0 +1,222 @@
+"""Stage ``grpo``: GRPO with R = R_E + R_format + R_answer (paper eq. 3-5) on TRL.
+
+The policy starts from this run's SFT model; the reward engine scores each group of G
+completions (the explanation reward through the verifier, this run's trained one when the
+recipe has a verifier stage). Every paper value is passed to TRL explicitly, since TRL's
+defaults differ (beta 0, loss "dapo", G = 8):
+
+=====================  =========  ===========================================
+paper (section 4)      recipe     TRL ``GRPOConfig``
+=====================  =========  ===========================================
+G = 16                 16         ``num_generations``
+beta = 0.04            0.04       ``beta`` (KL: k3 estimator, TRL's only one)
+lr 1e-6, cosine        1e-6       ``learning_rate``, ``lr_scheduler_type``
+batch 16               16         ``per_device_train_batch_size`` (completions)
+grad. accumulation 2   2          ``gradient_accumulation_steps``
+2 epochs               2          ``num_train_epochs``
+bf16                   true       ``bf16`` (GPU only; CPU runs in float32)
+temperature 1.0        1.0        ``temperature``
+GRPO loss              "grpo"     ``loss_type="grpo"`` (per-sequence token mean)
+(r-mean)/(std+1e-4)    "group"    ``scale_rewards="group"``: TRL computes exactly
+                                  ``(r - mean_group) / (std_group + 1e-4)``
+=====================  =========  ===========================================
+
+TRL 1.16 has no ``max_prompt_length`` any more: prompts are never truncated (a truncated
+prompt would lose the media placeholders); a prompt longer than the recipe's limit is an
+error here. Outputs: ``grpo/model``, ``grpo/checkpoints``, ``grpo/metrics.jsonl`` (one line
+per step), ``grpo/reward_<name>.png`` per reward and ``reward_total.png``,
+``grpo/report.md``. A killed run resumes from its last checkpoint; the metrics file is
+cut back to that step first, so no step is duplicated or missing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from erv_plugins.errors import ErvError
+from erv_plugins.stages import StageContext
+from erv_plugins.training import common
+
+if TYPE_CHECKING:
+    from erv_plugins.recipe import GRPOConfig as GRPOSettings
+    from erv_plugins.recipe import Recipe
+    from erv_plugins.verifiers.base import Verifier
+
+
+class GRPOStage:
+    name: ClassVar[str] = "grpo"
+
+    def __call__(self, ctx: StageContext) -> dict[str, Any] | None:
+        from erv_plugins.training import launching
+
+        cfg = ctx.recipe.grpo
+        if cfg is not None:  # written once, here, before any process reads it
+            common.ensure_synthetic(cfg.synthetic, ctx.echo)
+        if launching.needs_launch(ctx.recipe):
+            return launching.launch_stage(ctx, self.name)
+        return run_grpo(ctx)
+
+
+def trl_settings(cfg: GRPOSettings, recipe: Recipe, output_dir: str | Path) -> dict[str, Any]:
+    """The keyword arguments of TRL's ``GRPOConfig`` for this recipe and machine."""
+    return {
+        "output_dir": str(output_dir),
+        "num_generations": cfg.num_generations,
+        "beta": cfg.beta,
+        "learning_rate": cfg.lr,
+        "lr_scheduler_type": cfg.scheduler,
+        "warmup_steps": cfg.warmup_ratio,  # a float < 1 is a ratio of the total steps
+        "per_device_train_batch_size": cfg.batch_size,
+        "gradient_accumulation_steps": cfg.grad_accum,
+        "num_train_epochs": cfg.epochs,
+        "max_steps": cfg.max_steps,
+        "temperature": cfg.temperature,
+        "top_p": cfg.top_p,
+        "max_completion_length": cfg.max_completion_length,
+        "loss_type": cfg.loss_type,
+        "scale_rewards": cfg.scale_rewards,
+        "epsilon": cfg.epsilon,
+        "use_vllm": cfg.use_vllm,
+        "logging_steps": cfg.logging_steps,
+        "save_strategy": "steps",
+        "save_steps": cfg.save_steps,
+        "save_total_limit": 2,
+        "seed": cfg.seed,
+        "report_to": "none",
+        "remove_unused_columns": False,
+        "disable_dropout": True,
+        "gradient_checkpointing": cfg.gradient_checkpointing,  # TRL's default is on
+        # The omni model hands its media to the first generation step only, so decoding
+        # must use the KV cache (a checkpoint saved by a Trainer may say use_cache=false).
+        "generation_kwargs": {"use_cache": True},
+        **common.device_args(recipe, bf16=cfg.bf16),
+    }
+
+
+def run_verifier(ctx: StageContext) -> Verifier | None:
+    """This run's trained verifier (``<run dir>/verifier/model``) when the recipe trains one;
+    else None, and the reward engine builds the recipe's ``[verifier]``."""
+    import msgspec
+
+    recipe = ctx.recipe
+    trained = ctx.run_dir / "verifier" / "model"
+    if "verifier" not in recipe.stages or recipe.verifier is None:
+        return None
+    if not (trained / "config.json").is_file():
+        raise ErvError(f"{trained}: the verifier stage has not produced a checkpoint yet")
+    options = recipe.verifier.options
+    if options is not None and hasattr(options, "path"):
+        options = msgspec.structs.replace(options, path=str(trained))
+    return ctx.plugins.get("verifier", recipe.verifier.plugin).build(options)
+
+
+def build_rows(policy: Any, samples: list[Any], space: str, cfg: GRPOSettings,
+               where: str) -> list[dict[str, Any]]:
+    """TRL dataset rows: the prompt plus the columns rewards read (label, dataset, id, video)."""
+    rows = []
+    for s in samples:
+        prompt = policy.prompt(s)
+        if cfg.max_prompt_length is not None:
+            n = len(policy.tokenizer(prompt, add_special_tokens=False)["input_ids"])
+            if n > cfg.max_prompt_length:
+                raise ErvError(f"{where}: sample {s.id}: prompt has {n} tokens, more than "
+                               f"$.grpo.max_prompt_length = {cfg.max_prompt_length}")
+        rows.append({"id": str(s.id), "prompt": prompt, "label": s.label, "dataset": space,
+                     "video": str(s.video) if s.video is not None else ""})
+    return rows
+
+
+def run_grpo(ctx: StageContext) -> dict[str, Any]:
+    import torch
+    from datasets import Dataset
+    from trl import GRPOConfig
+
+    from erv_plugins.rewards.engine import RewardEngine
+    from erv_plugins.training.policy import load_policy
+    from erv_plugins.training.runlog import (
+        MetricsLog,
+        fifth_means,
+        plot_rewards,
+        reward_series,
+        write_report,
+    )
+    from erv_plugins.training.trainer import MetricsCallback, OmniGRPOTrainer, use_compact_progress
+
+    recipe = ctx.recipe
+    cfg = recipe.grpo
+    assert cfg is not None
+    common.quiet_known_warnings()
+    torch.manual_seed(cfg.seed)
+    dataset, samples = common.load_samples(cfg.dataset, ctx, "$.grpo.dataset")
+    source = common.policy_source(ctx, after_sft=True)
+    policy = load_policy(source, frames=cfg.frames, image_size=cfg.image_size,
+                         cache_dir=ctx.run_dir / "cache" / "media")
+    if cfg.use_vllm and policy.multimodal:
+        raise ErvError(f"{recipe.source}: $.grpo.use_vllm: vLLM does not run the omni "
+                       "policy (video and audio inputs); use it with a text-only policy")
+    engine = RewardEngine.from_recipe(recipe, ctx.plugins, verifier=run_verifier(ctx))
+    space = common.label_space_name(dataset, cfg.dataset)
+    rows = build_rows(policy, samples, space, cfg, f"{recipe.source}: $.grpo.dataset")
+
+    batch_fn = None
+    if policy.multimodal:
+        by_id = {str(s.id): s for s in samples}
+
+        def batch_fn(batch: Sequence[dict[str, Any]]) -> tuple[list[list[int]], dict[str, Any]]:
+            return policy.encode([by_id[r["id"]] for r in batch], [r["prompt"] for r in batch])
+
+    checkpoints = ctx.out / "checkpoints"
+    resume = None if ctx.force else common.last_checkpoint(checkpoints)
+    log = MetricsLog(ctx.out / "metrics.jsonl")
+    if common.is_main_process():
+        log.truncate_after(common.checkpoint_step(resume))
+    ctx.echo(f"erv: grpo: {len(rows)} prompts from {cfg.dataset.plugin}, G = "
+             f"{cfg.num_generations}, policy {source}"
+             + (f", resuming from {resume.name}" if resume else ""))
+    settings = trl_settings(cfg, recipe, checkpoints)
+    if policy.multimodal:
+        # A sampled placeholder would ask for media features that do not exist (TRL does
+        # the same for a VLM's image token).
+        p = policy.processor
+        settings["generation_kwargs"]["suppress_tokens"] = [p.video_token_id, p.audio_token_id]
+    args = GRPOConfig(**settings, reward_weights=engine.trl_reward_weights(0))
+    trainer = OmniGRPOTrainer(
+        model=str(source), processing_class=policy.tokenizer,
+        reward_funcs=engine.trl_reward_functions(), args=args,
+        train_dataset=Dataset.from_list(rows), callbacks=[MetricsCallback(log)],
+        batch_fn=batch_fn,
+    )
+    common.freeze(trainer.model, cfg.freeze, f"{recipe.source}: $.grpo.freeze")
+    trainer.add_callback(engine.trl_callback(trainer))
+    use_compact_progress(trainer)
+    start = time.perf_counter()
+    try:
+        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    finally:
+        engine.close()
+    seconds = time.perf_counter() - start
+    model_dir = ctx.out / "model"
+    trainer.model.config.use_cache = True  # for generation by whoever loads it
+    # Every process: under ZeRO-3 saving gathers the shards (a collective).
+    trainer.save_model(str(model_dir))
+    if not trainer.is_world_process_zero():
+        return {}
+    policy.tokenizer.save_pretrained(model_dir)
+    if policy.processor is not None and hasattr(policy.processor, "save_pretrained"):
+        policy.processor.save_pretrained(model_dir)
+    rows_logged = log.read()
+    plots = plot_rewards(rows_logged, ctx.out)
+    write_report(rows_logged, ctx.out / "report.md", title=f"GRPO: {recipe.name}",
+                 settings={"prompts": len(rows), "policy": str(source),
+                           **{k: v for k, v in trl_settings(cfg, recipe, checkpoints).items()
+                              if k not in ("output_dir", "report_to")}},
+                 plots=plots, seconds=seconds)
+    total = reward_series(rows_logged).get("total", ([], []))[1]
+    first, last = fifth_means(total)
+    return {"steps": len(rows_logged), "reward_first_fifth": round(first, 4),
+            "reward_last_fifth": round(last, 4), "model": str(model_dir),
+            "world_size": trainer.args.world_size,
+            "deepspeed": trainer.is_deepspeed_enabled}

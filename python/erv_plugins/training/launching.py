@@ -1,0 +1,131 @@
+"""Multi-process training: ``erv run`` re-launches a training stage under ``accelerate``.
+
+When ``[launch] num_processes > 1``, the sft and grpo stages start
+``accelerate launch`` on this module, which loads the same recipe and runs the stage in
+each process. The command (printed before it starts, so it can be run by hand) is::
+
+    accelerate launch --num_processes 2 --num_machines 1 --mixed_precision no \\
+        --dynamo_backend no --multi_gpu \\
+        python/erv_plugins/training/launching.py RECIPE --run-dir DIR --stage grpo
+
+and with ``[launch] deepspeed = "deepspeed/zero3.json"``::
+
+    accelerate launch --use_deepspeed --deepspeed_config_file recipes/deepspeed/zero3.json \\
+        --zero3_init_flag true --num_processes 2 ... launching.py RECIPE ...
+
+On CPU, DDP runs over gloo (``--multi_gpu`` is the flag that really starts N processes:
+``--cpu --num_processes 2`` silently runs one) and DeepSpeed ZeRO-3 falls back to gloo
+with ``use_cpu=False`` (see docs/stack.md).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from erv_plugins.errors import ErvError
+from erv_plugins.training.common import LAUNCHED_ENV
+
+if TYPE_CHECKING:
+    from erv_plugins.recipe import Recipe
+    from erv_plugins.stages import StageContext
+
+SUMMARY = "launch_summary.json"
+
+
+def needs_launch(recipe: Recipe) -> bool:
+    """True in the ``erv run`` process of a multi-process recipe (not in its children)."""
+    return recipe.launch.num_processes > 1 and not os.environ.get(LAUNCHED_ENV)
+
+
+def launch_command(recipe: Recipe, run_dir: Path, stage: str, *, force: bool = False,
+                   extra_plugins: Sequence[str] = ()) -> list[str]:
+    """The ``accelerate launch`` command line that runs ``stage`` of ``recipe``.
+
+    ``extra_plugins``: modules registered at run time (``Plugins(extra=...)``, tests);
+    each launched process registers them too.
+    """
+    launch = recipe.launch
+    cmd = [sys.executable, "-m", "accelerate.commands.launch",
+           "--num_processes", str(launch.num_processes), "--num_machines", "1",
+           "--mixed_precision", launch.mixed_precision, "--dynamo_backend", "no"]
+    if launch.deepspeed:
+        cmd += ["--use_deepspeed", "--deepspeed_config_file", str(launch.deepspeed),
+                "--zero3_init_flag", "true"]
+    else:
+        cmd += ["--multi_gpu"]
+    if not recipe.source:
+        raise ErvError("a multi-process run needs a recipe file (recipe.source is empty)")
+    cmd += [str(Path(__file__).resolve()), recipe.source, "--run-dir", str(run_dir),
+            "--stage", stage]
+    if force:
+        cmd.append("--force")
+    for module in extra_plugins:
+        cmd += ["--plugin", module]
+    return cmd
+
+
+def launch_stage(ctx: StageContext, stage: str) -> dict[str, Any]:
+    """Run ``stage`` in ``num_processes`` processes and return the summary of rank 0."""
+    manual = [info.name for info in ctx.plugins.describe() if info.source == "manual"]
+    cmd = launch_command(ctx.recipe, ctx.run_dir, stage, force=ctx.force, extra_plugins=manual)
+    ctx.echo("erv: launching: accelerate launch " + " ".join(cmd[3:]))
+    # The interpreter's own bin directory first: DeepSpeed builds its CPU op with the
+    # `ninja` installed beside it, even when the virtual environment is not activated.
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    env = {**os.environ, LAUNCHED_ENV: "1", "PATH": path}
+    summary = ctx.out / SUMMARY
+    summary.unlink(missing_ok=True)
+    proc = subprocess.run(cmd, env=env)
+    if proc.returncode != 0:
+        raise ErvError(f"stage {stage}: the launched processes failed (exit {proc.returncode}); "
+                       f"command: {' '.join(cmd)}")
+    return json.loads(summary.read_text()) if summary.exists() else {}
+
+
+def _child(argv: list[str]) -> int:
+    import argparse
+    import importlib
+
+    import torch.distributed as dist
+
+    from erv_plugins.plugins import Plugins
+    from erv_plugins.recipe import load_recipe
+    from erv_plugins.stages import StageContext
+
+    parser = argparse.ArgumentParser(prog="erv-launched-stage")
+    parser.add_argument("recipe")
+    parser.add_argument("--run-dir", required=True)
+    parser.add_argument("--stage", required=True, choices=["sft", "grpo"])
+    parser.add_argument("--force", action="store_true")
+    parser.add_argument("--plugin", action="append", default=[])
+    ns = parser.parse_args(argv)
+    os.environ[LAUNCHED_ENV] = "1"
+    plugins = Plugins(extra=[importlib.import_module(m) for m in ns.plugin])
+    recipe = load_recipe(ns.recipe, plugins)
+    recipe.run_dir = ns.run_dir
+    run_dir = Path(ns.run_dir)
+    out = run_dir / ns.stage
+    ctx = StageContext(recipe, run_dir, out, plugins, ns.force,
+                       echo=print if int(os.environ.get("RANK", "0")) == 0 else (lambda _m: None))
+    if ns.stage == "sft":
+        from erv_plugins.training.sft import run_sft as run
+    else:
+        from erv_plugins.training.grpo import run_grpo as run
+    result = run(ctx)
+    if int(os.environ.get("RANK", "0")) == 0:
+        (out / SUMMARY).write_text(json.dumps(result) + "\n")
+    # Without these, about one run in eleven aborted at shutdown (docs/stack.md).
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_child(sys.argv[1:]))

@@ -1,0 +1,176 @@
+"""Stage ``sft``: supervised fine-tuning of the policy on EMER (paper section 3.1, eq. 2).
+
+The target of each clip is its explanation in ``<think>`` and its label in ``<answer>``;
+the loss is the token cross-entropy of the target given the clip and the question (prompt
+tokens are masked with -100). Paper settings: 5 epochs, lr 2e-5, cosine, warmup 0.03,
+batch 32.
+
+transformers' ``Trainer`` runs it (TRL's ``SFTTrainer`` tokenises its own dataset and has
+no place for video and audio tensors); the collator adds the clip's ``videos``/``audios``.
+Outputs: ``sft/model`` (the fine-tuned policy), ``sft/checkpoints``, ``sft/metrics.jsonl``
+and ``sft/report.md``. A killed run resumes from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, ClassVar
+
+from erv_plugins.errors import ErvError
+from erv_plugins.stages import StageContext
+from erv_plugins.training import common
+
+
+class SFTStage:
+    name: ClassVar[str] = "sft"
+
+    def __call__(self, ctx: StageContext) -> dict[str, Any] | None:
+        from erv_plugins.training import launching
+
+        cfg = ctx.recipe.sft
+        if cfg is not None:  # written once, here, before any process reads it
+            common.ensure_synthetic(cfg.synthetic, ctx.echo)
+        if launching.needs_launch(ctx.recipe):
+            return launching.launch_stage(ctx, self.name)
+        return run_sft(ctx)
+
+
+def build_examples(policy: Any, samples: list[Any], max_length: int) -> list[dict[str, Any]]:
+    """Token ids and labels of each (prompt, target) pair; prompt tokens are not learned."""
+    from erv_plugins.training.policy import target_text
+
+    tok = policy.tokenizer
+    examples = []
+    for i, s in enumerate(samples):
+        if not s.explanation:
+            raise ErvError(f"SFT sample {s.id}: no explanation (SFT needs EMER-style "
+                           f"explanations; the dataset gave none)")
+        prompt_ids = policy.encode([s])[0][0] if policy.multimodal else tok(
+            policy.prompt(s), add_special_tokens=False)["input_ids"]
+        target_ids = tok(target_text(s.explanation, s.label) + tok.eos_token,
+                         add_special_tokens=False)["input_ids"]
+        ids = (prompt_ids + target_ids)[:max_length]
+        labels = ([-100] * len(prompt_ids) + target_ids)[:max_length]
+        examples.append({"index": i, "input_ids": ids, "labels": labels})
+    return examples
+
+
+class SFTCollator:
+    """Right-pads a batch and stacks its clips' media."""
+
+    def __init__(self, policy: Any, samples: list[Any]) -> None:
+        self.policy = policy
+        self.samples = samples
+
+    def __call__(self, batch: list[dict[str, Any]]) -> dict[str, Any]:
+        import torch
+
+        pad = self.policy.tokenizer.pad_token_id
+        n = max(len(b["input_ids"]) for b in batch)
+        ids = torch.full((len(batch), n), pad, dtype=torch.long)
+        labels = torch.full((len(batch), n), -100, dtype=torch.long)
+        mask = torch.zeros((len(batch), n), dtype=torch.long)
+        for row, b in enumerate(batch):
+            k = len(b["input_ids"])
+            ids[row, :k] = torch.tensor(b["input_ids"])
+            labels[row, :k] = torch.tensor(b["labels"])
+            mask[row, :k] = 1
+        out: dict[str, Any] = {"input_ids": ids, "attention_mask": mask, "labels": labels}
+        if self.policy.multimodal:
+            out.update(self.policy.encode([self.samples[b["index"]] for b in batch])[1])
+        return out
+
+
+def run_sft(ctx: StageContext) -> dict[str, Any]:
+    import torch
+    from transformers import Trainer, TrainingArguments
+
+    from erv_plugins.training.policy import load_policy
+    from erv_plugins.training.runlog import MetricsLog, write_report
+    from erv_plugins.training.trainer import MetricsCallback, use_compact_progress
+
+    cfg = ctx.recipe.sft
+    assert cfg is not None
+    common.quiet_known_warnings()
+    torch.manual_seed(cfg.seed)
+    _, samples = common.load_samples(cfg.dataset, ctx, "$.sft.dataset")
+    source = common.policy_source(ctx, after_sft=False)
+    policy = load_policy(source, frames=cfg.frames, image_size=cfg.image_size,
+                         cache_dir=ctx.run_dir / "cache" / "media")
+    common.freeze(policy.model, cfg.freeze, f"{ctx.recipe.source}: $.sft.freeze")
+    examples = build_examples(policy, samples, cfg.max_length)
+    checkpoints = ctx.out / "checkpoints"
+    resume = None if ctx.force else common.last_checkpoint(checkpoints)
+    log = MetricsLog(ctx.out / "metrics.jsonl")
+    if common.is_main_process():
+        log.truncate_after(common.checkpoint_step(resume))
+    ctx.echo(f"erv: sft: {len(examples)} samples from {cfg.dataset.plugin}, policy {source}"
+             + (f", resuming from {resume.name}" if resume else ""))
+    args = TrainingArguments(
+        output_dir=str(checkpoints),
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps,
+        learning_rate=cfg.lr,
+        lr_scheduler_type=cfg.scheduler,
+        warmup_steps=cfg.warmup_ratio,  # a float < 1 is a ratio of the total steps
+        per_device_train_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        logging_steps=1,
+        save_strategy="steps",
+        save_steps=cfg.save_steps,
+        save_total_limit=2,
+        report_to="none",
+        seed=cfg.seed,
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+        gradient_checkpointing=cfg.gradient_checkpointing,
+        **common.device_args(ctx.recipe, bf16=cfg.bf16),
+    )
+    start = time.perf_counter()
+    trainer = Trainer(model=policy.model, args=args, train_dataset=examples,
+                      data_collator=SFTCollator(policy, samples),
+                      callbacks=[MetricsCallback(log)])
+    use_compact_progress(trainer)
+    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    seconds = time.perf_counter() - start
+    model_dir = ctx.out / "model"
+    trainer.model.config.use_cache = True  # the Trainer turns it off while training
+    # Every process: under ZeRO-3 saving gathers the shards (a collective).
+    trainer.save_model(str(model_dir))
+    if not trainer.is_world_process_zero():
+        return {}
+    policy.tokenizer.save_pretrained(model_dir)
+    if policy.processor is not None and hasattr(policy.processor, "save_pretrained"):
+        policy.processor.save_pretrained(model_dir)
+    rows = log.read()
+    write_report(rows, ctx.out / "report.md", title=f"SFT: {ctx.recipe.name}",
+                 settings={"samples": len(examples), "epochs": cfg.epochs, "lr": cfg.lr,
+                           "scheduler": cfg.scheduler, "warmup_ratio": cfg.warmup_ratio,
+                           "batch_size": cfg.batch_size, "policy": str(source)},
+                 plots=plot_loss(rows, ctx.out), seconds=seconds)
+    losses = [r["loss"] for r in rows if "loss" in r]
+    return {"steps": len(rows), "first_loss": losses[0] if losses else None,
+            "last_loss": losses[-1] if losses else None, "model": str(model_dir)}
+
+
+def plot_loss(rows: list[dict[str, Any]], out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pts = [(r["step"], r["loss"]) for r in rows if "loss" in r]
+    if not pts:
+        return []
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot([p[0] for p in pts], [p[1] for p in pts])
+    ax.set_xlabel("SFT step")
+    ax.set_ylabel("cross-entropy (eq. 2)")
+    ax.set_title("SFT loss")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = out / "loss.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return [path]

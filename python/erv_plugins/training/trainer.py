@@ -1,0 +1,176 @@
+"""GRPO (paper eq. 3) on TRL's ``GRPOTrainer`` with a video + audio policy.
+
+TRL 1.16 knows images (``pixel_values``) but not HumanOmni-style video and audio. This
+subclass uses these extension points of its ``GRPOTrainer`` and leaves the algorithm to TRL:
+
+* ``_generate_and_score_completions``: before TRL's rollout, the rows of the batch (one
+  row per completion: TRL repeats each prompt G times) go through the omni processor:
+  prompt ids with the video/audio placeholders expanded, and the stacked ``videos``,
+  ``audios`` and BERT-gate ids; after it, the media are put in the output dict, so TRL's
+  own splitting and shuffling of the generation batch keeps them aligned with their rows.
+* ``_tokenize_prompts``: returns those ids, and the media as the "multimodal fields" that
+  TRL's generation path passes to ``model.generate``.
+* ``_compute_loss`` / ``_get_per_token_logps_and_entropies``: log-probabilities of the
+  completion tokens under the policy (and the reference model, for the k3 KL term) with
+  the media passed to the forward. TRL's fused LM head runs only the text backbone, so
+  the log-probs are taken from the full forward's logits (divided by the rollout
+  temperature, as TRL does).
+
+Everything else is TRL's: advantages ``(r - mean_group) / (std_group + 1e-4)``
+(``scale_rewards="group"``), the clipped surrogate with ``loss_type="grpo"``, KL with the
+k3 estimator ``exp(ref - logp) - (ref - logp) - 1`` weighted by ``beta``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from transformers import TrainerCallback
+from transformers.trainer_callback import ProgressCallback
+from trl import GRPOTrainer
+from trl.trainer import grpo_trainer as _grpo_module
+from trl.trainer.utils import entropy_from_logits, selective_log_softmax
+
+from erv_plugins.training.policy import MEDIA_KEYS
+from erv_plugins.training.runlog import MetricsLog
+
+
+def _create_model_from_path(model_id: str, architecture: Any = None, **kwargs: Any) -> Any:
+    """TRL's model loader, which also loads omni checkpoints.
+
+    TRL builds the policy and the reference model by path; for a config class that is not
+    in ``transformers`` it reads ``config.auto_map``, which ``OmniConfig`` lacks. Omni
+    directories go through ``load_omni`` (which also restores encoders a release leaves out).
+    """
+    from erv_plugins.training.policy import is_omni
+
+    if architecture is None and is_omni(model_id):
+        from erv_plugins.models.omni import load_omni
+
+        model, _ = load_omni(model_id, device="cpu", dtype=kwargs.get("dtype"))
+        model.train()
+        return model
+    return _trl_create_model_from_path(model_id, architecture, **kwargs)
+
+
+_trl_create_model_from_path = _grpo_module.create_model_from_path
+_grpo_module.create_model_from_path = _create_model_from_path
+
+# rows of a generation batch -> (prompt token ids, media keyword arguments)
+BatchFn = Callable[[Sequence[dict[str, Any]]], tuple[list[list[int]], dict[str, torch.Tensor]]]
+
+
+class OmniGRPOTrainer(GRPOTrainer):
+    """``GRPOTrainer`` whose rollouts and log-probs see each row's video and audio.
+
+    ``batch_fn(rows)`` returns the rows' prompt token ids (media placeholders expanded
+    by the omni processor) and their stacked media; without it (a text-only policy) TRL's
+    code runs unchanged.
+    """
+
+    def __init__(self, *args: Any, batch_fn: BatchFn | None = None, **kwargs: Any) -> None:
+        self._batch_fn = batch_fn
+        self._media: dict[str, torch.Tensor] = {}
+        self._prompt_ids: list[list[int]] | None = None
+        super().__init__(*args, **kwargs)
+
+    # -- rollout -------------------------------------------------------------------------
+    def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
+        if self._batch_fn is None:
+            return super()._generate_and_score_completions(inputs)
+        device = self.accelerator.device
+        self._prompt_ids, media = self._batch_fn(inputs)
+        self._media = {k: v.to(device) for k, v in media.items()}
+        try:
+            output = super()._generate_and_score_completions(inputs)
+        finally:
+            media, self._media, self._prompt_ids = self._media, {}, None
+        output.update(media)
+        return output
+
+    def _tokenize_prompts(self, prompts: list) -> tuple[Any, Any, dict[str, Any]]:
+        if self._prompt_ids is None:
+            return super()._tokenize_prompts(prompts)
+        # TRL's generation path hands tensor "multimodal fields" to model.generate.
+        return self._prompt_ids, None, dict(self._media)
+
+    # -- log-probabilities ---------------------------------------------------------------
+    def _compute_loss(self, model, inputs):
+        self._media = {k: inputs[k] for k in MEDIA_KEYS if k in inputs}
+        try:
+            return super()._compute_loss(model, inputs)
+        finally:
+            self._media = {}
+
+    def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep,
+                                           batch_size=None, compute_entropy=False,
+                                           compute_aux_loss=False, **kwargs):
+        if not self._media:
+            return super()._get_per_token_logps_and_entropies(
+                model, input_ids, attention_mask, logits_to_keep, batch_size=batch_size,
+                compute_entropy=compute_entropy, compute_aux_loss=compute_aux_loss, **kwargs)
+        batch_size = batch_size or input_ids.size(0)
+        all_logps, all_entropies = [], []
+        for start in range(0, input_ids.size(0), batch_size):
+            end = min(start + batch_size, input_ids.size(0))
+            ids = input_ids[start:end]
+            media = {k: v[start:end] for k, v in self._media.items()}
+            with self.accelerator.autocast():
+                logits = model(input_ids=ids, attention_mask=attention_mask[start:end],
+                               logits_to_keep=logits_to_keep + 1, **media).logits
+            # Position t predicts token t + 1: the last logit belongs to no completion token.
+            logits = logits[:, :-1, :].float() / self.temperature
+            targets = ids[:, -logits_to_keep:]
+            all_logps.append(selective_log_softmax(logits, targets))
+            if compute_entropy:
+                with torch.no_grad():
+                    all_entropies.append(entropy_from_logits(logits))
+        logps = torch.cat(all_logps)
+        entropies = torch.cat(all_entropies) if compute_entropy else None
+        return logps, entropies, None
+
+
+class MetricsCallback(TrainerCallback):
+    """Writes one ``metrics.jsonl`` line per optimisation step (main process only)."""
+
+    def __init__(self, log: MetricsLog, on_step: Callable[[dict[str, Any]], None] | None = None):
+        self.log = log
+        self.last = log.last_step()
+        self.on_step = on_step
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or not logs:
+            return
+        if "loss" not in logs and "reward" not in logs:
+            return  # the end-of-training summary, not a step
+        step = int(state.global_step)
+        if step <= self.last:
+            return
+        row = {"step": step, "epoch": logs.get("epoch", state.epoch), **logs}
+        self.log.append(row)
+        self.last = step
+        if self.on_step is not None:
+            self.on_step(row)
+
+
+class CompactProgress(ProgressCallback):
+    """A progress bar whose postfix shows the step's loss and rewards (not a dict per line)."""
+
+    KEYS: tuple[tuple[str, str], ...] = (("loss", "loss"), ("reward", "R"))
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or self.training_bar is None or not logs:
+            return
+        post = {short: f"{logs[k]:.3g}" for k, short in self.KEYS if isinstance(logs.get(k), float)}
+        for key, value in logs.items():
+            if key.startswith("rewards/") and key.endswith("/mean") and isinstance(value, float):
+                post[key[8:-5]] = f"{value:.2f}"
+        if post:
+            self.training_bar.set_postfix(post, refresh=False)
+
+
+def use_compact_progress(trainer: Any) -> None:
+    trainer.remove_callback(ProgressCallback)
+    trainer.add_callback(CompactProgress())

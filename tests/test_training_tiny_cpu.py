@@ -1,0 +1,44 @@
+"""The default demo, `erv run recipes/tiny_cpu.toml`, end to end on CPU: synthetic clips, a
+tiny omni policy, SFT -> verifier -> GRPO -> eval, and GRPO raises the total reward."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from erv_plugins.training.runlog import MetricsLog, fifth_means
+
+RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "tiny_cpu.toml"
+
+
+@pytest.mark.slow
+def test_tiny_cpu_recipe_runs_every_stage_and_grpo_learns(tmp_path):
+    erv = Path(sys.executable).with_name("erv")
+    start = time.perf_counter()
+    out = subprocess.run([str(erv), "run", str(RECIPE)], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=900, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    seconds = time.perf_counter() - start
+    assert out.returncode == 0, out.stderr[-3000:]
+    run = tmp_path / "runs" / "tiny_cpu"
+    assert "erv: run directory runs/tiny_cpu" in out.stdout
+    for stage in ("sft", "verifier", "grpo", "eval"):
+        assert (run / stage / ".done").is_file(), stage
+    assert (tmp_path / "data" / "tiny_cpu" / "manifest.jsonl").is_file()  # written on demand
+
+    rows = MetricsLog(run / "grpo" / "metrics.jsonl").read()
+    assert [r["step"] for r in rows] == list(range(1, 81))
+    first, last = fifth_means([r["reward"] for r in rows])
+    assert last > first, (first, last)
+    grpo = json.loads((run / "grpo" / ".done").read_text())
+    assert grpo["reward_last_fifth"] > grpo["reward_first_fifth"]
+    for name in ("total", "format", "answer", "explanation"):
+        assert (run / "grpo" / f"reward_{name}.png").is_file()
+    report = (run / "grpo" / "report.md").read_text()
+    assert report.startswith("# GRPO: tiny_cpu") and "| total |" in report
+    # The acceptance budget is 10 minutes on 2 CPU cores.
+    assert seconds < 600, seconds
