@@ -357,23 +357,24 @@ def test_text_dataset_plugins_read_table_5_sources(tmp_path: Path):
     from erv_plugins.plugins import get_plugins
     from erv_plugins.recipe import DataSpec
     from erv_plugins.verifiers.text_datasets import MerrOptions, TextJsonlOptions
-    from erv_plugins.verifiers.training import build_dataset, records_from_dataset
+    from erv_plugins.datasets.base import build_dataset
+    from erv_plugins.verifiers.training import records_from_dataset
 
     merr = tmp_path / "merr.json"
     merr.write_text(json.dumps({"a": {"pseu_emotion": "fear", "caption": "He trembles."}}))
     pseudo = tmp_path / "pseudo_dfew.jsonl"
     pseudo.write_text('{"text": "She scowls.", "labels": ["anger", "disgust"]}\n')
     plugins = get_plugins()
-    ds = build_dataset(plugins, DataSpec(plugin="text_merr_fine", root=str(merr),
-                                         options=MerrOptions(text_field="caption")))
+    ds = build_dataset(DataSpec(plugin="text_merr_fine", root=str(merr),
+                       options=MerrOptions(text_field="caption")), plugins)
     assert records_from_dataset(ds, "merr") == [TextRecord("He trembles.", ("fear",),
                                                            "merr_fine", "a")]
-    ds = build_dataset(plugins, DataSpec(plugin="text_jsonl", root=str(pseudo),
-                                         options=TextJsonlOptions()))
+    ds = build_dataset(DataSpec(plugin="text_jsonl", root=str(pseudo),
+                       options=TextJsonlOptions()), plugins)
     assert [(r.text, r.labels, r.source) for r in ds.records()] == [
         ("She scowls.", ("anger", "disgust"), "pseudo_dfew")]
     sample = ds.samples()[0]  # the Dataset protocol view
     assert (sample.label, sample.explanation, sample.extra["labels"]) == (
         "anger", "She scowls.", ["anger", "disgust"])
     with pytest.raises(VerifierDataError, match="text_emer: give the file as root"):
-        build_dataset(plugins, DataSpec(plugin="text_emer"))
+        build_dataset(DataSpec(plugin="text_emer"), plugins)

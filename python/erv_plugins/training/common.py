@@ -22,19 +22,10 @@ LAUNCHED_ENV = "ERV_LAUNCHED"
 def build_dataset(spec: DataSpec, ctx: StageContext, where: str) -> Dataset:
     """The dataset plugin named by ``spec``, given the context its factory accepts
     (``root``, ``split``, ``limit``, ``run_dir``: synthetic data is generated there)."""
-    import inspect
+    from erv_plugins.datasets import base
 
-    reg = ctx.plugins.get("dataset", spec.plugin)
-    context: dict[str, Any] = {"root": spec.root, "split": spec.split, "limit": spec.limit,
-                               "run_dir": ctx.run_dir}
     try:
-        params = inspect.signature(reg.factory).parameters
-        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-            context = {k: v for k, v in context.items() if k in params}
-    except (TypeError, ValueError):
-        pass
-    try:
-        return reg.build(spec.options, **context)
+        return base.build_dataset(spec, ctx.plugins, run_dir=ctx.run_dir)
     except (FileNotFoundError, ValueError) as exc:
         raise ErvError(f"{ctx.recipe.source}: {where}: {exc}") from None
 

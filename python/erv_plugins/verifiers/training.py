@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from erv_plugins.errors import ErvError
+from erv_plugins.datasets.base import build_dataset
 from erv_plugins.verifiers.data import (
     TextRecord,
     VerifierDataError,
@@ -389,29 +390,6 @@ def records_from_dataset(dataset: Any, source: str) -> list[TextRecord]:
     return out
 
 
-def build_dataset(plugins: Any, spec: Any) -> Any:
-    """Build the dataset plugin a recipe's DataSpec names, passing what its factory takes."""
-    import inspect
-
-    reg = plugins.get("dataset", spec.plugin)
-    context = {"root": spec.root, "split": spec.split, "limit": spec.limit}
-    try:
-        params = inspect.signature(reg.factory).parameters
-        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-            context = {k: v for k, v in context.items() if k in params}
-    except (TypeError, ValueError):
-        pass
-    options = spec.options
-    if reg.options is not None and not isinstance(options, reg.options):
-        import msgspec  # a DataSpec built in code rather than decoded by load_recipe
-
-        try:
-            options = msgspec.convert(options or {}, reg.options)
-        except msgspec.ValidationError as exc:
-            raise ErvError(f"dataset {spec.plugin!r} options: {exc}") from None
-    return reg.build(options, **context)
-
-
 # -- the pipeline stage --------------------------------------------------------------------
 
 TINY_BASE = "tiny"
@@ -440,11 +418,11 @@ class VerifierStage:
             base = build_tiny_verifier(out / "base", labels=space.labels, seed=cfg.seed)
         train: list[TextRecord] = []
         for spec in cfg.train:
-            records = records_from_dataset(build_dataset(ctx.plugins, spec), spec.plugin)
+            records = records_from_dataset(build_dataset(spec, ctx.plugins), spec.plugin)
             train += records[: spec.limit] if spec.limit is not None else records
         held = None
         if cfg.eval is not None:
-            held = records_from_dataset(build_dataset(ctx.plugins, cfg.eval), cfg.eval.plugin)
+            held = records_from_dataset(build_dataset(cfg.eval, ctx.plugins), cfg.eval.plugin)
         metrics = train_verifier(
             train, base=base, out=out / "model", eval=held, labels=space.labels,
             reinit_head=cfg.reinit_head, epochs=cfg.epochs, batch_size=cfg.batch_size,
