@@ -119,3 +119,11 @@ def test_paper_7b_uses_384_px_and_ten_sft_epochs():
     assert (r["sft"]["image_size"], r["grpo"]["image_size"], r["sft"]["epochs"]) == (
         384, 384, 10.0)
     assert r["model"]["path"] == "checkpoints/HumanOmni-7B"
+    assert r["model"]["options"]["train_vision_tower"] is False  # Table 8, 7B
+
+
+def test_vision_tower_is_trained_as_table_8_says_for_0_5b_and_frozen_in_the_release():
+    _, paper = dry_run("paper_0_5b.toml")
+    _, release = dry_run("release_0_5b.toml")
+    assert paper["model"]["options"]["train_vision_tower"] is True
+    assert release["model"]["options"]["train_vision_tower"] is False

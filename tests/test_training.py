@@ -296,6 +296,29 @@ def test_a_freeze_prefix_that_matches_nothing_is_an_error_naming_the_setting():
         freeze(model, ["vision_tower."], "r.toml: $.grpo.freeze")
 
 
+def test_train_vision_tower_unfreezes_siglip_and_survives_a_save(tmp_path):
+    """Paper Table 8 trains the 0.5B vision tower; the Whisper encoder stays frozen."""
+    from erv_plugins.models.omni import build_tiny_omni, load_omni
+    from erv_plugins.training.policy import load_policy
+
+    path = build_tiny_omni(tmp_path / "tiny")
+
+    def trainable(model, part):
+        flags = {p.requires_grad for p in getattr(model.model, part).parameters()}
+        assert len(flags) == 1, f"{part} is partly frozen"
+        return flags.pop()
+
+    frozen = load_policy(path).model
+    assert (trainable(frozen, "vision_tower"), trainable(frozen, "audio_tower")) == (False, False)
+    policy = load_policy(path, train_vision_tower=True)
+    assert (trainable(policy.model, "vision_tower"),
+            trainable(policy.model, "audio_tower")) == (True, False)
+    policy.model.save_pretrained(tmp_path / "saved")
+    policy.processor.save_pretrained(tmp_path / "saved")
+    reloaded, _ = load_omni(tmp_path / "saved")
+    assert (trainable(reloaded, "vision_tower"), trainable(reloaded, "audio_tower")) == (True, False)
+
+
 def test_grpo_without_the_sft_model_says_which_stage_to_run(tmp_path):
     import erv_plugins.rewards.testing
     import erv_plugins.training.demo

@@ -10,6 +10,7 @@ from its own checkpoints).
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -70,6 +71,9 @@ def run_recipe(recipe: Recipe, plugins: Plugins, *, force: bool = False,
                only: Sequence[str] | None = None,
                echo: Callable[[str], None] = click.echo) -> Path:
     """Run the recipe's stages in order; returns the run directory."""
+    # transformers' per-file bars ("Loading weights", "Writing model shards") would bury the
+    # stages' own progress; read when transformers is first imported, so set it now.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     run_dir = recipe.resolved_run_dir()
     run_dir.mkdir(parents=True, exist_ok=True)
     echo(f"erv: run directory {run_dir}")

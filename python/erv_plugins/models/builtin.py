@@ -22,6 +22,9 @@ class OmniOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     seed: int = 0
     dtype: str | None = None  # "float32", "bfloat16", ...; None keeps the checkpoint's
     cache_dir: str | None = None  # decoded-clip cache shared by the processor
+    # Paper Table 8 trains the SigLIP tower of the 0.5B model (not of the 7B one); the
+    # release keeps it frozen. The Whisper encoder is frozen in both.
+    train_vision_tower: bool = False
 
 
 class OmniPolicy:

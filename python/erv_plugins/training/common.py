@@ -143,6 +143,12 @@ def settings_table(obj: Any, keys: Sequence[str]) -> dict[str, Any]:
     return {k: getattr(obj, k) for k in keys}
 
 
+def trains_vision_tower(recipe: Any) -> bool:
+    """Whether the recipe's model options unfreeze the vision tower (omni policy)."""
+    options = recipe.model.options if recipe.model is not None else None
+    return bool(getattr(options, "train_vision_tower", False))
+
+
 def freeze(model: Any, prefixes: Sequence[str], where: str) -> int:
     """Freeze the parameters whose names start with one of ``prefixes``; returns how many.
 

@@ -153,7 +153,8 @@ def run_grpo(ctx: StageContext) -> dict[str, Any]:
     dataset, samples = common.load_samples(cfg.dataset, ctx, "$.grpo.dataset")
     source = common.policy_source(ctx, after_sft=True)
     policy = load_policy(source, frames=cfg.frames, image_size=cfg.image_size,
-                         cache_dir=ctx.run_dir / "cache" / "media")
+                         cache_dir=ctx.run_dir / "cache" / "media",
+                         train_vision_tower=common.trains_vision_tower(recipe))
     if cfg.use_vllm and policy.multimodal:
         raise ErvError(f"{recipe.source}: $.grpo.use_vllm: vLLM does not run the omni "
                        "policy (video and audio inputs); use it with a text-only policy")

@@ -111,17 +111,24 @@ def is_omni(path: str | Path) -> bool:
 
 
 def load_policy(path: str | Path, *, frames: int | None = None,
-                image_size: int | None = None, cache_dir: Path | None = None) -> Policy:
+                image_size: int | None = None, cache_dir: Path | None = None,
+                train_vision_tower: bool = False) -> Policy:
     """Load a saved policy directory: the omni model when its config says so, else a causal LM.
 
     ``frames``/``image_size``: how clips are decoded; they must match the checkpoint
     (its vision tower and projector are built for them), so a mismatch is an error.
+    ``train_vision_tower``: unfreeze SigLIP (paper Table 8, 0.5B); the choice is written
+    into the config, so a checkpoint saved from this policy loads the same way.
     """
     path = Path(path)
     if is_omni(path):
         import erv_plugins.models.omni as omni  # registers the Auto classes TRL loads by path
 
         model, processor = omni.load_omni(path, device="cpu", dtype=torch_float32())
+        if train_vision_tower:
+            model.config.freeze_vision_tower = False
+            model.model.vision_tower.frozen = False
+            model.model.vision_tower.requires_grad_(True)
         for name, want, have in (("frames", frames, processor.num_frames),
                                  ("image_size", image_size, processor.image_size)):
             if want is not None and want != have:

@@ -97,7 +97,8 @@ def run_sft(ctx: StageContext) -> dict[str, Any]:
     _, samples = common.load_samples(cfg.dataset, ctx, "$.sft.dataset")
     source = common.policy_source(ctx, after_sft=False)
     policy = load_policy(source, frames=cfg.frames, image_size=cfg.image_size,
-                         cache_dir=ctx.run_dir / "cache" / "media")
+                         cache_dir=ctx.run_dir / "cache" / "media",
+                         train_vision_tower=common.trains_vision_tower(ctx.recipe))
     common.freeze(policy.model, cfg.freeze, f"{ctx.recipe.source}: $.sft.freeze")
     examples = build_examples(policy, samples, cfg.max_length)
     checkpoints = ctx.out / "checkpoints"
