@@ -544,16 +544,28 @@ fn parse_completions<'py>(
     let par = use_parallel(&texts, parallel);
     let spans = py.detach(|| map_texts(&texts, par, tags::parse));
     let _gc = GcPause::new(py);
+    PyList::new(py, parsed_objects(py, &spans, &texts, &items, cls)?)
+}
+
+/// The Python side of each text's parse: a `(format_ok, think, answer)` tuple, or with `cls`
+/// an instance of that frozen slots dataclass; think and answer are cut from the original str.
+fn parsed_objects<'py>(
+    py: Python<'py>,
+    spans: &[tags::ParsedSpans],
+    texts: &[Text<'_>],
+    items: &[Bound<'py, PyString>],
+    cls: Option<&Bound<'py, PyType>>,
+) -> PyResult<Vec<Bound<'py, PyAny>>> {
     let none = py.None().into_bound(py);
     let names = [
         intern!(py, "format_ok"),
         intern!(py, "think"),
         intern!(py, "answer"),
     ];
-    let out = spans
+    spans
         .iter()
-        .zip(&texts)
-        .zip(&items)
+        .zip(texts)
+        .zip(items)
         .map(|((p, t), src)| {
             let mut cur = CharCursor::new(t);
             let think = match p.think {
@@ -572,8 +584,7 @@ fn parse_completions<'py>(
                 Some(cls) => new_frozen(py, cls, &names, [ok, think, answer]),
             }
         })
-        .collect::<PyResult<Vec<_>>>()?;
-    PyList::new(py, out)
+        .collect()
 }
 
 /// `parse_completions` and the sentences of each think span in one call: the think text is
@@ -597,33 +608,9 @@ fn parse_and_split<'py>(
         })
     });
     let _gc = GcPause::new(py);
-    let none = py.None().into_bound(py);
-    let names = [
-        intern!(py, "format_ok"),
-        intern!(py, "think"),
-        intern!(py, "answer"),
-    ];
     let strings = uniq.strings(py, &items)?;
     let sentences = uniq.lists(py, &strings)?;
-    let mut parsed = Vec::with_capacity(results.len());
-    for ((p, t), src) in results.iter().zip(&texts).zip(&items) {
-        let mut cur = CharCursor::new(t);
-        let think = match p.think {
-            Some(sp) => make_str(py, src, &mut cur, sp)?,
-            None => none.clone(),
-        };
-        let answer = match p.answer {
-            Some(sp) => make_str(py, src, &mut cur, sp)?,
-            None => none.clone(),
-        };
-        let ok = pyo3::types::PyBool::new(py, p.format_ok)
-            .to_owned()
-            .into_any();
-        parsed.push(match cls {
-            None => PyTuple::new(py, [ok, think, answer])?.into_any(),
-            Some(cls) => new_frozen(py, cls, &names, [ok, think, answer])?,
-        });
-    }
+    let parsed = parsed_objects(py, &results, &texts, &items, cls)?;
     Ok((PyList::new(py, parsed)?, PyList::new(py, sentences)?))
 }
 
@@ -652,32 +639,8 @@ fn parse_and_split_unique<'py>(
     let (results, uniq) =
         py.detach(|| split_dedup(&texts, par, Dedupe::All, |b, v| parse_split(split, b, v)));
     let _gc = GcPause::new(py);
-    let none = py.None().into_bound(py);
-    let names = [
-        intern!(py, "format_ok"),
-        intern!(py, "think"),
-        intern!(py, "answer"),
-    ];
     let strings = uniq.strings(py, &items)?;
-    let mut parsed = Vec::with_capacity(results.len());
-    for ((p, t), src) in results.iter().zip(&texts).zip(&items) {
-        let mut cur = CharCursor::new(t);
-        let think = match p.think {
-            Some(sp) => make_str(py, src, &mut cur, sp)?,
-            None => none.clone(),
-        };
-        let answer = match p.answer {
-            Some(sp) => make_str(py, src, &mut cur, sp)?,
-            None => none.clone(),
-        };
-        let ok = pyo3::types::PyBool::new(py, p.format_ok)
-            .to_owned()
-            .into_any();
-        parsed.push(match cls {
-            None => PyTuple::new(py, [ok, think, answer])?.into_any(),
-            Some(cls) => new_frozen(py, cls, &names, [ok, think, answer])?,
-        });
-    }
+    let parsed = parsed_objects(py, &results, &texts, &items, cls)?;
     Ok((
         PyList::new(py, parsed)?,
         PyList::new(py, strings)?,
