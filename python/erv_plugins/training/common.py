@@ -6,7 +6,7 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from erv_plugins.errors import ErvError
 
@@ -28,6 +28,28 @@ def build_dataset(spec: DataSpec, ctx: StageContext, where: str) -> Dataset:
         return base.build_dataset(spec, ctx.plugins, run_dir=ctx.run_dir)
     except (FileNotFoundError, ValueError) as exc:
         raise ErvError(f"{ctx.recipe.source}: {where}: {exc}") from None
+
+
+class TrainingStage:
+    """A stage that trains the policy (``sft``, ``grpo``; its recipe table has the stage's
+    name): synthetic clips are written once, here, before any process reads them; then the
+    stage runs in this process, or in the processes ``accelerate launch`` starts when the
+    recipe asks for several."""
+
+    name: ClassVar[str]
+
+    def __call__(self, ctx: StageContext) -> dict[str, Any] | None:
+        from erv_plugins.training import launching
+
+        cfg = getattr(ctx.recipe, self.name)
+        if cfg is not None:
+            ensure_synthetic(cfg.synthetic, ctx.echo)
+        if launching.needs_launch(ctx.recipe):
+            return launching.launch_stage(ctx, self.name)
+        return self.run(ctx)
+
+    def run(self, ctx: StageContext) -> dict[str, Any] | None:
+        raise NotImplementedError
 
 
 def ensure_synthetic(spec: SyntheticData | None, echo: Any = print) -> None:

@@ -46,17 +46,10 @@ if TYPE_CHECKING:
     from erv_plugins.verifiers.base import Verifier
 
 
-class GRPOStage:
+class GRPOStage(common.TrainingStage):
     name: ClassVar[str] = "grpo"
 
-    def __call__(self, ctx: StageContext) -> dict[str, Any] | None:
-        from erv_plugins.training import launching
-
-        cfg = ctx.recipe.grpo
-        if cfg is not None:  # written once, here, before any process reads it
-            common.ensure_synthetic(cfg.synthetic, ctx.echo)
-        if launching.needs_launch(ctx.recipe):
-            return launching.launch_stage(ctx, self.name)
+    def run(self, ctx: StageContext) -> dict[str, Any] | None:
         return run_grpo(ctx)
 
 

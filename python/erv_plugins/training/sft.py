@@ -22,17 +22,10 @@ from erv_plugins.stages import StageContext
 from erv_plugins.training import common
 
 
-class SFTStage:
+class SFTStage(common.TrainingStage):
     name: ClassVar[str] = "sft"
 
-    def __call__(self, ctx: StageContext) -> dict[str, Any] | None:
-        from erv_plugins.training import launching
-
-        cfg = ctx.recipe.sft
-        if cfg is not None:  # written once, here, before any process reads it
-            common.ensure_synthetic(cfg.synthetic, ctx.echo)
-        if launching.needs_launch(ctx.recipe):
-            return launching.launch_stage(ctx, self.name)
+    def run(self, ctx: StageContext) -> dict[str, Any] | None:
         return run_sft(ctx)
 
 
