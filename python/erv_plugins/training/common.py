@@ -165,6 +165,26 @@ def settings_table(obj: Any, keys: Sequence[str]) -> dict[str, Any]:
     return {k: getattr(obj, k) for k in keys}
 
 
+def start_training(ctx: StageContext, stage: str) -> tuple[Dataset, list[Sample], Path, Any]:
+    """What both training stages start with: known warnings quieted, the stage's seed set,
+    the samples of its dataset, and the policy to train (from ``policy_source``, with its
+    trainable parts as the recipe says). Returns ``(dataset, samples, source, policy)``."""
+    import torch
+
+    from erv_plugins.training.policy import load_policy
+
+    cfg = getattr(ctx.recipe, stage)
+    assert cfg is not None
+    quiet_known_warnings()
+    torch.manual_seed(cfg.seed)
+    dataset, samples = load_samples(cfg.dataset, ctx, f"$.{stage}.dataset")
+    source = policy_source(ctx, after_sft=stage != "sft")
+    policy = load_policy(source, frames=cfg.frames, image_size=cfg.image_size,
+                         cache_dir=ctx.run_dir / "cache" / "media",
+                         train_vision_tower=trains_vision_tower(ctx.recipe))
+    return dataset, samples, source, policy
+
+
 def trains_vision_tower(recipe: Any) -> bool:
     """Whether the recipe's model options unfreeze the vision tower (omni policy)."""
     options = recipe.model.options if recipe.model is not None else None

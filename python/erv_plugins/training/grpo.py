@@ -123,12 +123,10 @@ def build_rows(policy: Any, samples: list[Any], space: str, cfg: GRPOSettings,
 
 
 def run_grpo(ctx: StageContext) -> dict[str, Any]:
-    import torch
     from datasets import Dataset
     from trl import GRPOConfig
 
     from erv_plugins.rewards.engine import RewardEngine
-    from erv_plugins.training.policy import load_policy
     from erv_plugins.training.runlog import (
         MetricsLog,
         fifth_means,
@@ -141,13 +139,7 @@ def run_grpo(ctx: StageContext) -> dict[str, Any]:
     recipe = ctx.recipe
     cfg = recipe.grpo
     assert cfg is not None
-    common.quiet_known_warnings()
-    torch.manual_seed(cfg.seed)
-    dataset, samples = common.load_samples(cfg.dataset, ctx, "$.grpo.dataset")
-    source = common.policy_source(ctx, after_sft=True)
-    policy = load_policy(source, frames=cfg.frames, image_size=cfg.image_size,
-                         cache_dir=ctx.run_dir / "cache" / "media",
-                         train_vision_tower=common.trains_vision_tower(recipe))
+    dataset, samples, source, policy = common.start_training(ctx, "grpo")
     if cfg.use_vllm and policy.multimodal:
         raise ErvError(f"{recipe.source}: $.grpo.use_vllm: vLLM does not run the omni "
                        "policy (video and audio inputs); use it with a text-only policy")

@@ -76,22 +76,14 @@ class SFTCollator:
 
 
 def run_sft(ctx: StageContext) -> dict[str, Any]:
-    import torch
     from transformers import Trainer, TrainingArguments
 
-    from erv_plugins.training.policy import load_policy
     from erv_plugins.training.runlog import MetricsLog, write_report
     from erv_plugins.training.trainer import MetricsCallback, use_compact_progress
 
     cfg = ctx.recipe.sft
     assert cfg is not None
-    common.quiet_known_warnings()
-    torch.manual_seed(cfg.seed)
-    _, samples = common.load_samples(cfg.dataset, ctx, "$.sft.dataset")
-    source = common.policy_source(ctx, after_sft=False)
-    policy = load_policy(source, frames=cfg.frames, image_size=cfg.image_size,
-                         cache_dir=ctx.run_dir / "cache" / "media",
-                         train_vision_tower=common.trains_vision_tower(ctx.recipe))
+    _, samples, source, policy = common.start_training(ctx, "sft")
     common.freeze(policy.model, cfg.freeze, f"{ctx.recipe.source}: $.sft.freeze")
     examples = build_examples(policy, samples, cfg.max_length)
     checkpoints = ctx.out / "checkpoints"
