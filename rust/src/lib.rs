@@ -719,6 +719,19 @@ fn sentence_spans<'py>(
     mode: &str,
     parallel: Option<bool>,
 ) -> PyResult<Vec<Vec<usize>>> {
+    map_sentences(py, texts, mode, parallel, |v| {
+        v.into_iter().flat_map(|(s, e)| [s, e]).collect()
+    })
+}
+
+/// `f` of each text's sentence byte spans, computed with the GIL released.
+fn map_sentences<T: Send>(
+    py: Python<'_>,
+    texts: &Bound<'_, PyList>,
+    mode: &str,
+    parallel: Option<bool>,
+    f: impl Fn(Vec<(usize, usize)>) -> T + Sync,
+) -> PyResult<Vec<T>> {
     let split = splitter(mode)?;
     let items = strings_of(texts)?;
     let texts = texts_of(&items)?;
@@ -727,7 +740,7 @@ fn sentence_spans<'py>(
         map_texts(&texts, par, |b| {
             let mut v = Vec::new();
             split(b, &mut v);
-            v.into_iter().flat_map(|(s, e)| [s, e]).collect()
+            f(v)
         })
     }))
 }
@@ -742,17 +755,7 @@ fn sentence_counts<'py>(
     mode: &str,
     parallel: Option<bool>,
 ) -> PyResult<Vec<usize>> {
-    let split = splitter(mode)?;
-    let items = strings_of(texts)?;
-    let texts = texts_of(&items)?;
-    let par = use_parallel(&texts, parallel);
-    Ok(py.detach(|| {
-        map_texts(&texts, par, |b| {
-            let mut v = Vec::new();
-            split(b, &mut v);
-            v.len()
-        })
-    }))
+    map_sentences(py, texts, mode, parallel, |v| v.len())
 }
 
 /// Number of `<` bytes in all texts, found with memchr: the floor a tag scan is measured against.
