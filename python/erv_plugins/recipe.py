@@ -177,6 +177,11 @@ class GRPOConfig(_Strict):
     top_p: float = 1.0
     max_prompt_length: int | None = None
     max_completion_length: int = 512
+    # The rollout prompt: "policy" = the policy's own chat template (as in SFT and eval);
+    # "qwen2_vl" = as the release builds it during RL (the Qwen2-VL processor's chat
+    # template, its default system turn and vision tokens, then the HumanOmni media
+    # placeholders and the question).
+    prompt_template: Literal["policy", "qwen2_vl"] = "policy"
     loss_type: str = "grpo"
     scale_rewards: str = "group"
     epsilon: float = 0.2
@@ -191,9 +196,21 @@ class GRPOConfig(_Strict):
     gradient_checkpointing: bool = False
 
 
+# Evaluation protocols (docs/fidelity.md):
+#   release: the authors' eval scripts bit for bit (fixed label order, the judge's reply
+#            taken verbatim, a failed call counts as neutral, their answer parsing and UAR
+#            denominators, generation as their eval runs it). Table 1's numbers came from it.
+#   paper:   the paper's text where it speaks (a permutation of the label list per sample,
+#            Figure 3), the release where it is silent.
+#   erv:     erv's own robust protocol (permutation per sample, tolerant reply matching,
+#            failed judge calls excluded from N).
+EvalProtocol = Literal["release", "paper", "erv"]
+
+
 class EvalConfig(_Strict):
     """Judged evaluation: EEA, FCR, EPC beside WAR and UAR (paper section 4.2)."""
 
+    protocol: EvalProtocol = "release"
     dataset: DataSpec | None = None
     predictions: str | None = None  # score an existing predictions JSONL instead
     label_space: str | None = None  # labels of `predictions` (mafw, dfew) without a dataset
