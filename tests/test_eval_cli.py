@@ -20,7 +20,7 @@ KEY = "sk-cli-test-SECRET-0042"
 # Sample 17's explanation names no emotion; the judge replies a word outside the list.
 SCRIPTS = {"The eyes widen suddenly.": [Reply("astonished")]}
 
-# 20 samples. p = g on all but 5, 7, 10 (calm: outside), 15 (no <answer>: outside), 17.
+# 20 samples, erv protocol (tests/test_eval_protocols.py has the release's). p = g on all but 5, 7, 10 (calm: outside), 15 (no <answer>: outside), 17.
 # j = g on 1 2 4 6 8 11 12 13 15 16 18 20; p = j on 1 2 4 5 6 7 8 11 12 13 16 18 20.
 EXPECTED = {"n": 20, "EEA": 60.0, "FCR": 55.0, "EPC": 65.0, "WAR": 75.0,
             "UAR": 78.3333, "FCR/WAR": 73.3333}
@@ -38,7 +38,7 @@ def run_eval(server: ScriptedChatServer, out: Path, *extra: str):
     args = ["eval", "--predictions", str(DATA), "--dataset", "mafw", "--judge", "openai",
             "--base-url", server.base_url, "--model", "local-judge", "--out", str(out),
             "--api-key-env", "ERV_TEST_JUDGE_KEY", "--bootstrap", "200", "--no-progress",
-            "--judge-option", "timeout_s=5", *extra]
+            "--judge-option", "timeout_s=5", "--protocol", "erv", *extra]
     return CliRunner().invoke(build_cli(), args, catch_exceptions=False)
 
 
@@ -47,7 +47,7 @@ def test_erv_eval_prints_table_1_and_writes_json_jsonl_png(server: ScriptedChatS
     out = tmp_path / "r1omni"
     result = run_eval(server, out, "--name", "R1-Omni", "--paper")
     assert result.exit_code == 0, result.output
-    lines = result.output.splitlines()
+    lines = result.stdout.splitlines()
     assert lines[0] == ("| Method | MAFW EEA | MAFW FCR | MAFW EPC | MAFW WAR | MAFW UAR | "
                         "DFEW EEA | DFEW FCR | DFEW EPC | DFEW WAR | DFEW UAR |")
     assert "| R1-Omni | 60.00 | 55.00 | 65.00 | 75.00 | 78.33 | - | - | - | - | - |" in lines
@@ -55,8 +55,12 @@ def test_erv_eval_prints_table_1_and_writes_json_jsonl_png(server: ScriptedChatS
             "58.63 | 67.28 | 56.25 |") in lines
     assert any(line.startswith("| anger | 3 | 66.67 | 66.67 | 66.67 | 100.00 | 66.67 |")
                for line in lines)
-    assert ("judged 20 of 20 samples; judge replies outside the label list (counted as "
-            "neutral): 1; answers outside the label list: 2") in result.output
+    assert ("protocol erv: judged 20 of 20 samples (N = 20); judge replies outside the label "
+            "list (counted as neutral): 1; answers outside the label list: 2") in result.output
+    # Beside the paper's rows, a run of another protocol is flagged (on stderr).
+    assert result.stderr.startswith(
+        "erv eval --paper: R1-Omni on MAFW was evaluated with the 'erv' protocol; the "
+        "paper's rows come from the authors' scripts (--protocol release)")
 
     metrics = json.loads((out / "metrics.json").read_text())
     assert {k: metrics[k] for k in EXPECTED} == pytest.approx(EXPECTED, abs=1e-4)

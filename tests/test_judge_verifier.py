@@ -109,6 +109,7 @@ plugin = "keyword"
 [eval]
 predictions = "{DATA}"
 label_space = "mafw"
+protocol = "erv"
 bootstrap = 50
 [eval.judge]
 plugin = "verifier"

@@ -143,10 +143,20 @@ def test_answer_spanning_lines_counts_in_paper_mode_only() -> None:
     assert score(text, "happy", "dfew")[0] == 1.0
 
 
-def test_answer_release_mode_is_case_sensitive_like_the_release() -> None:
+def test_answer_release_mode_lowercases_the_answer_but_not_the_ground_truth() -> None:
+    # match_emotion_key_MAFW lower-cases and drops newlines first: "Sad" -> "sadness".
     text = "<think>x.</think><answer>Sad</answer>"
-    assert score(text, "sadness", answer_mode="release")[1] == 0.0
+    assert score(text, "sadness", answer_mode="release")[1] == 1.0
     assert score(text, "sadness", answer_mode="paper")[1] == 1.0
+    assert score("<think>x.</think><answer>HAPPINESS</answer>", "happiness",
+                 answer_mode="release")[1] == 1.0
+    # The ground truth is compared as written (tags and outer spaces stripped only): a
+    # capitalised label never matches the lower-cased answer in the release.
+    assert score(text, "Sadness", answer_mode="release")[1] == 0.0
+    assert score(text, "Sadness", answer_mode="paper")[1] == 1.0
+    # Whole-completion fallback: newlines are dropped, other whitespace is kept.
+    assert score("<think>x.</think>\nSAD", "sadness", answer_mode="release")[1] == 0.0
+    assert score("SA\nD", "sadness", answer_mode="release")[1] == 1.0
 
 
 def test_ablation_without_neutral_filtering_divides_by_all_sentences() -> None:

@@ -36,8 +36,11 @@ def _strip_answer_tags(text: str) -> str:
 
 
 def release_dfew(word: str) -> str:
-    """The release's DFEW rule, verbatim (case-sensitive, no tag stripping): sadness->sad,
-    anything containing "happiness"->happy, containing "anger"->angry."""
+    """The release's DFEW rule, verbatim (``match_emotion_key_DFEW`` in its
+    ``open_r1/utils.py``): lower-cased, newlines dropped (no other whitespace, no tag
+    stripping), then sadness->sad, anything containing "happiness"->happy, containing
+    "anger"->angry."""
+    word = word.lower().replace("\n", "")
     if word == "sadness":
         return "sad"
     if "happiness" in word:
@@ -52,9 +55,11 @@ _MAFW_EXACT = {"angry": "anger", "sad": "sadness", "anxious": "anxiety",
 
 
 def release_mafw(word: str) -> str:
-    """The release's MAFW rule, verbatim (case-sensitive, no tag stripping): angry->anger,
-    sad->sadness, anxious->anxiety, helpless->helplessness, disappointed->disappointment,
-    containing "happy"->happiness, containing "contemptuous"->contempt."""
+    """The release's MAFW rule, verbatim (``match_emotion_key_MAFW``): lower-cased,
+    newlines dropped, then angry->anger, sad->sadness, anxious->anxiety,
+    helpless->helplessness, disappointed->disappointment, containing "happy"->happiness,
+    containing "contemptuous"->contempt."""
+    word = word.lower().replace("\n", "")
     if word in _MAFW_EXACT:
         return _MAFW_EXACT[word]
     if "happy" in word:
@@ -65,13 +70,13 @@ def release_mafw(word: str) -> str:
 
 
 def normalize_dfew(word: str) -> str:
-    """The release's DFEW rule on the stripped, lower-cased word (tags removed)."""
-    return release_dfew(_strip_answer_tags(word).lower())
+    """The release's DFEW rule on the stripped word (tags removed)."""
+    return release_dfew(_strip_answer_tags(word))
 
 
 def normalize_mafw(word: str) -> str:
-    """The release's MAFW rule on the stripped, lower-cased word (tags removed)."""
-    return release_mafw(_strip_answer_tags(word).lower())
+    """The release's MAFW rule on the stripped word (tags removed)."""
+    return release_mafw(_strip_answer_tags(word))
 
 
 def normalize_emer(word: str) -> str:

@@ -119,6 +119,9 @@ class SFTConfig(_Strict):
     image_size: int | None = None
     # Parameter name prefixes kept frozen (paper Table 8 lists what each stage trains).
     freeze: list[str] = msgspec.field(default_factory=list)
+    # Whether this stage trains the vision tower (omni policy); None: the [model]
+    # option. Table 8: SFT trains it (0.5B and 7B), GRPO does not.
+    train_vision_tower: bool | None = None
     synthetic: SyntheticData | None = None
     gradient_checkpointing: bool = False
 
@@ -160,9 +163,18 @@ class VerifierTrainingConfig(_Strict):
 
 
 class GRPOConfig(_Strict):
-    """GRPO with the total reward R (paper eq. 3 and 5)."""
+    """GRPO with the total reward R (paper eq. 3 and 5).
 
-    dataset: DataSpec
+    Every setting that changes the update is passed to TRL explicitly (``erv run --dry-run``
+    prints TRL's arguments by their own names); the defaults are the paper's, and where the
+    paper is silent, the authors' release (docs/fidelity.md).
+    """
+
+    dataset: DataSpec | None = None
+    # Several datasets trained on as one mixed list, each sample keeping its own label
+    # space and answer normaliser (the release trains on one MAFW + DFEW list). Give either
+    # ``dataset`` or ``datasets``.
+    datasets: list[DataSpec] = msgspec.field(default_factory=list)
     num_generations: int = 16
     beta: float = 0.04
     lr: float = 1e-6
@@ -175,6 +187,9 @@ class GRPOConfig(_Strict):
     bf16: bool = False
     temperature: float = 1.0
     top_p: float = 1.0
+    # Rollouts keep only the k most probable tokens: the release samples with generate's
+    # default top_k = 50 (TRL's default, 0, turns it off).
+    top_k: int = 50
     max_prompt_length: int | None = None
     max_completion_length: int = 512
     # The rollout prompt: "policy" = the policy's own chat template (as in SFT and eval);
@@ -185,6 +200,16 @@ class GRPOConfig(_Strict):
     loss_type: str = "grpo"
     scale_rewards: str = "group"
     epsilon: float = 0.2
+    # TRL 1.16 multiplies the k3 KL term by the importance ratio by default; the paper's
+    # eq. 3 and the release have no such correction.
+    use_bias_correction_kl: bool = False
+    # The release trains in train mode, with the dropout its modules declare (TRL's
+    # disable_dropout zeroes it); the reference model always runs in eval mode.
+    disable_dropout: bool = False
+    # Precision of the log-softmax of the policy's logits: "logits", the dtype the model
+    # computes them in (bf16 under bf16 training), as the release does; or "float32"
+    # (upcast first, TRL's way).
+    logprob_dtype: Literal["float32", "logits"] = "logits"
     logging_steps: int = 1
     save_steps: int = 100
     seed: int = 42
@@ -192,8 +217,15 @@ class GRPOConfig(_Strict):
     frames: int | None = None
     image_size: int | None = None
     freeze: list[str] = msgspec.field(default_factory=list)
+    train_vision_tower: bool | None = None  # as in [sft]; Table 8: GRPO does not train it
     synthetic: SyntheticData | None = None
     gradient_checkpointing: bool = False
+
+    def data_specs(self) -> list[tuple[tuple[str | int, ...], DataSpec]]:
+        """(recipe path, spec) of every dataset the stage trains on."""
+        if self.dataset is not None:
+            return [(("grpo", "dataset"), self.dataset)]
+        return [(("grpo", "datasets", i), d) for i, d in enumerate(self.datasets)]
 
 
 # Evaluation protocols (docs/fidelity.md):
@@ -212,6 +244,9 @@ class EvalConfig(_Strict):
 
     protocol: EvalProtocol = "release"
     dataset: DataSpec | None = None
+    # Several test sets, each judged and scored on its own (into eval/<label space>/) and
+    # put side by side in one Table-1 layout (Table 1 has MAFW and DFEW).
+    datasets: list[DataSpec] = msgspec.field(default_factory=list)
     predictions: str | None = None  # score an existing predictions JSONL instead
     label_space: str | None = None  # labels of `predictions` (mafw, dfew) without a dataset
     device: str = "auto"  # generation: "auto" (cuda if present), "cpu", "cuda:0", ...
@@ -283,7 +318,8 @@ def _drop_none(value: Any) -> Any:
 _Path = tuple[str | int, ...]
 
 
-def _fmt_path(path: _Path) -> str:
+def format_path(path: _Path) -> str:
+    """A recipe path as errors show it: ``$.grpo.datasets[1].root``."""
     out = "$"
     for part in path:
         out += f"[{part}]" if isinstance(part, int) else f".{part}"
@@ -390,7 +426,7 @@ def _validation_message(exc: msgspec.ValidationError, prefix: _Path = ()) -> tup
 
 
 def _error(loaded: _Loaded, path: _Path, message: str) -> RecipeError:
-    return RecipeError(f"{loaded.file_for(path)}: {_fmt_path(path)}: {message}")
+    return RecipeError(f"{loaded.file_for(path)}: {format_path(path)}: {message}")
 
 
 def load_recipe(path: str | os.PathLike[str], plugins: Plugins | None = None) -> Recipe:
@@ -464,15 +500,24 @@ def _resolve_plugins(recipe: Recipe, loaded: _Loaded, plugins: Plugins) -> None:
     if recipe.sft is not None:
         datasets.append((("sft", "dataset"), recipe.sft.dataset))
     if recipe.grpo is not None:
-        datasets.append((("grpo", "dataset"), recipe.grpo.dataset))
+        grpo = recipe.grpo
+        if (grpo.dataset is None) == (not grpo.datasets):
+            raise _error(loaded, ("grpo", "dataset" if grpo.dataset is not None else "datasets"),
+                         "give either dataset or datasets (a list), not both"
+                         if grpo.dataset is not None else "a dataset (or datasets) is needed")
+        datasets += [(path, spec) for path, spec in grpo.data_specs()]
     if recipe.train_verifier is not None:
         datasets += [(("train_verifier", "train", i), d)
                      for i, d in enumerate(recipe.train_verifier.train)]
         if recipe.train_verifier.eval is not None:
             datasets.append((("train_verifier", "eval"), recipe.train_verifier.eval))
     if recipe.eval is not None:
+        if recipe.eval.dataset is not None and recipe.eval.datasets:
+            raise _error(loaded, ("eval", "datasets"),
+                         "give either dataset or datasets (a list), not both")
         if recipe.eval.dataset is not None:
             datasets.append((("eval", "dataset"), recipe.eval.dataset))
+        datasets += [(("eval", "datasets", i), d) for i, d in enumerate(recipe.eval.datasets)]
         _decode_options(recipe.eval.judge, "judge", recipe.eval.judge.plugin,
                         ("eval", "judge"), loaded, plugins)
     for path, spec in datasets:

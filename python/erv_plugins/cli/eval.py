@@ -42,6 +42,12 @@ def _parse_option(text: str) -> tuple[str, Any]:
               help="With --policy: clips per generation call.")
 @click.option("--device", default="auto", show_default=True,
               help="With --policy: cpu, cuda, cuda:1 ... (auto: cuda when present).")
+@click.option("--protocol", type=click.Choice(["release", "paper", "erv"]), default="release",
+              show_default=True,
+              help="How predictions and judge replies are read (docs/fidelity.md). release: "
+                   "the authors' eval scripts bit for bit (Table 1's numbers came from them); "
+                   "paper: the label list permuted per sample (Figure 3), else as release; "
+                   "erv: tolerant reply matching, failed requests left out of N.")
 @click.option("--judge", "judge_name", default="openai", show_default=True,
               help="Judge plugin: openai (an OpenAI-compatible chat model) or verifier.")
 @click.option("--base-url", default=None,
@@ -72,7 +78,8 @@ def _parse_option(text: str) -> tuple[str, Any]:
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def eval_(predictions: str | None, policy: str | None, dataset: str | None,
           dataset_root: str | None, split: str, limit: int | None, temperature: float,
-          top_p: float, max_new_tokens: int, batch_size: int, device: str, judge_name: str,
+          top_p: float, max_new_tokens: int, batch_size: int, device: str, protocol: str,
+          judge_name: str,
           base_url: str | None, model: str | None, api_key_env: str | None,
           verifier_path: str | None, judge_options: tuple[str, ...], out: str | None,
           name: str | None, bootstrap: int, seed: int, compare: tuple[str, ...], paper: bool,
@@ -102,7 +109,10 @@ def eval_(predictions: str | None, policy: str | None, dataset: str | None,
         if not entries and not paper:
             raise ErvError("erv eval: give --predictions FILE (or --policy PATH) to evaluate, "
                            "or --compare DIR to print earlier runs")
-        entries += list(tables.PAPER_TABLE1) if paper else []
+        if paper:
+            for line in tables.protocol_warnings(entries):
+                click.echo(line, err=True)
+            entries += list(tables.PAPER_TABLE1)
         click.echo(tables.table1_markdown(entries))
         return
     if predictions is not None and policy is not None:
@@ -152,8 +162,8 @@ def eval_(predictions: str | None, policy: str | None, dataset: str | None,
     if limit is not None:
         preds = preds[:limit]
     result = evaluate(preds, label_space, judge, out_dir, run_name=run_name,
-                      bootstrap=bootstrap, seed=seed, progress=not no_progress,
-                      echo=click.echo)
+                      protocol=protocol, bootstrap=bootstrap, seed=seed,
+                      progress=not no_progress, echo=click.echo)
     report(result.metrics, entries, paper=paper, echo=click.echo)
     stats = getattr(judge, "stats", None)
     if stats:
@@ -162,10 +172,13 @@ def eval_(predictions: str | None, policy: str | None, dataset: str | None,
                "confusion.png")
     if result.failed:
         first_id, first_error = next(iter(sorted(result.failed.items())))
+        counted = (f"the metrics above count them as neutral, as the {protocol} protocol "
+                   "does" if protocol != "erv" else
+                   f"the metrics above cover the {result.metrics['judged']} judged")
         raise ErvError(
             f"{len(result.failed)} of {len(preds)} samples could not be judged (e.g. "
-            f"{first_id!r}: {first_error}); the metrics above cover the "
-            f"{len(result.rows)} judged. Run the same command again to ask for the rest.")
+            f"{first_id!r}: {first_error}); {counted}. Run the same command again to ask "
+            "for them again.")
 
 
 def report(metrics: dict[str, Any], others: list[Any], *, paper: bool,
@@ -175,12 +188,15 @@ def report(metrics: dict[str, Any], others: list[Any], *, paper: bool,
 
     entries = [tables.RunEntry(str(metrics["run"]), str(metrics["dataset"]), metrics), *others]
     if paper:
+        for line in tables.protocol_warnings(entries):
+            click.echo(line, err=True)
         entries += list(tables.PAPER_TABLE1)
     echo(tables.table1_markdown(entries))
     echo("")
     echo(f"{metrics['run']} on {metrics['dataset']}: " + tables.summary_line(metrics))
-    echo(f"judged {metrics['judged']} of {metrics['samples']} samples; judge replies outside "
-         f"the label list (counted as neutral): {metrics['judge_out_of_list']}; answers "
-         f"outside the label list: {metrics['answer_out_of_list']}")
+    echo(f"protocol {metrics.get('protocol', 'erv')}: judged {metrics['judged']} of "
+         f"{metrics['samples']} samples (N = {metrics['n']}); judge replies outside the label "
+         f"list (counted as neutral): {metrics['judge_out_of_list']}; answers outside the "
+         f"label list: {metrics['answer_out_of_list']}")
     echo("")
     echo(tables.per_class_markdown(metrics))

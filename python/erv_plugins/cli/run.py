@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from erv_plugins.cli.options import recipe_argument
@@ -42,5 +44,29 @@ def run(recipe: str, force: bool, dry_run: bool, only: tuple[str, ...], run_dir:
             raise ErvError(f"--stage {name}: the recipe's stages are {', '.join(loaded.stages)}")
     if dry_run:
         click.echo(to_toml(loaded.to_builtins()), nl=False)
+        click.echo(trainer_arguments_text(loaded, plugins), nl=False)
         return
     run_recipe(loaded, plugins, force=force, only=only or None)
+
+
+def trainer_arguments_text(recipe: Any, plugins: Any) -> str:
+    """Per training stage, the arguments erv hands its trainer, by the trainer's own names
+    (TRL's ``use_bias_correction_kl``, ``top_k``, transformers' ``lr_scheduler_type`` ...),
+    as TOML comments, so they can be compared with another code base's launch script."""
+    from erv_plugins.recipe import to_toml
+
+    out = []
+    run_dir = recipe.resolved_run_dir()
+    for name in recipe.stages:
+        stage = plugins.get("stage", name).build()
+        arguments = getattr(stage, "trainer_arguments", None)
+        if arguments is None:
+            continue
+        cls, settings = arguments(recipe, run_dir)
+        unset = sorted(k for k, v in settings.items() if v is None)
+        body = to_toml({k: v for k, v in settings.items() if v is not None})
+        lines = [f"# stage {name}: {cls}(**arguments) on this machine"
+                 + (f"; left unset (None): {', '.join(unset)}" if unset else "")]
+        lines += [f"#   {line}" if line else "#" for line in body.splitlines()]
+        out.append("\n".join(lines) + "\n")
+    return ("\n" + "\n".join(out)) if out else ""

@@ -141,26 +141,27 @@ def generate_for_dataset(plugins: Plugins, policy: str, dataset: str, *, root: s
         ds.label_space
 
 
-def generate_from_recipe(ctx: StageContext) -> tuple[Path, LabelSpace]:
-    """The eval stage without ``predictions``: the recipe's model on ``eval.dataset``."""
+def trained_policy(ctx: StageContext) -> str | None:
+    """The policy this run trained (GRPO's, else SFT's), else the recipe's ``model.path``."""
+    for stage in ("grpo", "sft"):  # where those stages save their model
+        if stage in ctx.recipe.stages and (ctx.run_dir / stage / "model" / "config.json").is_file():
+            return str(ctx.run_dir / stage / "model")
+    model = ctx.recipe.model
+    return model.path if model is not None and model.path else None
+
+
+def generate_from_recipe(ctx: StageContext, spec: Any, out: Path) -> tuple[Path, LabelSpace]:
+    """The eval stage without ``predictions``: the policy this run trained (else the
+    recipe's model) on one of ``eval.dataset(s)``, into ``out``."""
     cfg = ctx.recipe.eval
     assert cfg is not None
-    if cfg.dataset is None:
-        raise ErvError(f"{ctx.recipe.source}: $.eval: give predictions or a dataset")
-    model = ctx.recipe.model
-    policy = model.path if model is not None and model.path else None
-    if policy is None:  # the policy trained by an earlier stage of this run
-        for stage in ("grpo", "sft"):  # where those stages save their model
-            if (ctx.run_dir / stage / "model" / "config.json").is_file():
-                policy = str(ctx.run_dir / stage / "model")
-                break
+    policy = trained_policy(ctx)
     if policy is None:
         raise ErvError(f"{ctx.recipe.source}: $.eval: no policy to generate with "
                        "(set model.path or run the sft/grpo stages first)")
     _load_omni()
-    spec = cfg.dataset
     ds = _dataset(ctx.plugins, spec.plugin, spec.options, spec.root, spec.split, spec.limit)
-    path = generate_predictions(policy, list(ds.samples()), ctx.out,
+    path = generate_predictions(policy, list(ds.samples()), out,
                                 temperature=cfg.temperature, top_p=cfg.top_p,
                                 max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size,
                                 device=cfg.device, dtype=cfg.dtype, seed=cfg.seed)

@@ -12,20 +12,33 @@ answer p and ground truth g:
 
 Labels are coded as indices into the dataset's label list; an answer outside the list is
 coded -1, so it is wrong and incoherent with every judge label. All functions take the
-coded arrays and return fractions; ``compute_metrics`` reports percentages.
+coded arrays and return fractions; ``compute_metrics`` reports percentages. How a
+prediction becomes (g, p, j) is the evaluation protocol's business (``protocols.py``):
+the release's scripts, for one, read the answer differently for WAR/UAR and for
+FCR/EPC, and average UAR over every class.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 METRICS: tuple[str, ...] = ("EEA", "FCR", "EPC", "WAR", "UAR")
 RATIO = "FCR/WAR"
 OUTSIDE = -1  # code of an answer that is not one of the dataset's labels
+UNJUDGED = -2  # code of a judge label that counts as wrong whatever g is (release protocol)
+
+# How UAR averages per-class recalls (docs/fidelity.md):
+#   present:      classes that occur in g; an unknown answer is a miss (the usual UAR);
+#   all:          every class of the label list (a class without samples adds 0), unknown
+#                 answers are misses: the release's DFEW path (eval_score.py);
+#   all_known:    every class, and an unknown answer leaves its class's denominator: the
+#                 release's MAFW path (count_emotion_MAFW counts a sample only once its
+#                 answer has normalised).
+UarRule = Literal["present", "all", "all_known"]
 
 
 def eea(g: np.ndarray, j: np.ndarray) -> float:
@@ -44,9 +57,17 @@ def war(g: np.ndarray, p: np.ndarray) -> float:
     return float(np.mean(p == g))
 
 
-def uar(g: np.ndarray, p: np.ndarray, num_classes: int) -> float:
-    """Mean per-class recall over the classes that occur in ``g``."""
-    recalls = [np.mean(p[g == c] == c) for c in range(num_classes) if np.any(g == c)]
+def uar(g: np.ndarray, p: np.ndarray, num_classes: int, rule: UarRule = "present") -> float:
+    """Mean per-class recall (``rule``: which classes and which samples count)."""
+    recalls = []
+    for c in range(num_classes):
+        m = g == c
+        if rule == "all_known":
+            m = m & (p != OUTSIDE)
+        if np.any(m):
+            recalls.append(float(np.mean(p[m] == c)))
+        elif rule != "present":
+            recalls.append(0.0)
     return float(np.mean(recalls)) if recalls else float("nan")
 
 
@@ -57,51 +78,74 @@ def coherent_among_correct(fcr_value: float, war_value: float) -> float:
 
 @dataclass(frozen=True)
 class Outcomes:
-    """Coded (g, p, j) of the judged samples of one evaluation."""
+    """Coded (g, p, j) of the samples of one evaluation.
+
+    ``p`` is the answer WAR and UAR read; ``pj`` the answer FCR and EPC read (the release's
+    scripts parse it twice, differently; None = ``p``); ``j`` the judge label, coded
+    ``UNJUDGED`` where the protocol counts the explanation as wrong whatever it says.
+    """
 
     labels: tuple[str, ...]
     g: np.ndarray
     p: np.ndarray
     j: np.ndarray
+    pj: np.ndarray | None = None
+    uar_rule: UarRule = "present"
 
     @classmethod
-    def from_words(cls, labels: Sequence[str], g: Sequence[str], p: Sequence[str],
-                   j: Sequence[str]) -> Outcomes:
-        """Code words by their position in ``labels``. ``g`` and ``j`` must be labels;
-        an answer ``p`` outside them is coded ``OUTSIDE``."""
+    def from_words(cls, labels: Sequence[str], g: Sequence[str], p: Sequence[str | None],
+                   j: Sequence[str | None], pj: Sequence[str | None] | None = None,
+                   uar_rule: UarRule = "present") -> Outcomes:
+        """Code words by their position in ``labels``. ``g`` must be labels, ``j`` labels
+        or None (``UNJUDGED``); an answer ``p`` / ``pj`` outside them (or None) is coded
+        ``OUTSIDE``."""
         index = {lab: i for i, lab in enumerate(labels)}
-        for name, words in (("ground truth", g), ("judge label", j)):
+        for name, words in (("ground truth", g), ("judge label", [w for w in j if w is not None])):
             bad = sorted({w for w in words if w not in index})
             if bad:
                 raise ValueError(f"{name} {bad[0]!r} is not one of the labels {list(labels)}")
-        if not len(g) == len(p) == len(j):
+        if not len(g) == len(p) == len(j) or (pj is not None and len(pj) != len(g)):
             raise ValueError(f"g, p and j differ in length ({len(g)}, {len(p)}, {len(j)})")
         code = np.int16
+
+        def answers(words: Sequence[str | None]) -> np.ndarray:
+            return np.array([index.get(w, OUTSIDE) if w is not None else OUTSIDE
+                             for w in words], dtype=code)
+
         return cls(tuple(labels),
                    np.array([index[w] for w in g], dtype=code),
-                   np.array([index.get(w, OUTSIDE) for w in p], dtype=code),
-                   np.array([index[w] for w in j], dtype=code))
+                   answers(p),
+                   np.array([index[w] if w is not None else UNJUDGED for w in j], dtype=code),
+                   None if pj is None else answers(pj), uar_rule)
+
+    @property
+    def p_judged(self) -> np.ndarray:
+        return self.p if self.pj is None else self.pj
 
     def __len__(self) -> int:
         return len(self.g)
 
 
-def _point(g: np.ndarray, p: np.ndarray, j: np.ndarray, num_classes: int) -> dict[str, float]:
-    values = {"EEA": eea(g, j), "FCR": fcr(g, p, j), "EPC": epc(p, j), "WAR": war(g, p),
-              "UAR": uar(g, p, num_classes)}
+def _point(o: Outcomes) -> dict[str, float]:
+    g, p, j, pj = o.g, o.p, o.j, o.p_judged
+    values = {"EEA": eea(g, j), "FCR": fcr(g, pj, j), "EPC": epc(pj, j), "WAR": war(g, p),
+              "UAR": uar(g, p, len(o.labels), o.uar_rule)}
     values[RATIO] = coherent_among_correct(values["FCR"], values["WAR"])
     return values
 
 
-def _class_point(g: np.ndarray, p: np.ndarray, j: np.ndarray, c: int) -> dict[str, float]:
+def _class_point(o: Outcomes, c: int) -> dict[str, float]:
     """The metrics conditioned on g = c (WAR and UAR both become the recall of c)."""
-    m = g == c
+    m = o.g == c
     n = int(m.sum())
     if n == 0:
         return {k: float("nan") for k in (*METRICS, RATIO)}
-    gc, pc, jc = g[m], p[m], j[m]
+    gc, pc, jc, pjc = o.g[m], o.p[m], o.j[m], o.p_judged[m]
     recall = war(gc, pc)
-    values = {"EEA": eea(gc, jc), "FCR": fcr(gc, pc, jc), "EPC": epc(pc, jc),
+    if o.uar_rule == "all_known":
+        known = pc != OUTSIDE
+        recall = war(gc[known], pc[known]) if known.any() else 0.0
+    values = {"EEA": eea(gc, jc), "FCR": fcr(gc, pjc, jc), "EPC": epc(pjc, jc),
               "WAR": recall, "UAR": recall}
     values[RATIO] = coherent_among_correct(values["FCR"], recall)
     return values
@@ -119,23 +163,27 @@ def _bootstrap(o: Outcomes, resamples: int, seed: int, block: int = 200
         for start in range(0, resamples, block):
             b = min(block, resamples - start)
             idx = rng.integers(0, n, size=(b, n))
-            g, p, j = o.g[idx], o.p[idx], o.j[idx]
-            right, agree, coherent = p == g, j == g, p == j
-            both = right & agree
+            g, p, j, pj = o.g[idx], o.p[idx], o.j[idx], o.p_judged[idx]
+            right, agree, coherent = p == g, j == g, pj == j
+            both = (pj == g) & agree
             f_war, f_fcr = right.mean(1), both.mean(1)
             overall["EEA"].append(agree.mean(1))
             overall["FCR"].append(f_fcr)
             overall["EPC"].append(coherent.mean(1))
             overall["WAR"].append(f_war)
             overall[RATIO].append(f_fcr / np.where(f_war > 0, f_war, np.nan))
+            known = p != OUTSIDE
             recalls = []
             for c in range(num_classes):
                 m = g == c
                 support = m.sum(1).astype(float)
                 support[support == 0] = np.nan
-                rc = (right & m).sum(1) / support
+                counted = m & known if o.uar_rule == "all_known" else m
+                counted_support = counted.sum(1).astype(float)
+                counted_support[counted_support == 0] = np.nan
+                rc = (right & counted).sum(1) / counted_support
                 fc = (both & m).sum(1) / support
-                recalls.append(rc)
+                recalls.append(rc if o.uar_rule == "present" else np.nan_to_num(rc, nan=0.0))
                 pc = per_class[c]
                 pc["EEA"].append((agree & m).sum(1) / support)
                 pc["FCR"].append(fc)
@@ -168,8 +216,7 @@ def compute_metrics(o: Outcomes, *, bootstrap: int = 1000, seed: int = 0,
     percentile bootstrap intervals (``bootstrap`` resamples of the samples; 0 = none)."""
     if len(o) == 0:
         raise ValueError("no judged samples to compute metrics on")
-    num_classes = len(o.labels)
-    point = _point(o.g, o.p, o.j, num_classes)
+    point = _point(o)
     result: dict[str, Any] = {"n": len(o)}
     result.update({k: _pct(v) for k, v in point.items()})
     boot = _bootstrap(o, bootstrap, seed) if bootstrap > 0 else None
@@ -180,7 +227,7 @@ def compute_metrics(o: Outcomes, *, bootstrap: int = 1000, seed: int = 0,
     per_class: dict[str, Any] = {}
     for c, label in enumerate(o.labels):
         entry: dict[str, Any] = {"n": int(np.sum(o.g == c))}
-        entry.update({k: _pct(v) for k, v in _class_point(o.g, o.p, o.j, c).items()})
+        entry.update({k: _pct(v) for k, v in _class_point(o, c).items()})
         if boot is not None and entry["n"]:
             entry["ci"] = {k: _interval(v, confidence) for k, v in boot[1][c].items()}
         per_class[label] = entry

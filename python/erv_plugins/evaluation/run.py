@@ -78,23 +78,30 @@ def _digest(text: str) -> str:
 
 
 def score_rows(predictions: Sequence[Prediction], label_space: LabelSpace,
-               source: str = "predictions") -> list[dict[str, Any]]:
-    """The judge-independent part of each row: g, p, the explanation's digest.
+               source: str = "predictions", protocol: str = "erv") -> list[dict[str, Any]]:
+    """The judge-independent part of each row, read as ``protocol`` reads it
+    (``protocols.py``): g, p (for WAR/UAR), the answer FCR/EPC read, the judge's input.
 
-    p is the first ``<answer>`` through the dataset's normaliser; without one, the whole
-    completion (the release's fallback). g must normalise to one of the dataset's labels.
+    g must normalise to one of the dataset's labels.
     """
-    parsed = parse_completions([p.completion for p in predictions])
+    from erv_plugins.evaluation.protocols import parse_prediction
+
+    parsed = parse_completions([p.completion for p in predictions]) if protocol == "erv" \
+        else [None] * len(predictions)
     rows = []
     for pred, parse in zip(predictions, parsed, strict=True):
         g = label_space.normalize(pred.label)
         if g not in label_space:
             raise ErvError(f"{source}: sample {pred.id!r}: label {pred.label!r} is not a "
                            f"{label_space.name} label ({', '.join(label_space.labels)})")
-        answer = parse.answer if parse.answer is not None else pred.completion.strip()
-        p = label_space.normalize(answer)
-        rows.append({"id": pred.id, "label": g, "pred": p, "pred_in_list": p in label_space,
-                     "explanation": parse.think or "", "completion_sha": _digest(pred.completion)})
+        r = parse_prediction(protocol, pred.id, pred.completion, label_space,
+                             think=parse.think if parse else None,
+                             answer=parse.answer if parse else None)
+        rows.append({"id": pred.id, "label": g, "pred": r.answer,
+                     "pred_judged": r.answer_judged, "judged": r.judged,
+                     "pred_in_list": r.answer is not None, "release_cut": r.cut,
+                     "explanation": r.explanation, "protocol": protocol,
+                     "completion_sha": _digest(pred.completion)})
     return rows
 
 
@@ -128,18 +135,19 @@ def _load_judgements(path: Path) -> list[dict[str, Any]]:
 
 
 def evaluate(predictions: Sequence[Prediction], label_space: LabelSpace, judge: Judge,
-             out: str | os.PathLike[str], *, run_name: str = "model",
+             out: str | os.PathLike[str], *, run_name: str = "model", protocol: str = "release",
              bootstrap: int = 1000, seed: int = 0, progress: bool = True, plot: bool = True,
              echo: Callable[[str], None] = print) -> EvalResult:
     """Judge every prediction's explanation (resuming ``out/judgements.jsonl``), then
-    write metrics, tables and the confusion-matrix plot into ``out``."""
-    from erv_plugins.evaluation import plots, tables
+    write metrics, tables and the confusion-matrix plot into ``out``. ``protocol`` says
+    how predictions and replies are read and who stays in N (``protocols.py``)."""
+    from erv_plugins.evaluation import plots, protocols, tables
     from erv_plugins.evaluation.metrics import Outcomes, compute_metrics
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / JUDGEMENTS
-    base = score_rows(predictions, label_space)
+    base = score_rows(predictions, label_space, protocol=protocol)
     by_id = {r["id"]: r for r in base}
     done: dict[str, dict[str, Any]] = {}
     for row in _load_judgements(path):
@@ -150,12 +158,16 @@ def evaluate(predictions: Sequence[Prediction], label_space: LabelSpace, judge: 
         if rid in by_id and row.get("completion_sha") != by_id[rid]["completion_sha"]:
             raise ErvError(f"{path}: sample {rid!r} was judged for a different completion; "
                            "use another --out directory")
+        if row.get("protocol", "erv") != protocol:
+            raise ErvError(f"{path}: was judged under the {row.get('protocol', 'erv')!r} "
+                           f"protocol, not {protocol!r}; use another --out directory")
         done[rid] = row
     extra = [rid for rid in done if rid not in by_id]
     if extra:
         echo(f"erv eval: {len(extra)} judged rows in {path} are not among the predictions "
              f"and are left out (e.g. {extra[0]!r})")
-    todo = [JudgeRequest(r["id"], r["explanation"]) for r in base if r["id"] not in done]
+    order = protocols.judge_order(protocol, label_space)
+    todo = [JudgeRequest(r["id"], r["explanation"], order) for r in base if r["id"] not in done]
     if done and todo:
         echo(f"erv eval: resuming: {len(done)} samples already judged, {len(todo)} to go")
     failed: dict[str, str] = {}
@@ -171,8 +183,8 @@ def evaluate(predictions: Sequence[Prediction], label_space: LabelSpace, judge: 
                     continue
                 row = {k: v for k, v in by_id[verdict.id].items() if k != "explanation"}
                 row.update(judge_label=verdict.label, judge_reply=verdict.reply,
-                           judge_in_list=verdict.in_list, judge_name=judge.name,
-                           judge_key=judge.cache_key)
+                           judge_in_list=verdict.in_list, judge_ok=True,
+                           judge_name=judge.name, judge_key=judge.cache_key)
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
                 f.flush()  # each verdict is on disk before the next is awaited
                 done[verdict.id] = row
@@ -181,13 +193,26 @@ def evaluate(predictions: Sequence[Prediction], label_space: LabelSpace, judge: 
     if missing:  # a judge that broke the one-verdict-per-request contract
         raise ErvError(f"judge {judge.name!r} gave no verdict for {len(missing)} samples "
                        f"(e.g. {missing[0]!r})")
-    rows = [done[r["id"]] for r in base if r["id"] in done]
-    if not rows:
+    # A failed request: left out of N (erv), or a neutral verdict that stays in N (release,
+    # paper: their helper returns 'None'); never written, so the next run asks again.
+    failed_rows = {r["id"]: {**{k: v for k, v in r.items() if k != "explanation"},
+                             "judge_ok": False, "judge_reply": None, "judge_label": None,
+                             "judge_in_list": False}
+                   for r in base if r["id"] in failed}
+    rows = [done.get(r["id"]) or failed_rows[r["id"]] for r in base
+            if r["id"] in done or r["id"] in failed]
+    judge_labels = [protocols.judge_label(protocol, r, label_space) for r in rows]
+    counted = [(r, j) for r, j in zip(rows, judge_labels) if j is not None]
+    if not counted:
         raise ErvError(f"the judge answered for none of the {len(base)} samples; first "
                        f"error: {next(iter(failed.values()), 'none')}")
     try:
-        o = Outcomes.from_words(label_space.labels, [r["label"] for r in rows],
-                                [r["pred"] for r in rows], [r["judge_label"] for r in rows])
+        o = Outcomes.from_words(
+            label_space.labels, [r["label"] for r, _ in counted],
+            [r["pred"] for r, _ in counted],
+            [j if r.get("judged", True) else None for r, j in counted],
+            [r.get("pred_judged", r["pred"]) for r, _ in counted],
+            uar_rule=protocols.uar_rule(protocol, label_space))  # type: ignore[arg-type]
     except ValueError as exc:  # e.g. a judge's "neutral" in a label space without it
         raise ErvError(f"{path}: {exc} (judge {judge.name!r}, dataset {label_space.name})"
                        ) from None
@@ -196,12 +221,16 @@ def evaluate(predictions: Sequence[Prediction], label_space: LabelSpace, judge: 
         "run": run_name,
         "dataset": label_space.name,
         "judge": judge.name,
+        "protocol": protocol,
         "samples": len(base),
-        "judged": len(rows),
+        "judged": len(rows) - len(failed),
         "failed": len(failed),
-        "judge_out_of_list": sum(1 for r in rows if not r["judge_in_list"]),
-        "answer_out_of_list": sum(1 for r in rows if not r["pred_in_list"]),
+        "judge_out_of_list": sum(1 for r in rows if r["judge_ok"] and not r["judge_in_list"]),
+        "answer_out_of_list": sum(1 for r, _ in counted if not r["pred_in_list"]),
     })
+    if protocol != "erv":
+        metrics["unparsed_for_coherence"] = sum(1 for r, _ in counted if not r["judged"])
+        metrics["release_cut"] = sum(1 for r, _ in counted if r.get("release_cut"))
     if failed:
         metrics["failed_ids"] = sorted(failed)
     # Optional extras of a judge: its settings and its request counts of this call.

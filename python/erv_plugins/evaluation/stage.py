@@ -59,53 +59,76 @@ class EvalStage:
 
     def __call__(self, ctx: StageContext) -> dict[str, Any] | None:
         from erv_plugins.cli.eval import report
+        from erv_plugins.evaluation import tables
         from erv_plugins.evaluation.run import evaluate, read_predictions
 
         cfg = ctx.recipe.eval
         if cfg is None:
             raise ErvError(f"{ctx.recipe.source}: stage 'eval' needs an [eval] table")
-        if ctx.force:
-            _set_aside(ctx)
         judge = build_judge(ctx.plugins, cfg.judge.plugin, cfg.judge.options,
                             where=f"{ctx.recipe.source}: $.eval.judge",
                             verifier=ctx.recipe.verifier)
+        specs = [cfg.dataset] if cfg.dataset is not None else list(cfg.datasets)
         if cfg.predictions is not None:
             if cfg.label_space is not None:
                 space = label_space_named(cfg.label_space)
-            elif cfg.dataset is not None:
-                space = label_space_named(cfg.dataset.plugin)
+            elif specs:
+                space = label_space_named(specs[0].plugin)
             else:
                 raise ErvError(f"{ctx.recipe.source}: $.eval: with predictions, name the "
                                "labels with label_space (mafw, dfew) or dataset")
-            path = Path(cfg.predictions)
+            parts: list[tuple[Path, Any]] = [(ctx.out, None)]
+        elif not specs:
+            raise ErvError(f"{ctx.recipe.source}: $.eval: give predictions or a dataset")
         else:
-            from erv_plugins.evaluation.generate import generate_from_recipe
+            # One test set: its files in eval/; several: each in eval/<dataset plugin>/.
+            parts = [(ctx.out if len(specs) == 1 else ctx.out / spec.plugin, spec)
+                     for spec in specs]
+        entries = []
+        failed = 0
+        summary: dict[str, Any] = {}
+        for out, spec in parts:
+            if ctx.force:
+                _set_aside(out, ctx.echo)
+            if spec is None:
+                path = Path(cfg.predictions)
+            else:
+                from erv_plugins.evaluation.generate import generate_from_recipe
 
-            path, space = generate_from_recipe(ctx)
-        result = evaluate(read_predictions(path), space, judge, ctx.out,
-                          run_name=ctx.recipe.name, bootstrap=cfg.bootstrap, seed=cfg.seed,
-                          echo=ctx.echo)
-        report(result.metrics, [], paper=False, echo=ctx.echo)
-        if result.failed:
+                path, space = generate_from_recipe(ctx, spec, out)
+            result = evaluate(read_predictions(path), space, judge, out,
+                              run_name=ctx.recipe.name, protocol=cfg.protocol,
+                              bootstrap=cfg.bootstrap, seed=cfg.seed, echo=ctx.echo)
+            report(result.metrics, [], paper=False, echo=ctx.echo)
+            failed += len(result.failed)
+            m = result.metrics
+            entries.append(tables.RunEntry(ctx.recipe.name, space.name, m))
+            values = {k: m[k] for k in ("EEA", "FCR", "EPC", "WAR", "UAR", "FCR/WAR", "judged")}
+            summary.update(values if len(parts) == 1 else
+                           {f"{space.name}/{k}": v for k, v in values.items()})
+        if len(parts) > 1:
+            (ctx.out / "table.md").write_text(tables.table1_markdown(entries) + "\n",
+                                              encoding="utf-8")
+            ctx.echo(tables.table1_markdown(entries))
+        if failed:
             # Not marked done: the next `erv run` resumes and asks only for these.
-            raise ErvError(f"stage eval: {len(result.failed)} samples could not be judged; "
+            raise ErvError(f"stage eval: {failed} samples could not be judged; "
                            "rerun to ask for them again")
-        m = result.metrics
-        return {k: m[k] for k in ("EEA", "FCR", "EPC", "WAR", "UAR", "FCR/WAR", "judged")}
+        return summary
 
 
-def _set_aside(ctx: StageContext) -> None:
+def _set_aside(out: Path, echo: Any) -> None:
     """``erv run --force``: generate and judge afresh (the policy or the judge may have
     changed), keeping the earlier files under a numbered name rather than deleting them."""
     from erv_plugins.evaluation.generate import PREDICTIONS
     from erv_plugins.evaluation.run import JUDGEMENTS
 
     for name in (PREDICTIONS, JUDGEMENTS):
-        path = ctx.out / name
+        path = out / name
         if not path.exists():
             continue
         n = 1
         while (kept := path.with_name(f"{path.stem}.{n}{path.suffix}")).exists():
             n += 1
         path.rename(kept)
-        ctx.echo(f"erv: stage eval: --force: earlier {name} kept as {kept.name}")
+        echo(f"erv: stage eval: --force: earlier {name} kept as {kept.name}")

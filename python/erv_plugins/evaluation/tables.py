@@ -41,6 +41,22 @@ PAPER_TABLE1: tuple[RunEntry, ...] = (
 )
 
 
+def protocol_warnings(entries: Sequence[RunEntry]) -> list[str]:
+    """One line per run beside the paper's rows that was not evaluated with the release
+    protocol (the paper's numbers came from the authors' scripts)."""
+    paper = {e.name for e in PAPER_TABLE1}
+    out = []
+    for e in entries:
+        if e.name in paper:
+            continue
+        protocol = e.metrics.get("protocol", "erv")
+        if protocol != "release":
+            out.append(f"erv eval --paper: {e.name} on {_title(e.dataset)} was evaluated with "
+                       f"the {protocol!r} protocol; the paper's rows come from the authors' "
+                       "scripts (--protocol release), so they do not compare point by point")
+    return out
+
+
 def _layout(entries: Sequence[RunEntry]) -> tuple[list[str], list[str],
                                                   dict[tuple[str, str], Mapping[str, Any]]]:
     methods: list[str] = []

@@ -46,10 +46,16 @@ JUDGE_PROMPT = JUDGE_INSTRUCTION + "\nReason: {reason}\nAnswer Emotion:"
 
 @dataclass(frozen=True)
 class JudgeRequest:
-    """One explanation to judge. ``id`` is the sample's id (unique in one evaluation)."""
+    """One explanation to judge. ``id`` is the sample's id (unique in one evaluation).
+
+    ``labels``: the order in which a judge that shows the label list must show it (the
+    release protocol fixes the dataset's own order); None = the judge's own seeded
+    permutation per sample (the paper's Figure 3).
+    """
 
     id: str
     explanation: str
+    labels: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)

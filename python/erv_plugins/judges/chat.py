@@ -53,6 +53,9 @@ class OpenAIJudgeOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=Tru
     temperature: float = 0.0
     max_tokens: int | None = 16
     seed: int = 0  # seeds the per-sample permutation of the label list
+    # True: send neither temperature nor max_tokens (the server's defaults), as the
+    # release's helper does (tools/utils.py gpt_response: model and messages only).
+    server_defaults: bool = False
     cache: str | None = None  # SQLite file; None: <cache dir>/judge-cache.sqlite
     use_cache: bool = True
 
@@ -94,10 +97,13 @@ class OpenAIJudge:
         self._client = openai.OpenAI(api_key=key, base_url=o.base_url, timeout=o.timeout_s,
                                      max_retries=0)
         del key
-        self.cache_key = cache_key("openai", o.model, o.temperature, o.max_tokens, o.seed)
+        decoding = ("server defaults",) if o.server_defaults else (o.temperature, o.max_tokens)
+        self.cache_key = cache_key("openai", o.model, *decoding, o.seed)
         # What metrics.json records about the judge (never the key).
         self.info = {"model": o.model, "base_url": _without_credentials(o.base_url),
-                     "temperature": o.temperature, "max_tokens": o.max_tokens, "seed": o.seed}
+                     "temperature": None if o.server_defaults else o.temperature,
+                     "max_tokens": None if o.server_defaults else o.max_tokens,
+                     "seed": o.seed}
         self.cache: ReplyCache | None = None
         if o.use_cache:
             if o.cache:
@@ -120,6 +126,8 @@ class OpenAIJudge:
 
     def _reply_key(self, prompt: str) -> str:
         o = self.options
+        if o.server_defaults:
+            return cache_key(o.model, "server defaults", prompt)
         return cache_key(o.model, o.temperature, o.max_tokens, prompt)
 
     def _ask(self, prompt: str) -> str:
@@ -127,9 +135,11 @@ class OpenAIJudge:
         import openai
 
         o = self.options
-        params: dict[str, Any] = {"temperature": o.temperature}
-        if o.max_tokens is not None:
-            params["max_tokens"] = o.max_tokens
+        params: dict[str, Any] = {}
+        if not o.server_defaults:
+            params["temperature"] = o.temperature
+            if o.max_tokens is not None:
+                params["max_tokens"] = o.max_tokens
         retry_after = 0.0
         for attempt in range(o.retries + 1):
             if attempt:
@@ -181,7 +191,8 @@ class OpenAIJudge:
 
     # -- the Judge protocol --------------------------------------------------------------
     def prompt_for(self, request: JudgeRequest, label_space: LabelSpace) -> str:
-        order = permuted_labels(label_space.labels, self.options.seed, request.id)
+        order = request.labels or permuted_labels(label_space.labels, self.options.seed,
+                                                  request.id)
         return judge_prompt(request.explanation, order)
 
     def judge(self, requests: Sequence[JudgeRequest], label_space: LabelSpace

@@ -22,8 +22,9 @@ class OmniOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     seed: int = 0
     dtype: str | None = None  # "float32", "bfloat16", ...; None keeps the checkpoint's
     cache_dir: str | None = None  # decoded-clip cache shared by the processor
-    # Paper Table 8 trains the SigLIP tower of the 0.5B model (not of the 7B one); the
-    # release keeps it frozen. The Whisper encoder is frozen in both.
+    # Whether training stages unfreeze the SigLIP tower, unless a stage table says
+    # (`train_vision_tower` in [sft] / [grpo]; paper Table 8: SFT yes, GRPO no). The
+    # release never trains it (its SigLIP forward runs under no_grad); Whisper is frozen.
     train_vision_tower: bool = False
 
 

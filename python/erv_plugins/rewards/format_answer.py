@@ -44,7 +44,8 @@ _ANSWER_DOTALL = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 _RELEASE_GT = re.compile(r"<answer>(.*?)</answer>")
 
 
-# The release matches answers case-sensitively, without stripping tags.
+# The release lower-cases the answer and drops newlines, but strips no tags and leaves the
+# ground truth as it is (only its <answer> tags and outer whitespace go).
 _RELEASE_NORMALISERS = {"dfew": release_dfew, "mafw": release_mafw}
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -165,10 +166,31 @@ def settings_table(obj: Any, keys: Sequence[str]) -> dict[str, Any]:
     return {k: getattr(obj, k) for k in keys}
 
 
-def start_training(ctx: StageContext, stage: str) -> tuple[Dataset, list[Sample], Path, Any]:
+@dataclass(frozen=True)
+class StageData:
+    """One dataset a training stage reads: its spec, plugin object, samples and the name of
+    its label space (the ``dataset`` column the rewards see)."""
+
+    spec: DataSpec
+    dataset: Dataset
+    samples: list[Sample]
+    space: str
+    where: str  # its place in the recipe, e.g. "$.grpo.datasets[1]"
+
+
+def stage_specs(cfg: Any, stage: str) -> list[tuple[str, DataSpec]]:
+    """(recipe place, spec) of every dataset of a stage's table."""
+    from erv_plugins.recipe import format_path
+
+    if hasattr(cfg, "data_specs"):
+        return [(format_path(path), spec) for path, spec in cfg.data_specs()]
+    return [(f"$.{stage}.dataset", cfg.dataset)]
+
+
+def start_training(ctx: StageContext, stage: str) -> tuple[list[StageData], Path, Any]:
     """What both training stages start with: known warnings quieted, the stage's seed set,
-    the samples of its dataset, and the policy to train (from ``policy_source``, with its
-    trainable parts as the recipe says). Returns ``(dataset, samples, source, policy)``."""
+    the samples of its dataset(s), and the policy to train (from ``policy_source``, with its
+    trainable parts as the recipe says). Returns ``(data, source, policy)``."""
     import torch
 
     from erv_plugins.training.policy import load_policy
@@ -177,16 +199,23 @@ def start_training(ctx: StageContext, stage: str) -> tuple[Dataset, list[Sample]
     assert cfg is not None
     quiet_known_warnings()
     torch.manual_seed(cfg.seed)
-    dataset, samples = load_samples(cfg.dataset, ctx, f"$.{stage}.dataset")
+    data = []
+    for where, spec in stage_specs(cfg, stage):
+        dataset, samples = load_samples(spec, ctx, where)
+        data.append(StageData(spec, dataset, samples, label_space_name(dataset, spec), where))
     source = policy_source(ctx, after_sft=stage != "sft")
     policy = load_policy(source, frames=cfg.frames, image_size=cfg.image_size,
                          cache_dir=ctx.run_dir / "cache" / "media",
-                         train_vision_tower=trains_vision_tower(ctx.recipe))
-    return dataset, samples, source, policy
+                         train_vision_tower=trains_vision_tower(ctx.recipe, stage))
+    return data, source, policy
 
 
-def trains_vision_tower(recipe: Any) -> bool:
-    """Whether the recipe's model options unfreeze the vision tower (omni policy)."""
+def trains_vision_tower(recipe: Any, stage: str) -> bool:
+    """Whether ``stage`` trains the vision tower (omni policy): the stage table's
+    ``train_vision_tower`` (paper Table 8: SFT yes, GRPO no), else the model's option."""
+    own = getattr(getattr(recipe, stage, None), "train_vision_tower", None)
+    if own is not None:
+        return bool(own)
     options = recipe.model.options if recipe.model is not None else None
     return bool(getattr(options, "train_vision_tower", False))
 

@@ -52,9 +52,21 @@ class GRPOStage(common.TrainingStage):
     def run(self, ctx: StageContext) -> dict[str, Any] | None:
         return run_grpo(ctx)
 
+    def trainer_arguments(self, recipe: Recipe, run_dir: Path) -> tuple[str, dict[str, Any]]:
+        """What ``erv run --dry-run`` shows: the class and keyword arguments erv passes
+        (``reward_weights`` come from the reward engine: the recipe's weights at step 0)."""
+        assert recipe.grpo is not None
+        settings = trl_settings(recipe.grpo, recipe, run_dir / "grpo" / "checkpoints")
+        settings["reward_weights"] = [spec.weight for spec in recipe.rewards.values()]
+        return "trl.GRPOConfig", settings
+
 
 def trl_settings(cfg: GRPOSettings, recipe: Recipe, output_dir: str | Path) -> dict[str, Any]:
-    """The keyword arguments of TRL's ``GRPOConfig`` for this recipe and machine."""
+    """The keyword arguments of TRL's ``GRPOConfig`` for this recipe and machine.
+
+    Every argument that changes the update is set here, whatever TRL's default, so a run
+    does not drift when TRL changes one (``erv run --dry-run`` prints them).
+    """
     return {
         "output_dir": str(output_dir),
         "num_generations": cfg.num_generations,
@@ -68,10 +80,26 @@ def trl_settings(cfg: GRPOSettings, recipe: Recipe, output_dir: str | Path) -> d
         "max_steps": cfg.max_steps,
         "temperature": cfg.temperature,
         "top_p": cfg.top_p,
+        "top_k": cfg.top_k,
+        "min_p": None,
+        "repetition_penalty": 1.0,
         "max_completion_length": cfg.max_completion_length,
         "loss_type": cfg.loss_type,
         "scale_rewards": cfg.scale_rewards,
+        "multi_objective_aggregation": "sum_then_normalize",  # R = sum of the terms (eq. 5)
         "epsilon": cfg.epsilon,
+        "num_iterations": 1,  # one update per rollout: the ratio is exp(logp - logp.detach())
+        "importance_sampling_level": "token",
+        "use_bias_correction_kl": cfg.use_bias_correction_kl,
+        "mask_truncated_completions": False,
+        "disable_dropout": cfg.disable_dropout,
+        "cast_lm_head_to_fp32": False,
+        "sync_ref_model": False,
+        "top_entropy_quantile": 1.0,
+        # The optimiser of transformers' Trainer as the release's TRL 0.14 used it.
+        "optim": "adamw_torch",
+        "weight_decay": 0.0,
+        "max_grad_norm": 1.0,
         "use_vllm": cfg.use_vllm,
         "logging_steps": cfg.logging_steps,
         "save_strategy": "steps",
@@ -80,7 +108,6 @@ def trl_settings(cfg: GRPOSettings, recipe: Recipe, output_dir: str | Path) -> d
         "seed": cfg.seed,
         "report_to": "none",
         "remove_unused_columns": False,
-        "disable_dropout": True,
         "gradient_checkpointing": cfg.gradient_checkpointing,  # TRL's default is on
         # The omni model hands its media to the first generation step only, so decoding
         # must use the KV cache (a checkpoint saved by a Trainer may say use_cache=false).
@@ -106,18 +133,33 @@ def run_verifier(ctx: StageContext) -> Verifier | None:
     return ctx.plugins.get("verifier", recipe.verifier.plugin).build(options)
 
 
-def build_rows(policy: Any, samples: list[Any], space: str, cfg: GRPOSettings,
-               where: str) -> list[dict[str, Any]]:
-    """TRL dataset rows: the prompt plus the columns rewards read (label, dataset, id, video)."""
+def build_rows(policy: Any, data: Sequence[common.StageData], cfg: GRPOSettings,
+               source: str) -> list[dict[str, Any]]:
+    """TRL dataset rows: the prompt plus the columns rewards read (label, dataset, id, video).
+
+    Each row's ``dataset`` is its own dataset's label space, so one mixed list keeps every
+    sample's labels and answer normaliser; with several datasets, ids are prefixed by the
+    label space to stay distinct.
+    """
     rows = []
-    for s in samples:
+    for part in data:
+        rows += _rows_of(policy, part, cfg, f"{source}: {part.where}", len(data) > 1)
+    return rows
+
+
+def _rows_of(policy: Any, part: common.StageData, cfg: GRPOSettings, where: str,
+             prefix: bool) -> list[dict[str, Any]]:
+    rows = []
+    space = part.space
+    for s in part.samples:
         prompt = policy.prompt(s)
         if cfg.max_prompt_length is not None:
             n = len(policy.tokenizer(prompt, add_special_tokens=False)["input_ids"])
             if n > cfg.max_prompt_length:
                 raise ErvError(f"{where}: sample {s.id}: prompt has {n} tokens, more than "
                                f"$.grpo.max_prompt_length = {cfg.max_prompt_length}")
-        rows.append({"id": str(s.id), "prompt": prompt, "label": s.label, "dataset": space,
+        rows.append({"id": f"{space}/{s.id}" if prefix else str(s.id), "prompt": prompt,
+                     "label": s.label, "dataset": space,
                      "video": str(s.video) if s.video is not None else ""})
     return rows
 
@@ -139,17 +181,16 @@ def run_grpo(ctx: StageContext) -> dict[str, Any]:
     recipe = ctx.recipe
     cfg = recipe.grpo
     assert cfg is not None
-    dataset, samples, source, policy = common.start_training(ctx, "grpo")
+    data, source, policy = common.start_training(ctx, "grpo")
     if cfg.use_vllm and policy.multimodal:
         raise ErvError(f"{recipe.source}: $.grpo.use_vllm: vLLM does not run the omni "
                        "policy (video and audio inputs); use it with a text-only policy")
     engine = RewardEngine.from_recipe(recipe, ctx.plugins, verifier=run_verifier(ctx))
-    space = common.label_space_name(dataset, cfg.dataset)
-    rows = build_rows(policy, samples, space, cfg, f"{recipe.source}: $.grpo.dataset")
+    rows = build_rows(policy, data, cfg, recipe.source)
 
     batch_fn = None
     if policy.multimodal:
-        by_id = {str(s.id): s for s in samples}
+        by_id = {row["id"]: s for row, s in zip(rows, (s for d in data for s in d.samples))}
 
         def batch_fn(batch: Sequence[dict[str, Any]]) -> tuple[list[list[int]], dict[str, Any]]:
             return policy.encode([by_id[r["id"]] for r in batch], [r["prompt"] for r in batch])
@@ -159,7 +200,8 @@ def run_grpo(ctx: StageContext) -> dict[str, Any]:
     log = MetricsLog(ctx.out / "metrics.jsonl")
     if common.is_main_process():
         log.truncate_after(common.checkpoint_step(resume))
-    ctx.echo(f"erv: grpo: {len(rows)} prompts from {cfg.dataset.plugin}, G = "
+    ctx.echo(f"erv: grpo: {len(rows)} prompts from "
+             f"{' + '.join(d.spec.plugin for d in data)}, G = "
              f"{cfg.num_generations}, policy {source}"
              + (f", resuming from {resume.name}" if resume else ""))
     settings = trl_settings(cfg, recipe, checkpoints)
@@ -173,7 +215,7 @@ def run_grpo(ctx: StageContext) -> dict[str, Any]:
         model=str(source), processing_class=policy.tokenizer,
         reward_funcs=engine.trl_reward_functions(), args=args,
         train_dataset=Dataset.from_list(rows), callbacks=[MetricsCallback(log)],
-        batch_fn=batch_fn,
+        batch_fn=batch_fn, logprob_dtype=cfg.logprob_dtype,
     )
     common.freeze(trainer.model, cfg.freeze, f"{recipe.source}: $.grpo.freeze")
     trainer.add_callback(engine.trl_callback(trainer))

@@ -15,11 +15,15 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from erv_plugins.errors import ErvError
 from erv_plugins.stages import StageContext
 from erv_plugins.training import common
+
+if TYPE_CHECKING:
+    from erv_plugins.recipe import Recipe
+    from erv_plugins.recipe import SFTConfig as SFTSettings
 
 
 class SFTStage(common.TrainingStage):
@@ -27,6 +31,39 @@ class SFTStage(common.TrainingStage):
 
     def run(self, ctx: StageContext) -> dict[str, Any] | None:
         return run_sft(ctx)
+
+    def trainer_arguments(self, recipe: Recipe, run_dir: Path) -> tuple[str, dict[str, Any]]:
+        """What ``erv run --dry-run`` shows: the class and keyword arguments erv passes."""
+        assert recipe.sft is not None
+        return ("transformers.TrainingArguments",
+                sft_settings(recipe.sft, recipe, run_dir / "sft" / "checkpoints"))
+
+
+def sft_settings(cfg: SFTSettings, recipe: Recipe, output_dir: str | Path) -> dict[str, Any]:
+    """The keyword arguments of transformers' ``TrainingArguments`` for this recipe."""
+    return {
+        "output_dir": str(output_dir),
+        "num_train_epochs": cfg.epochs,
+        "max_steps": cfg.max_steps,
+        "learning_rate": cfg.lr,
+        "lr_scheduler_type": cfg.scheduler,
+        "warmup_steps": cfg.warmup_ratio,  # a float < 1 is a ratio of the total steps
+        "per_device_train_batch_size": cfg.batch_size,
+        "gradient_accumulation_steps": cfg.grad_accum,
+        "optim": "adamw_torch",
+        "weight_decay": 0.0,
+        "max_grad_norm": 1.0,
+        "logging_steps": 1,
+        "save_strategy": "steps",
+        "save_steps": cfg.save_steps,
+        "save_total_limit": 2,
+        "report_to": "none",
+        "seed": cfg.seed,
+        "remove_unused_columns": False,
+        "dataloader_num_workers": 0,
+        "gradient_checkpointing": cfg.gradient_checkpointing,
+        **common.device_args(recipe, bf16=cfg.bf16),
+    }
 
 
 def build_examples(policy: Any, samples: list[Any], max_length: int) -> list[dict[str, Any]]:
@@ -83,7 +120,8 @@ def run_sft(ctx: StageContext) -> dict[str, Any]:
 
     cfg = ctx.recipe.sft
     assert cfg is not None
-    _, samples, source, policy = common.start_training(ctx, "sft")
+    data, source, policy = common.start_training(ctx, "sft")
+    samples = data[0].samples
     common.freeze(policy.model, cfg.freeze, f"{ctx.recipe.source}: $.sft.freeze")
     examples = build_examples(policy, samples, cfg.max_length)
     checkpoints = ctx.out / "checkpoints"
@@ -93,26 +131,7 @@ def run_sft(ctx: StageContext) -> dict[str, Any]:
         log.truncate_after(common.checkpoint_step(resume))
     ctx.echo(f"erv: sft: {len(examples)} samples from {cfg.dataset.plugin}, policy {source}"
              + (f", resuming from {resume.name}" if resume else ""))
-    args = TrainingArguments(
-        output_dir=str(checkpoints),
-        num_train_epochs=cfg.epochs,
-        max_steps=cfg.max_steps,
-        learning_rate=cfg.lr,
-        lr_scheduler_type=cfg.scheduler,
-        warmup_steps=cfg.warmup_ratio,  # a float < 1 is a ratio of the total steps
-        per_device_train_batch_size=cfg.batch_size,
-        gradient_accumulation_steps=cfg.grad_accum,
-        logging_steps=1,
-        save_strategy="steps",
-        save_steps=cfg.save_steps,
-        save_total_limit=2,
-        report_to="none",
-        seed=cfg.seed,
-        remove_unused_columns=False,
-        dataloader_num_workers=0,
-        gradient_checkpointing=cfg.gradient_checkpointing,
-        **common.device_args(ctx.recipe, bf16=cfg.bf16),
-    )
+    args = TrainingArguments(**sft_settings(cfg, ctx.recipe, checkpoints))
     start = time.perf_counter()
     trainer = Trainer(model=policy.model, args=args, train_dataset=examples,
                       data_collator=SFTCollator(policy, samples),

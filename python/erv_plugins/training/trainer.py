@@ -70,8 +70,12 @@ class OmniGRPOTrainer(GRPOTrainer):
     code runs unchanged.
     """
 
-    def __init__(self, *args: Any, batch_fn: BatchFn | None = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, batch_fn: BatchFn | None = None,
+                 logprob_dtype: str = "float32", **kwargs: Any) -> None:
         self._batch_fn = batch_fn
+        # "logits": log-softmax in the dtype of the logits (bf16 under bf16), as the release
+        # computes it; "float32": upcast first, as TRL does.
+        self._upcast_logits = logprob_dtype == "float32"
         self._media: dict[str, torch.Tensor] = {}
         self._prompt_ids: list[list[int]] | None = None
         super().__init__(*args, **kwargs)
@@ -121,7 +125,10 @@ class OmniGRPOTrainer(GRPOTrainer):
                 logits = model(input_ids=ids, attention_mask=attention_mask[start:end],
                                logits_to_keep=logits_to_keep + 1, **media).logits
             # Position t predicts token t + 1: the last logit belongs to no completion token.
-            logits = logits[:, :-1, :].float() / self.temperature
+            logits = logits[:, :-1, :]
+            if self._upcast_logits:
+                logits = logits.float()
+            logits = logits / self.temperature
             targets = ids[:, -logits_to_keep:]
             all_logps.append(selective_log_softmax(logits, targets))
             if compute_entropy:
