@@ -181,7 +181,8 @@ def start_training(ctx: StageContext, stage: str) -> tuple[Dataset, list[Sample]
     source = policy_source(ctx, after_sft=stage != "sft")
     policy = load_policy(source, frames=cfg.frames, image_size=cfg.image_size,
                          cache_dir=ctx.run_dir / "cache" / "media",
-                         train_vision_tower=trains_vision_tower(ctx.recipe))
+                         train_vision_tower=trains_vision_tower(ctx.recipe),
+                         sources=model_sources(ctx.recipe))
     return dataset, samples, source, policy
 
 
@@ -189,6 +190,13 @@ def trains_vision_tower(recipe: Any) -> bool:
     """Whether the recipe's model options unfreeze the vision tower (omni policy)."""
     options = recipe.model.options if recipe.model is not None else None
     return bool(getattr(options, "train_vision_tower", False))
+
+
+def model_sources(recipe: Any) -> dict[str, str]:
+    """Where the recipe's model options say a published checkpoint's encoders come from."""
+    options = recipe.model.options if recipe.model is not None else None
+    sources = getattr(options, "sources", None)
+    return dict(sources()) if callable(sources) else {}
 
 
 def freeze(model: Any, prefixes: Sequence[str], where: str) -> int:
