@@ -280,6 +280,9 @@ def test_generation_penalties_cover_the_generated_tokens_only(
                          return_dict_in_generate=True)
     assert out.sequences.shape == (2, width + 4)
     assert torch.equal(out.sequences[:, :width], batch["input_ids"])
+    twice = model.generate(**batch, do_sample=True, max_new_tokens=2, num_return_sequences=2)
+    assert twice.shape == (4, width + 2)
+    assert torch.equal(twice[:, :width], batch["input_ids"].repeat_interleave(2, dim=0))
     text_only = processor(["Hi"])
     assert model.generate(**text_only, do_sample=False, max_new_tokens=2).shape == (
         1, text_only["input_ids"].shape[1] + 2)

@@ -329,8 +329,8 @@ class OmniForCausalLM(Qwen2ForCausalLM):
         ):
             if token_id is None:
                 if media is not None:
-                    raise ValueError(f"config.{kind}_placeholder_id is not set: attach a processor's "
-                                     "tokenizer (OmniProcessor) before passing media")
+                    raise ValueError(f"config.{kind}_placeholder_id is not set: set it to the "
+                                     "processor's (OmniProcessor) before passing media")
                 continue
             mask = input_ids == token_id
             per_row = mask.sum(dim=1)
@@ -416,7 +416,10 @@ class OmniForCausalLM(Qwen2ForCausalLM):
                                     r"`input_ids`", category=UserWarning)
             out = super().generate(inputs_embeds=embeds, **kwargs)
         sequences = out if isinstance(out, torch.Tensor) else out.sequences
-        full = torch.cat([input_ids.to(sequences.device), sequences], dim=1)
+        prompt = input_ids.to(sequences.device)
+        if sequences.shape[0] != prompt.shape[0]:  # num_return_sequences > 1
+            prompt = prompt.repeat_interleave(sequences.shape[0] // prompt.shape[0], dim=0)
+        full = torch.cat([prompt, sequences], dim=1)
         if isinstance(out, torch.Tensor):
             return full
         out.sequences = full
