@@ -96,11 +96,15 @@ def test_tiny_tokenizer_chat_template_and_tags(tiny: tuple[OmniForCausalLM, Omni
     assert processor.apply_chat_template(parts, tokenize=False, add_generation_prompt=True) == (
         processor.prompt("Which emotion?"))
     tok = processor.tokenizer
-    ids = tok("<think>a</think>\n<answer>joy</answer><video><|im_end|>")["input_ids"]
+    ids = tok("<think>a</think>\n<answer>joy</answer><|video_pad|><|im_end|>")["input_ids"]
     # Reasoning tags survive skip_special_tokens (the format reward reads them).
     assert tok.decode(ids, skip_special_tokens=True) == "<think>a</think>\n<answer>joy</answer>"
     assert tok.convert_ids_to_tokens(ids[:1]) == ["<think>"]
     assert tok.eos_token == "<|im_end|>" and tok.pad_token == "<|endoftext|>"
+    # As in a published HumanOmni tokenizer, the media markers are plain text.
+    vocab = tok.get_vocab()
+    assert not {"<video>", "<audio>", "<vi_start>", "<au_end>"} & set(vocab)
+    assert {"<|vision_start|>", "<|video_pad|>", "<|vision_end|>"} <= set(vocab)
 
 
 def test_processor_repeats_placeholders_once_per_feature(
@@ -115,6 +119,9 @@ def test_processor_repeats_placeholders_once_per_feature(
               for r in batch["input_ids"]]
     assert counts == [(32, 33), (32, 33)] == [(model.config.num_video_tokens,
                                                model.config.num_audio_tokens)] * 2
+    # The release's placeholder ids: in no vocabulary, never sampled.
+    assert (processor.video_token_id, processor.audio_token_id) == (-201, -202)
+    assert processor.decode(batch["input_ids"][0]).count("<video>") == 1
     assert tuple(batch["videos"].shape) == (2, 8, 3, 32, 32)
     assert tuple(batch["audios"].shape) == (2, 16, 198)
     assert int(batch["attention_mask"][1, 0]) == 0  # left padding for generation
@@ -317,7 +324,7 @@ def test_humanomni_checkpoint_dir_loads_without_missing_or_unexpected_keys(
         assert torch.equal(loaded[ours], tensor), name
     model, processor = load_omni(path)
     assert (processor.num_video_tokens, processor.num_audio_tokens) == (32, 33)
-    assert model.config.video_token_id == processor.video_token_id
+    assert model.config.video_placeholder_id == processor.video_token_id == -201
     batch = processor([processor.prompt(EMOTION_QUESTION)], videos=[clips["happiness"]])
     assert model.generate(**batch, max_new_tokens=2, do_sample=False).shape[1] == (
         batch["input_ids"].shape[1] + 2)
@@ -363,7 +370,7 @@ def test_paper_sizes_run_end_to_end_at_full_width() -> None:
     mels x 30 s, BERT 768, gate 3584) with one or two layers each: 392 + 500 features."""
     config = OmniConfig.from_dict({
         **RELEASE_0_5B, "num_hidden_layers": 1, "vocab_size": 1024, "bos_token_id": None,
-        "eos_token_id": 2, "video_token_id": 1000, "audio_token_id": 1001,
+        "eos_token_id": 2,
     })
     config.vision_config.num_hidden_layers = 2
     config.audio_config.encoder_layers = 1
@@ -376,7 +383,7 @@ def test_paper_sizes_run_end_to_end_at_full_width() -> None:
     with torch.no_grad():
         assert tuple(model.encode_videos(videos, gate).shape) == (1, 392, 896)
         assert tuple(model.encode_audios(audios).shape) == (1, 500, 896)
-        ids = torch.tensor([[5, 6] + [1000] * 392 + [7] + [1001] * 500 + [8, 9]])
+        ids = torch.tensor([[5, 6] + [-201] * 392 + [7] + [-202] * 500 + [8, 9]])
         out = model(input_ids=ids, videos=videos, audios=audios, gate_input_ids=gate)
     assert tuple(out.logits.shape) == (1, 897, 1024)
     assert bool(torch.isfinite(out.logits).all())
@@ -411,7 +418,8 @@ def test_processor_accepts_trls_calling_convention(
     video, audio = torch.zeros(8, 3, 32, 32), torch.zeros(16, 198)
     batch = processor(text=[prompt], videos=[video], audios=[audio], return_tensors="pt",
                       padding=True, padding_side="left", add_special_tokens=False)
-    assert batch["input_ids"].shape == (1, len(processor.tokenizer(prompt)["input_ids"]) + 31 + 32)
+    assert batch["input_ids"].shape == (1, len(processor.tokenize(prompt)))
+    assert processor.release_length(processor.tokenize(prompt)) == len(processor.tokenize(prompt)) - 31 - 32
     with pytest.raises(ErvError, match=r"prompts \[0\] are longer than max_length=20 tokens"):
         processor(text=[prompt], videos=[video], audios=[audio], truncation=True, max_length=20)
     assert (processor.pad_token, processor.eos_token) == ("<|endoftext|>", "<|im_end|>")
@@ -430,7 +438,7 @@ def test_tiny_model_learns_the_emotion_of_held_out_synthetic_clips(
     model, processor = load_omni(tiny_dir)
     media = {c.id: processor.load_clip(c.path) for c in syn.clips}
     prompt = processor.prompt()
-    n_prompt = len(processor.tokenizer(prompt)["input_ids"]) - 2 + 32 + 33
+    n_prompt = len(processor.tokenize(prompt))
 
     def batch(clips: list[Any], answers: list[str]) -> tuple[Any, torch.Tensor]:
         texts = [f"{prompt}<answer>{a}</answer><|im_end|>" for a in answers]
@@ -446,7 +454,8 @@ def test_tiny_model_learns_the_emotion_of_held_out_synthetic_clips(
             for word in words:
                 b, labels = batch(clips, [word] * len(clips))
                 logp = torch.log_softmax(model(**b).logits[:, :-1], -1)
-                logp = logp.gather(-1, b["input_ids"][:, 1:, None]).squeeze(-1)
+                # Placeholder ids are negative: gather a valid id there (masked below).
+                logp = logp.gather(-1, b["input_ids"][:, 1:, None].clamp(min=0)).squeeze(-1)
                 scores.append((logp * (labels[:, 1:] != -100)).sum(1))
         return [words[i] for i in torch.stack(scores, 1).argmax(1).tolist()]
 

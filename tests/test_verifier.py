@@ -109,6 +109,33 @@ def test_label_count_mismatch_with_the_recipe_label_map_is_a_clear_error(
     assert HFVerifier(random_goemotions_verifier, labels="goemotions").labels == GOEMOTIONS
 
 
+def test_a_checkpoint_with_generic_label_names_gets_them_from_the_id2label_option(
+        tmp_path: Path):
+    """A published verifier may say LABEL_0 .. LABEL_27 in its config.json; the recipe's
+    ``id2label = "goemotions"`` names them (in the release's GoEmotions order)."""
+    from erv_plugins.plugins import get_plugins
+
+    path = build_tiny_verifier(tmp_path / "generic")
+    config = json.loads((path / "config.json").read_text())
+    config["id2label"] = {str(i): f"LABEL_{i}" for i in range(28)}
+    config["label2id"] = {f"LABEL_{i}": i for i in range(28)}
+    (path / "config.json").write_text(json.dumps(config))
+    assert HFVerifier(path).labels == tuple(f"LABEL_{i}" for i in range(28))
+    reg = get_plugins().get("verifier", "hf")
+    named = reg.build(HFVerifierOptions(path=str(path), id2label="goemotions",
+                                        labels="goemotions"))
+    assert named.labels == GOEMOTIONS and named.labels[17] == "joy" and named.labels[27] == "neutral"
+    assert named.model.config.id2label[2] == "anger"
+    assert named.cache_key != HFVerifier(path).cache_key
+    with pytest.raises(LabelSpaceMismatch, match="checkpoint has 28 labels but id2label names 11"):
+        HFVerifier(path, id2label="mafw")
+    # Real names are kept, and must be the ones id2label gives.
+    real = build_tiny_verifier(tmp_path / "real", labels=MAFW_LABELS)
+    assert HFVerifier(real, id2label=list(MAFW_LABELS)).labels == MAFW_LABELS
+    with pytest.raises(LabelSpaceMismatch, match="differ from the recipe's label map at 0"):
+        HFVerifier(real, id2label=["x", *MAFW_LABELS[1:]])
+
+
 def test_a_missing_checkpoint_names_the_path_and_never_downloads(tmp_path: Path):
     with pytest.raises(VerifierLoadError, match=r"no-such-org/no-such-model: no such directory "
                        r"\(and not in the local Hugging Face cache; erv never downloads"):

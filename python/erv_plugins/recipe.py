@@ -124,6 +124,12 @@ class SFTConfig(_Strict):
     train_vision_tower: bool | None = None
     synthetic: SyntheticData | None = None
     gradient_checkpointing: bool = False
+    # The SFT sequence: "policy" = the eval prompt (the checkpoint's chat template, media
+    # placeholders, the question), then the target and EOS; "release" = as the release's
+    # train_humanomni.py builds it from "<video>\n<audio>\n" + question (three newlines
+    # before the question, its BERT gate text, the chat template's close of the assistant
+    # turn in the target).
+    prompt_template: Literal["policy", "release"] = "policy"
 
 
 class AugmentConfig(_Strict):

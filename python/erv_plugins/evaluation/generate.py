@@ -1,9 +1,24 @@
 """Generation mode of the evaluation: the policy writes a completion for every test clip.
 
-Sampling as the paper evaluates: temperature 0.3, top_p 0.9, up to 2048 new tokens. The
-completions go to ``<out>/predictions.jsonl`` (id, completion, label), the same format
-``erv eval --predictions`` reads, so generated and external outputs are scored alike.
-Rows are appended as they are generated; a rerun skips the samples already there.
+Sampling as the paper evaluates: temperature 0.3 (paper section 4), top_p 0.9; the recipe
+sets the limit of new tokens (the release's eval: 512). The completions go to
+``<out>/predictions.jsonl`` (id, completion, label), the same format ``erv eval
+--predictions`` reads, so generated and external outputs are scored alike. Rows are
+appended as they are generated; a rerun skips the samples already there.
+
+How a protocol generates (``[eval] protocol``; docs/fidelity.md):
+
+==============  =========================================================================
+release, paper  as the release's eval (``eval_shard.sh`` -> ``eval_shard.py`` ->
+                ``mm_infer``): its instruction (two spaces before "Output"), also the BERT
+                gate's text; frames resized to the tower's square *without* padding (its
+                eval processor; training pads to square); ``generate(do_sample=True,
+                temperature, top_p, max_new_tokens)`` and otherwise the checkpoint's own
+                generation_config (top_k, repetition_penalty, ...); the completion
+                decoded with special tokens skipped. The paper names nothing else.
+erv             the prompt the policy was trained with (the paper's question) and frames
+                as the checkpoint decodes them (pad to square); tags kept when decoding.
+==============  =========================================================================
 
 The omni policy (``erv_plugins.models.omni``: ``load_omni(path, device, dtype) ->
 (model, processor)``) comes from the media part of erv; without it this mode says so.
@@ -56,27 +71,46 @@ def _done_ids(path: Path) -> set[str]:
     return ids
 
 
-def _completion(processor: Any, ids: Any, eos: set[int]) -> str:
-    """Decode generated ids up to the first end token, keeping <think>/<answer> tags (a
-    tokenizer may hold them as special tokens, which skip_special_tokens would drop)."""
+def _completion(processor: Any, ids: Any, eos: set[int], skip_special: bool = False) -> str:
+    """Decode generated ids up to the first end token. ``skip_special`` False keeps
+    <think>/<answer> tags a tokenizer may hold as special tokens; True is the release's
+    ``batch_decode(..., skip_special_tokens=True)``."""
     out = []
     for t in ids.tolist():
         if t in eos:
             break
         out.append(t)
-    return str(processor.decode(out, skip_special_tokens=False)).strip()
+    return str(processor.decode(out, skip_special_tokens=skip_special)).strip()
+
+
+PROTOCOLS = ("release", "paper", "erv")
+
+
+def protocol_settings(protocol: str) -> dict[str, Any]:
+    """The question, frame processing and decoding of a protocol's generation."""
+    from erv_plugins.models.omni.processing import EMOTION_QUESTION, RELEASE_EVAL_QUESTION
+
+    if protocol not in PROTOCOLS:
+        raise ErvError(f"unknown evaluation protocol {protocol!r}; use one of "
+                       f"{', '.join(PROTOCOLS)}")
+    if protocol == "erv":
+        return {"question": EMOTION_QUESTION, "aspect_ratio": None, "skip_special": False}
+    return {"question": RELEASE_EVAL_QUESTION, "aspect_ratio": "resize", "skip_special": True}
 
 
 def generate_predictions(policy: str, samples: Sequence[Sample], out: Path, *,
-                         temperature: float = 0.3, top_p: float = 0.9,
-                         max_new_tokens: int = 2048, batch_size: int = 4,
+                         protocol: str = "release", temperature: float = 0.3,
+                         top_p: float = 0.9, max_new_tokens: int = 2048, batch_size: int = 4,
                          device: str = "auto", dtype: str = "auto", seed: int = 0,
-                         progress: bool = True) -> Path:
+                         progress: bool = True, sources: dict[str, str] | None = None
+                         ) -> Path:
     """Generate one completion per sample into ``out/predictions.jsonl`` (resumable).
 
-    Sampling as in the paper's evaluation (temperature 0.3, top_p 0.9, up to 2048 new
-    tokens); prompts are the release's (media placeholders, then the emotion question).
+    ``protocol``: how to prompt, decode frames and decode completions (module docstring);
+    sampling: temperature 0.3 and top_p 0.9 (the paper's and the release's eval), at
+    most ``max_new_tokens``. ``sources``: ``load_omni``'s encoder sources (model options).
     """
+    settings = protocol_settings(protocol)
     load_omni = _load_omni()
     import torch
     from tqdm import tqdm
@@ -92,23 +126,31 @@ def generate_predictions(policy: str, samples: Sequence[Sample], out: Path, *,
         raise ErvError(f"sample {missing[0]!r} has no video clip to generate from")
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    model, processor = load_omni(policy, device=device, dtype=None if dtype == "auto" else dtype)
+    model, processor = load_omni(policy, device=device, dtype=None if dtype == "auto" else dtype,
+                                 **(sources or {}))
+    if settings["aspect_ratio"] is not None:
+        processor.aspect_ratio = settings["aspect_ratio"]
     eos = {t for t in (processor.eos_token_id, processor.pad_token_id,
                        *_as_list(model.generation_config.eos_token_id)) if t is not None}
-    prompt = processor.prompt()
+    question = settings["question"]
+    prompt = processor.prompt(question)
     torch.manual_seed(seed)
     with path.open("a", encoding="utf-8") as f, \
             tqdm(total=len(todo), desc="generating", unit="clip", disable=not progress) as bar:
         for start in range(0, len(todo), batch_size):
             batch = todo[start:start + batch_size]
             inputs = processor([prompt] * len(batch), videos=[s.video for s in batch],
+                               questions=[question] * len(batch),
                                padding_side="left").to(device)
             with torch.inference_mode():
+                # As mm_infer: these four set, the rest from the checkpoint's
+                # generation_config.
                 ids = model.generate(**inputs, do_sample=True, temperature=temperature,
                                      top_p=top_p, max_new_tokens=max_new_tokens)
             width = inputs["input_ids"].shape[1]
             for sample, row in zip(batch, ids[:, width:], strict=True):
-                f.write(json.dumps({"id": sample.id, "completion": _completion(processor, row, eos),
+                text = _completion(processor, row, eos, settings["skip_special"])
+                f.write(json.dumps({"id": sample.id, "completion": text,
                                     "label": sample.label}, ensure_ascii=False) + "\n")
             f.flush()
             bar.update(len(batch))
@@ -159,10 +201,13 @@ def generate_from_recipe(ctx: StageContext, spec: Any, out: Path) -> tuple[Path,
     if policy is None:
         raise ErvError(f"{ctx.recipe.source}: $.eval: no policy to generate with "
                        "(set model.path or run the sft/grpo stages first)")
+    from erv_plugins.training.common import model_sources
+
     _load_omni()
     ds = _dataset(ctx.plugins, spec.plugin, spec.options, spec.root, spec.split, spec.limit)
-    path = generate_predictions(policy, list(ds.samples()), out,
+    path = generate_predictions(policy, list(ds.samples()), out, protocol=cfg.protocol,
                                 temperature=cfg.temperature, top_p=cfg.top_p,
                                 max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size,
-                                device=cfg.device, dtype=cfg.dtype, seed=cfg.seed)
+                                device=cfg.device, dtype=cfg.dtype, seed=cfg.seed,
+                                sources=model_sources(ctx.recipe))
     return path, ds.label_space

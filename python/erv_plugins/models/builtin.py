@@ -26,6 +26,20 @@ class OmniOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     # (`train_vision_tower` in [sft] / [grpo]; paper Table 8: SFT yes, GRPO no). The
     # release never trains it (its SigLIP forward runs under no_grad); Whisper is frozen.
     train_vision_tower: bool = False
+    # Where a published checkpoint's encoders come from when its config.json names none
+    # (or paths of the authors' machines): a local directory or a hub id. The BERT text
+    # gate: its tokenizer, and its weights if the checkpoint lacks them (the release
+    # hard-codes bert-base-uncased). None: the config's text_model_path, else
+    # "bert-base-uncased". The towers: None = the config's mm_vision_tower / mm_audio_tower.
+    text_model_path: str | None = None
+    vision_tower: str | None = None
+    audio_tower: str | None = None
+
+    def sources(self) -> dict[str, str]:
+        """The encoder sources to pass to ``load_omni`` (only those given)."""
+        return {k: v for k, v in (("text_model_path", self.text_model_path),
+                                  ("vision_tower", self.vision_tower),
+                                  ("audio_tower", self.audio_tower)) if v}
 
 
 class OmniPolicy:
@@ -59,7 +73,8 @@ class OmniPolicy:
         from erv_plugins.models.omni import load_omni
 
         model, processor = load_omni(self.model_path(), device=device,
-                                     dtype=dtype if dtype is not None else self.options.dtype)
+                                     dtype=dtype if dtype is not None else self.options.dtype,
+                                     **self.options.sources())
         processor.cache_dir = self.options.cache_dir
         return model, processor
 

@@ -206,7 +206,8 @@ def start_training(ctx: StageContext, stage: str) -> tuple[list[StageData], Path
     source = policy_source(ctx, after_sft=stage != "sft")
     policy = load_policy(source, frames=cfg.frames, image_size=cfg.image_size,
                          cache_dir=ctx.run_dir / "cache" / "media",
-                         train_vision_tower=trains_vision_tower(ctx.recipe, stage))
+                         train_vision_tower=trains_vision_tower(ctx.recipe, stage),
+                         sources=model_sources(ctx.recipe))
     return data, source, policy
 
 
@@ -218,6 +219,13 @@ def trains_vision_tower(recipe: Any, stage: str) -> bool:
         return bool(own)
     options = recipe.model.options if recipe.model is not None else None
     return bool(getattr(options, "train_vision_tower", False))
+
+
+def model_sources(recipe: Any) -> dict[str, str]:
+    """Where the recipe's model options say a published checkpoint's encoders come from."""
+    options = recipe.model.options if recipe.model is not None else None
+    sources = getattr(options, "sources", None)
+    return dict(sources()) if callable(sources) else {}
 
 
 def freeze(model: Any, prefixes: Sequence[str], where: str) -> int:

@@ -152,9 +152,12 @@ def _rows_of(policy: Any, part: common.StageData, cfg: GRPOSettings, where: str,
     rows = []
     space = part.space
     for s in part.samples:
-        prompt = policy.prompt(s)
+        prompt = policy.prompt(s, template=cfg.prompt_template)
         if cfg.max_prompt_length is not None:
-            n = len(policy.tokenizer(prompt, add_special_tokens=False)["input_ids"])
+            # As the release counts: one id per clip's video and audio.
+            n = (policy.processor.release_length(policy.processor.tokenize(prompt))
+                 if policy.multimodal else
+                 len(policy.tokenizer(prompt, add_special_tokens=False)["input_ids"]))
             if n > cfg.max_prompt_length:
                 raise ErvError(f"{where}: sample {s.id}: prompt has {n} tokens, more than "
                                f"$.grpo.max_prompt_length = {cfg.max_prompt_length}")
@@ -176,6 +179,7 @@ def run_grpo(ctx: StageContext) -> dict[str, Any]:
         reward_series,
         write_report,
     )
+    from erv_plugins.training.policy import QUESTION
     from erv_plugins.training.trainer import MetricsCallback, OmniGRPOTrainer, use_compact_progress
 
     recipe = ctx.recipe
@@ -193,7 +197,9 @@ def run_grpo(ctx: StageContext) -> dict[str, Any]:
         by_id = {row["id"]: s for row, s in zip(rows, (s for d in data for s in d.samples))}
 
         def batch_fn(batch: Sequence[dict[str, Any]]) -> tuple[list[list[int]], dict[str, Any]]:
-            return policy.encode([by_id[r["id"]] for r in batch], [r["prompt"] for r in batch])
+            # The BERT gate reads the bare question, whatever the prompt template.
+            return policy.encode([by_id[r["id"]] for r in batch], [r["prompt"] for r in batch],
+                                 questions=[QUESTION] * len(batch))
 
     checkpoints = ctx.out / "checkpoints"
     resume = None if ctx.force else common.last_checkpoint(checkpoints)
@@ -205,11 +211,8 @@ def run_grpo(ctx: StageContext) -> dict[str, Any]:
              f"{cfg.num_generations}, policy {source}"
              + (f", resuming from {resume.name}" if resume else ""))
     settings = trl_settings(cfg, recipe, checkpoints)
-    if policy.multimodal:
-        # A sampled placeholder would ask for media features that do not exist (TRL does
-        # the same for a VLM's image token).
-        p = policy.processor
-        settings["generation_kwargs"]["suppress_tokens"] = [p.video_token_id, p.audio_token_id]
+    # No suppress_tokens for the media placeholders: their ids are negative (the
+    # release's), so they can never be sampled.
     args = GRPOConfig(**settings, reward_weights=engine.trl_reward_weights(0))
     trainer = OmniGRPOTrainer(
         model=str(source), processing_class=policy.tokenizer,

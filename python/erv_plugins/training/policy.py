@@ -58,10 +58,17 @@ class Policy:
     def multimodal(self) -> bool:
         return self.processor is not None
 
-    def prompt(self, sample: Sample | None = None) -> str:
-        """The chat-formatted prompt (generation prompt included) for one sample."""
+    def prompt(self, sample: Sample | None = None, template: str = "policy") -> str:
+        """The chat-formatted prompt (generation prompt included) for one sample.
+
+        ``template`` (omni policy): "policy" = the checkpoint's chat template, as the
+        release's eval; "qwen2_vl" = the Qwen2-VL template of the release's GRPO.
+        """
         if self.processor is not None:
-            return self.processor.prompt(QUESTION)
+            return self.processor.prompt(QUESTION, template=template)
+        if template != "policy":
+            raise ErvError(f"prompt template {template!r} is for the omni policy; a text-only "
+                           "policy uses its own chat template ('policy')")
         user = QUESTION
         if sample is not None and "cue" in sample.extra:
             # A text-only policy reads what the clip shows as words (tests, fallback demo).
@@ -82,17 +89,20 @@ class Policy:
                 self._clips.pop(next(iter(self._clips)))
         return self._clips[key]
 
-    def encode(self, samples: Sequence[Sample], prompts: Sequence[str] | None = None
+    def encode(self, samples: Sequence[Sample], prompts: Sequence[str] | None = None,
+               questions: Sequence[str] | None = None
                ) -> tuple[list[list[int]], dict[str, torch.Tensor]]:
         """Prompt token ids (media placeholders expanded, no padding) and the batch's media
-        keyword arguments (``videos``, ``audios``, ``gate_input_ids``...; {} for text)."""
+        keyword arguments (``videos``, ``audios``, ``gate_input_ids``...; {} for text).
+        ``questions``: the BERT gate's text per sample (default: each prompt's question)."""
         prompts = list(prompts) if prompts is not None else [self.prompt(s) for s in samples]
         if self.processor is None:
             ids = self.tokenizer(prompts, add_special_tokens=False)["input_ids"]
             return [list(r) for r in ids], {}
         clips = [self.clip(s) for s in samples]
         batch = self.processor(prompts, videos=[c[0] for c in clips],
-                               audios=[c[1] for c in clips], padding_side="right")
+                               audios=[c[1] for c in clips], questions=questions,
+                               padding_side="right")
         mask = batch["attention_mask"].bool()
         ids = [row[m].tolist() for row, m in zip(batch["input_ids"], mask, strict=True)]
         media = {k: v for k, v in batch.items() if k not in ("input_ids", "attention_mask")}
@@ -112,19 +122,23 @@ def is_omni(path: str | Path) -> bool:
 
 def load_policy(path: str | Path, *, frames: int | None = None,
                 image_size: int | None = None, cache_dir: Path | None = None,
-                train_vision_tower: bool = False) -> Policy:
+                train_vision_tower: bool = False, sources: dict[str, str] | None = None
+                ) -> Policy:
     """Load a saved policy directory: the omni model when its config says so, else a causal LM.
 
     ``frames``/``image_size``: how clips are decoded; they must match the checkpoint
     (its vision tower and projector are built for them), so a mismatch is an error.
     ``train_vision_tower``: unfreeze SigLIP (paper Table 8, 0.5B); the choice is written
     into the config, so a checkpoint saved from this policy loads the same way.
+    ``sources``: where a published checkpoint's encoders come from (``load_omni``'s
+    ``text_model_path``, ``vision_tower``, ``audio_tower``; the omni model options).
     """
     path = Path(path)
     if is_omni(path):
         import erv_plugins.models.omni as omni  # registers the Auto classes TRL loads by path
 
-        model, processor = omni.load_omni(path, device="cpu", dtype=torch_float32())
+        model, processor = omni.load_omni(path, device="cpu", dtype=torch_float32(),
+                                          **(sources or {}))
         if train_vision_tower:
             model.config.freeze_vision_tower = False
             model.model.vision_tower.frozen = False

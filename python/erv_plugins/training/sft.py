@@ -66,9 +66,14 @@ def sft_settings(cfg: SFTSettings, recipe: Recipe, output_dir: str | Path) -> di
     }
 
 
-def build_examples(policy: Any, samples: list[Any], max_length: int) -> list[dict[str, Any]]:
-    """Token ids and labels of each (prompt, target) pair; prompt tokens are not learned."""
-    from erv_plugins.training.policy import target_text
+def build_examples(policy: Any, samples: list[Any], max_length: int,
+                   template: str = "policy") -> list[dict[str, Any]]:
+    """Token ids and labels of each (prompt, target) pair; prompt tokens are not learned.
+
+    ``template`` (``[sft] prompt_template``): "policy" or "release" (``OmniProcessor.
+    sft_example``); each example keeps the BERT gate's text for its collator.
+    """
+    from erv_plugins.training.policy import QUESTION, target_text
 
     tok = policy.tokenizer
     examples = []
@@ -76,13 +81,19 @@ def build_examples(policy: Any, samples: list[Any], max_length: int) -> list[dic
         if not s.explanation:
             raise ErvError(f"SFT sample {s.id}: no explanation (SFT needs EMER-style "
                            f"explanations; the dataset gave none)")
-        prompt_ids = policy.encode([s])[0][0] if policy.multimodal else tok(
-            policy.prompt(s), add_special_tokens=False)["input_ids"]
-        target_ids = tok(target_text(s.explanation, s.label) + tok.eos_token,
-                         add_special_tokens=False)["input_ids"]
-        ids = (prompt_ids + target_ids)[:max_length]
-        labels = ([-100] * len(prompt_ids) + target_ids)[:max_length]
-        examples.append({"index": i, "input_ids": ids, "labels": labels})
+        target = target_text(s.explanation, s.label)
+        gate = None
+        if policy.multimodal:
+            ids, labels, gate = policy.processor.sft_example(QUESTION, target, template=template)
+        else:
+            if template != "policy":
+                raise ErvError(f"$.sft.prompt_template {template!r} is for the omni policy; "
+                               "a text-only policy uses 'policy'")
+            prompt_ids = tok(policy.prompt(s), add_special_tokens=False)["input_ids"]
+            target_ids = tok(target + tok.eos_token, add_special_tokens=False)["input_ids"]
+            ids, labels = prompt_ids + target_ids, [-100] * len(prompt_ids) + target_ids
+        examples.append({"index": i, "input_ids": ids[:max_length],
+                         "labels": labels[:max_length], "gate": gate})
     return examples
 
 
@@ -108,7 +119,8 @@ class SFTCollator:
             mask[row, :k] = 1
         out: dict[str, Any] = {"input_ids": ids, "attention_mask": mask, "labels": labels}
         if self.policy.multimodal:
-            out.update(self.policy.encode([self.samples[b["index"]] for b in batch])[1])
+            out.update(self.policy.encode([self.samples[b["index"]] for b in batch],
+                                          questions=[b["gate"] for b in batch])[1])
         return out
 
 
@@ -123,7 +135,7 @@ def run_sft(ctx: StageContext) -> dict[str, Any]:
     data, source, policy = common.start_training(ctx, "sft")
     samples = data[0].samples
     common.freeze(policy.model, cfg.freeze, f"{ctx.recipe.source}: $.sft.freeze")
-    examples = build_examples(policy, samples, cfg.max_length)
+    examples = build_examples(policy, samples, cfg.max_length, cfg.prompt_template)
     checkpoints = ctx.out / "checkpoints"
     resume = None if ctx.force else common.last_checkpoint(checkpoints)
     log = MetricsLog(ctx.out / "metrics.jsonl")
@@ -152,7 +164,8 @@ def run_sft(ctx: StageContext) -> dict[str, Any]:
     write_report(rows, ctx.out / "report.md", title=f"SFT: {ctx.recipe.name}",
                  settings={"samples": len(examples), "epochs": cfg.epochs, "lr": cfg.lr,
                            "scheduler": cfg.scheduler, "warmup_ratio": cfg.warmup_ratio,
-                           "batch_size": cfg.batch_size, "policy": str(source)},
+                           "batch_size": cfg.batch_size, "policy": str(source),
+                           "prompt_template": cfg.prompt_template},
                  plots=plot_loss(rows, ctx.out), seconds=seconds)
     losses = [r["loss"] for r in rows if "loss" in r]
     return {"steps": len(rows), "first_loss": losses[0] if losses else None,

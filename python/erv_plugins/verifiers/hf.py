@@ -5,7 +5,8 @@ sentence gets one sigmoid probability per label, read from the first-token (``[C
 representation as in the paper. The checkpoint is read from a local directory only
 (``local_files_only``): a reward computed during GRPO never reaches for the network.
 The label space is the checkpoint's own ``config.id2label`` (GoEmotions' 28 for the
-paper's checkpoint, or whatever a user trained with ``erv train-verifier``).
+paper's checkpoint, or whatever a user trained with ``erv train-verifier``); a checkpoint
+published with generic names (``LABEL_0`` ...) gets them from the ``id2label`` option.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -40,6 +42,10 @@ class HFVerifierOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True
     # The label map the recipe expects: a label space name ("goemotions", "mafw", ...) or
     # the label names in output order. A checkpoint with another head is an error.
     labels: str | list[str] | None = None
+    # Names for a checkpoint whose config.json id2label is generic (LABEL_0, LABEL_1, ...),
+    # in output order: a label space name (e.g. "goemotions") or the list. A checkpoint
+    # with real names keeps them; they must then be these.
+    id2label: str | list[str] | None = None
 
 
 class VerifierLoadError(ErvError):
@@ -134,6 +140,30 @@ def _labels_from_id2label(id2label: Any, where: Path) -> tuple[str, ...]:
     return tuple(v for _, v in items)
 
 
+_GENERIC_LABEL = re.compile(r"LABEL_(\d+)")
+
+
+def is_generic(labels: Sequence[str]) -> bool:
+    """Whether label names are transformers' placeholders LABEL_0 .. LABEL_{N-1}."""
+    return all((m := _GENERIC_LABEL.fullmatch(name)) is not None and int(m.group(1)) == i
+               for i, name in enumerate(labels))
+
+
+def named_labels(base_labels: Sequence[str], id2label: str | Sequence[str] | None,
+                 where: str) -> tuple[str, ...]:
+    """The checkpoint's label names, or ``id2label``'s for a checkpoint with generic ones."""
+    if id2label is None:
+        return tuple(base_labels)
+    names = expected_labels(id2label)
+    if len(names) != len(base_labels):
+        raise LabelSpaceMismatch(
+            f"{where}: checkpoint has {len(base_labels)} labels but id2label names "
+            f"{len(names)} ({', '.join(names[:4])}, ...)")
+    if not is_generic(base_labels):
+        check_label_space(base_labels, names, where)
+    return names
+
+
 def _weights_digest(directory: Path) -> str:
     """A cheap fingerprint of the weight files: name, size and modification time."""
     h = hashlib.sha256()
@@ -159,16 +189,19 @@ class HFVerifier:
                  dtype: Dtype = "auto", batch_size: int = 64,
                  max_length: int | None = None,
                  labels: str | Sequence[str] | None = None,
-                 length_bucketing: bool = True) -> None:
+                 length_bucketing: bool = True,
+                 id2label: str | Sequence[str] | None = None) -> None:
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         if batch_size < 1:
             raise VerifierLoadError(f"verifier batch_size must be >= 1, got {batch_size}")
         self.path = resolve_checkpoint(path)
-        if labels is not None:  # before loading weights: a wrong head fails fast
-            check_label_space(checkpoint_labels(self.path), expected_labels(labels),
-                              f"verifier checkpoint {self.path}")
+        where = f"verifier checkpoint {self.path}"
+        # Before loading weights: a wrong head fails fast.
+        names = named_labels(checkpoint_labels(self.path), id2label, where)
+        if labels is not None:
+            check_label_space(names, expected_labels(labels), where)
         self.device = torch.device(device)
         self.dtype = _torch_dtype(dtype, self.device)
         self.batch_size = batch_size
@@ -181,9 +214,11 @@ class HFVerifier:
                 )
             except (OSError, ValueError) as exc:
                 raise VerifierLoadError(f"verifier checkpoint {self.path}: {exc}") from None
-        self.labels: tuple[str, ...] = _labels_from_id2label(
+        self.labels: tuple[str, ...] = named_labels(_labels_from_id2label(
             {str(k): v for k, v in model.config.id2label.items()}, self.path
-        )
+        ), id2label, where)
+        model.config.id2label = dict(enumerate(self.labels))
+        model.config.label2id = {name: i for i, name in enumerate(self.labels)}
         if model.config.num_labels != len(self.labels):
             raise VerifierLoadError(
                 f"verifier checkpoint {self.path}: num_labels {model.config.num_labels} but "
@@ -207,7 +242,7 @@ class HFVerifier:
     def from_options(cls, options: HFVerifierOptions, **_context: Any) -> HFVerifier:
         return cls(options.path, device=options.device, dtype=options.dtype,
                    batch_size=options.batch_size, max_length=options.max_length,
-                   labels=options.labels)
+                   labels=options.labels, id2label=options.id2label)
 
     @property
     def num_labels(self) -> int:

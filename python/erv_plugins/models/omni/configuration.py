@@ -39,6 +39,10 @@ WHISPER_LARGE_V3: dict[str, Any] = {
 # The release hard-codes the hidden width of the BERT text gate's MLP.
 RELEASE_TEXT_GATE_HIDDEN = 3584
 
+# The release's placeholder ids for a clip's video and audio (MODAL_INDEX_MAP).
+VIDEO_TOKEN_INDEX = -201
+AUDIO_TOKEN_INDEX = -202
+
 
 def _encoder_config(cls: type[PreTrainedConfig], path: str | None,
                     published: dict[str, dict[str, Any]]) -> PreTrainedConfig:
@@ -66,7 +70,10 @@ class OmniConfig(Qwen2Config):
     # -- keys of the published config.json ----------------------------------------------
     mm_vision_tower: str | None = "google/siglip-base-patch16-224"
     mm_audio_tower: str | None = "openai/whisper-large-v3"
-    text_model_path: str | None = "google-bert/bert-base-uncased"
+    # Absent from some published configs: the release hard-codes its BERT directory. The
+    # gate's shape is then bert-base-uncased's; ``load_omni(text_model_path=...)`` names
+    # where its tokenizer (and any weights the checkpoint lacks) come from.
+    text_model_path: str | None = None
     mm_projector_type: str = "all_in_one_small"
     mm_audio_projector_type: str = "mlp2x_gelu"
     mm_hidden_size: int | None = None
@@ -84,10 +91,12 @@ class OmniConfig(Qwen2Config):
     audio_config: dict | PreTrainedConfig | None = None
     text_gate_config: dict | PreTrainedConfig | None = None
     text_gate_hidden_size: int = RELEASE_TEXT_GATE_HIDDEN
-    # Token ids that the processor repeats once per video / audio feature; the model
-    # writes the encoders' features at those positions. None until a tokenizer is attached.
-    video_token_id: int | None = None
-    audio_token_id: int | None = None
+    # Ids that the processor repeats once per video / audio feature; the model writes the
+    # encoders' features at those positions. The release's own placeholder ids
+    # (humanomni/constants.py: -201 video, -202 audio): no vocabulary holds them, so
+    # nothing is added to a published tokenizer and a placeholder can never be sampled.
+    video_placeholder_id: int = VIDEO_TOKEN_INDEX
+    audio_placeholder_id: int = AUDIO_TOKEN_INDEX
     freeze_vision_tower: bool = True
     freeze_audio_tower: bool = True
 

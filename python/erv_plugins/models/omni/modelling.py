@@ -15,16 +15,21 @@ checkpoints load without missing or unexpected keys:
     model.audio_tower.audio_tower.{encoder,projector,classifier}.*    Whisper
     model.audio_projector.{0,2}.*                                      audio MLP
 
-One difference from the release, on purpose: the release marks each modality with one
-negative token id (-201 video, -202 audio) and splices a longer embedding sequence in.
-Here the processor repeats a real placeholder token once per feature, so ``input_ids``,
-``attention_mask``, ``labels`` and the LM positions keep one length. That makes
-``generate`` and per-token log-probabilities for GRPO ordinary causal-LM operations.
+Media positions: the release marks each modality with one negative id (-201 video, -202
+audio) and splices the clip's feature sequence in its place. We use the same ids, which no
+vocabulary holds (nothing is added to a published tokenizer), but the processor repeats
+each once per feature, so ``input_ids``, ``attention_mask``, ``labels`` and the LM
+positions keep one length and the features are written over the placeholders: the LM
+sees the same embedding sequence. Per-token log-probabilities for GRPO are then the
+ordinary gather, and ``generate`` (like the release's) starts from the prompt's
+embeddings, so logits processors see the generated tokens only and a placeholder can
+never be sampled.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -227,8 +232,9 @@ class OmniForCausalLM(Qwen2ForCausalLM):
       gate_input_ids / gate_attention_mask: the question in the BERT gate's vocabulary
         (the release passes them as ``prompts``); without them the three visual branches
         are weighed equally.
-    ``input_ids`` must hold ``config.num_video_tokens`` copies of ``config.video_token_id``
-    for each clip (and ``num_audio_tokens`` of ``audio_token_id``): ``OmniProcessor`` does it.
+    ``input_ids`` must hold ``config.num_video_tokens`` copies of ``config.video_placeholder_id``
+    (-201) for each clip and ``num_audio_tokens`` of ``audio_placeholder_id`` (-202):
+    ``OmniProcessor`` does it.
     """
 
     config_class = OmniConfig
@@ -315,15 +321,16 @@ class OmniForCausalLM(Qwen2ForCausalLM):
                          gate_input_ids: torch.Tensor | None = None,
                          gate_attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Token embeddings with the media features written over the placeholder tokens."""
-        embeds = self.model.embed_tokens(input_ids)
+        # Placeholder ids are negative (the release's): embed a valid id, then overwrite.
+        embeds = self.model.embed_tokens(input_ids.clamp(min=0))
         for kind, media, token_id, count in (
-            ("video", videos, self.config.video_token_id, self.config.num_video_tokens),
-            ("audio", audios, self.config.audio_token_id, self.config.num_audio_tokens),
+            ("video", videos, self.config.video_placeholder_id, self.config.num_video_tokens),
+            ("audio", audios, self.config.audio_placeholder_id, self.config.num_audio_tokens),
         ):
             if token_id is None:
                 if media is not None:
-                    raise ValueError(f"config.{kind}_token_id is not set: attach a processor's "
-                                     "tokenizer (OmniProcessor) before passing media")
+                    raise ValueError(f"config.{kind}_placeholder_id is not set: set it to the "
+                                     "processor's (OmniProcessor) before passing media")
                 continue
             mask = input_ids == token_id
             per_row = mask.sum(dim=1)
@@ -374,7 +381,8 @@ class OmniForCausalLM(Qwen2ForCausalLM):
                                                   gate_attention_mask)
             if labels is not None:
                 # Features are inputs, never targets.
-                for token_id in (self.config.video_token_id, self.config.audio_token_id):
+                cfg = self.config
+                for token_id in (cfg.video_placeholder_id, cfg.audio_placeholder_id):
                     if token_id is not None:
                         labels = labels.masked_fill(input_ids == token_id, IGNORE_INDEX)
             input_ids = None
@@ -383,18 +391,39 @@ class OmniForCausalLM(Qwen2ForCausalLM):
             past_key_values=past_key_values, inputs_embeds=inputs_embeds, labels=labels,
             use_cache=use_cache, logits_to_keep=logits_to_keep, **kwargs)
 
-    def prepare_inputs_for_generation(self, input_ids, past_key_values=None,  # noqa: ANN001
-                                      attention_mask=None, inputs_embeds=None,  # noqa: ANN001
-                                      is_first_iteration=False, **kwargs):  # noqa: ANN001, ANN003
+    @torch.no_grad()
+    def generate(self, inputs: torch.Tensor | None = None, **kwargs):  # noqa: ANN003, ANN201
+        """``GenerationMixin.generate`` with the media keyword arguments of ``forward``.
+
+        As the release's ``generate``: the prompt (features written over its placeholders)
+        enters as ``inputs_embeds``, so logits processors (e.g. a checkpoint's
+        repetition_penalty) see only the generated tokens. The prompt ids are put back in
+        front of the result, so callers (TRL, erv eval) get prompt + completion as usual.
+        """
+        input_ids = kwargs.pop("input_ids", inputs)
         media = {k: kwargs.pop(k, None) for k in
                  ("videos", "audios", "gate_input_ids", "gate_attention_mask", "images")}
-        inputs = super().prepare_inputs_for_generation(
-            input_ids, past_key_values=past_key_values, attention_mask=attention_mask,
-            inputs_embeds=inputs_embeds, is_first_iteration=is_first_iteration, **kwargs)
-        # Media enter once, with the prompt; later steps read them from the KV cache.
-        if is_first_iteration or past_key_values is None:
-            inputs.update({k: v for k, v in media.items() if v is not None})
-        return inputs
+        videos = media["videos"] if media["videos"] is not None else media["images"]
+        if input_ids is None or kwargs.get("inputs_embeds") is not None or (
+                videos is None and media["audios"] is None
+                and not bool((input_ids < 0).any())):
+            return super().generate(input_ids, **kwargs)
+        embeds = self.embed_multimodal(input_ids, videos, media["audios"],
+                                       media["gate_input_ids"], media["gate_attention_mask"])
+        with warnings.catch_warnings():
+            # Intended: the release's penalties, too, cover the generated tokens only.
+            warnings.filterwarnings("ignore", message=r".*with `inputs_embeds` and without "
+                                    r"`input_ids`", category=UserWarning)
+            out = super().generate(inputs_embeds=embeds, **kwargs)
+        sequences = out if isinstance(out, torch.Tensor) else out.sequences
+        prompt = input_ids.to(sequences.device)
+        if sequences.shape[0] != prompt.shape[0]:  # num_return_sequences > 1
+            prompt = prompt.repeat_interleave(sequences.shape[0] // prompt.shape[0], dim=0)
+        full = torch.cat([prompt, sequences], dim=1)
+        if isinstance(out, torch.Tensor):
+            return full
+        out.sequences = full
+        return out
 
     def completion_log_probs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                              logits_to_keep: int, temperature: float = 1.0,

@@ -4,7 +4,9 @@
 tokenizer, BERT gate tokenizer, processor settings) from config alone: no download.
 The LM tokenizer is a byte-level BPE trained here with the ``tokenizers`` library on
 Qwen2's split regex, wrapped in ``PreTrainedTokenizerFast`` with a ChatML template
-(STACK.md: ``AutoTokenizer`` on a qwen2-type directory would rebuild it).
+(STACK.md: ``AutoTokenizer`` on a qwen2-type directory would rebuild it). Like a
+published HumanOmni tokenizer it holds no media tokens (the ``<vi_start>``-style wrappers
+are text) and has Qwen2.5's vision tokens (``<|vision_start|>`` ...) as special tokens.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ import torch
 from erv_plugins.errors import ErvError
 from erv_plugins.labels import BUILTIN_LABEL_SPACES, GOEMOTIONS
 from erv_plugins.models.omni.processing import (
+    DEFAULT_TEXT_MODEL,
     EMOTION_QUESTION,
-    MEDIA_TOKENS,
+    RELEASE_EVAL_QUESTION,
     OmniProcessor,
     media_prefix,
 )
@@ -29,7 +32,10 @@ QWEN2_SPLIT = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
     r"|\s*[\r\n]+|\s+(?!\S)|\s+"
 )
-SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
+# Qwen2.5's special tokens that prompts use (ChatML, and the vision tokens the Qwen2-VL
+# chat template writes), in Qwen2.5's order.
+SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>",
+                  "<|vision_end|>", "<|video_pad|>")
 # Reasoning tags are ordinary added tokens (not special): decoding with
 # skip_special_tokens=True must keep them, or the format reward could never match.
 TAG_TOKENS = ("<think>", "</think>", "<answer>", "</answer>")
@@ -59,6 +65,8 @@ TINY_MEDIA: dict[str, Any] = {"frames": 8, "image_size": 32, "n_mels": 16, "chun
 
 _CORPUS_SENTENCES = (
     EMOTION_QUESTION,
+    RELEASE_EVAL_QUESTION,
+    media_prefix() + "<|vision_start|><|video_pad|><|vision_end|>",
     "You are a helpful assistant.",
     "In the video, the person looks {w}. The voice sounds {w}. The scene feels {w}.",
     "The screen glows with a warm colour and a tone plays. Overall the emotion is {w}.",
@@ -78,7 +86,7 @@ def _corpus() -> list[str]:
 
 
 def build_tiny_tokenizer(vocab_size: int = 512) -> Any:
-    """Byte-level BPE (Qwen2 split regex, ChatML specials, media placeholders)."""
+    """Byte-level BPE (Qwen2 split regex, ChatML and vision specials, no media tokens)."""
     from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -93,11 +101,9 @@ def build_tiny_tokenizer(vocab_size: int = 512) -> Any:
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tok.train_from_iterator(_corpus(), trainer=trainer)
     tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in TAG_TOKENS])
-    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in MEDIA_TOKENS])
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
-        unk_token=None, model_max_length=4096, padding_side="left",
-        extra_special_tokens=list(MEDIA_TOKENS))
+        unk_token=None, model_max_length=4096, padding_side="left")
     fast.chat_template = CHAT_TEMPLATE
     return fast
 
@@ -143,8 +149,6 @@ def tiny_config(tokenizer: Any, gate_tokenizer: Any, **overrides: Any) -> Any:
             pad_token_id=gate_tokenizer.pad_token_id).to_dict(),
         text_gate_hidden_size=32,
         mm_vision_tower=None, mm_audio_tower=None, text_model_path=None,
-        video_token_id=tokenizer.convert_tokens_to_ids("<video>"),
-        audio_token_id=tokenizer.convert_tokens_to_ids("<audio>"),
     )
     kwargs.update(overrides)
     return OmniConfig(**kwargs)
@@ -180,44 +184,68 @@ def build_tiny_omni(out_dir: str | os.PathLike[str], *, seed: int = 0,
     return out
 
 
+def _looks_like_hub_id(path: str) -> bool:
+    return path.count("/") <= 1 and not path.startswith((".", "/", "~")) and "\\" not in path
+
+
 def _load_missing_towers(model: Any, missing: set[str]) -> set[str]:
-    """Fill encoders absent from a release checkpoint from the directories its config names.
+    """Fill encoders absent from a checkpoint from where its config names them.
 
     The release loads SigLIP, Whisper and BERT from ``mm_vision_tower``,
-    ``mm_audio_tower`` and ``text_model_path``; a checkpoint may or may not carry them.
+    ``mm_audio_tower`` and its BERT directory; a checkpoint may or may not carry their
+    weights. Each is a local directory or a hub id (read from the local cache, or
+    downloaded as transformers does).
     """
     from transformers import BertModel, SiglipVisionModel, WhisperForAudioClassification
 
     cfg = model.config
     towers = (
         ("model.vision_tower.vision_tower.", cfg.mm_vision_tower, SiglipVisionModel,
-         model.model.vision_tower.vision_tower),
+         model.model.vision_tower.vision_tower, "mm_vision_tower"),
         ("model.audio_tower.audio_tower.", cfg.mm_audio_tower, WhisperForAudioClassification,
-         model.model.audio_tower.audio_tower),
-        ("model.bert_model.", cfg.text_model_path, BertModel, model.model.bert_model),
+         model.model.audio_tower.audio_tower, "mm_audio_tower"),
+        ("model.bert_model.", cfg.text_model_path or DEFAULT_TEXT_MODEL, BertModel,
+         model.model.bert_model, "text_model_path"),
     )
     left = set(missing)
-    for prefix, path, cls, module in towers:
+    for prefix, path, cls, module, key in towers:
         keys = {k for k in left if k.startswith(prefix)}
         if not keys:
             continue
-        if not path or not os.path.isdir(path):
-            raise ErvError(f"checkpoint lacks {prefix}* weights and {path!r} is not a local "
-                           "directory to load them from (set it in config.json)")
-        loaded = cls.from_pretrained(path, dtype=module.dtype)
+        hint = (f"checkpoint lacks {prefix}* weights and {path!r} is not a local directory "
+                f"to load them from (set {key} in config.json or the model options)")
+        if not path or not (os.path.isdir(path) or _looks_like_hub_id(path)):
+            raise ErvError(hint)
+        try:
+            loaded = cls.from_pretrained(path, dtype=module.dtype)
+        except (OSError, ValueError) as exc:
+            raise ErvError(f"{hint}: {exc}") from None
         result = module.load_state_dict(loaded.state_dict(), strict=False)
         still = {prefix + k for k in result.missing_keys}
         left = (left - keys) | (keys & still)
     return left
 
 
+# The encoder sources a caller named for a checkpoint directory (model options). TRL loads
+# the reference model again by path, without options; it gets the same sources.
+_SOURCES: dict[str, dict[str, str]] = {}
+
+
 def load_omni(path: str | os.PathLike[str], device: str | torch.device = "cpu",
-              dtype: torch.dtype | str | None = None) -> tuple[Any, OmniProcessor]:
+              dtype: torch.dtype | str | None = None, *, text_model_path: str | None = None,
+              vision_tower: str | None = None, audio_tower: str | None = None,
+              ) -> tuple[Any, OmniProcessor]:
     """Load an omni model directory (ours or a HumanOmni release) -> (model, processor).
 
     The model is in eval mode on ``device``; ``dtype`` None or "auto" keeps the
-    checkpoint's, else a torch dtype or its name ("bfloat16").
+    checkpoint's, else a torch dtype or its name ("bfloat16"). A release directory loads
+    as published: its config keys, its tokenizer unchanged (no tokens added), its weight
+    names. ``text_model_path`` (the BERT text gate: its shape, tokenizer and any weights
+    the checkpoint lacks), ``vision_tower`` and ``audio_tower`` override the config's
+    ``text_model_path``, ``mm_vision_tower`` and ``mm_audio_tower``; without them the
+    config's are used, and bert-base-uncased for a config that names no BERT.
     """
+    from erv_plugins.models.omni.configuration import OmniConfig
     from erv_plugins.models.omni.modelling import OmniForCausalLM
 
     root = Path(path)
@@ -227,19 +255,39 @@ def load_omni(path: str | os.PathLike[str], device: str | torch.device = "cpu",
         if not isinstance(getattr(torch, dtype, None), torch.dtype):
             raise ErvError(f"dtype {dtype!r} is not a torch dtype (float32, bfloat16, ...)")
         dtype = getattr(torch, dtype)
-    processor = OmniProcessor.from_pretrained(root)
-    model, info = OmniForCausalLM.from_pretrained(root, dtype=dtype, output_loading_info=True)
+    key = str(root.resolve())
+    given = {k: v for k, v in (("text_model_path", text_model_path),
+                               ("mm_vision_tower", vision_tower),
+                               ("mm_audio_tower", audio_tower)) if v}
+    if given:
+        _SOURCES[key] = given
+    else:
+        given = _SOURCES.get(key, {})
+    config_dict, _ = OmniConfig.get_config_dict(root)
+    config = OmniConfig.from_dict({**config_dict, **given})
+    processor = OmniProcessor.from_pretrained(root, config=config)
+    try:
+        model, info = OmniForCausalLM.from_pretrained(root, config=config, dtype=dtype,
+                                                      output_loading_info=True)
+    except RuntimeError as exc:
+        if "mismatched" not in str(exc):
+            raise
+        gate = config.text_model_path or DEFAULT_TEXT_MODEL
+        raise ErvError(
+            f"{root}: checkpoint weights do not fit the shapes its config gives (text gate "
+            f"from {gate!r}, towers from {config.mm_vision_tower!r} and "
+            f"{config.mm_audio_tower!r}); set the model options text_model_path / "
+            "vision_tower / audio_tower to the encoders it was trained with") from None
     missing = _load_missing_towers(model, set(info["missing_keys"]))
     if model.config.tie_word_embeddings:
         missing.discard("lm_head.weight")
     if missing:
         shown = ", ".join(sorted(missing)[:5])
         raise ErvError(f"{root}: checkpoint lacks {len(missing)} weights ({shown} ...)")
-    if model.config.video_token_id is None or model.config.audio_token_id is None:
-        model.config.video_token_id = processor.video_token_id
-        model.config.audio_token_id = processor.audio_token_id
-        if len(processor.tokenizer) > model.config.vocab_size:
-            model.resize_token_embeddings(len(processor.tokenizer))
+    # The processor's placeholder ids (the release's); an erv checkpoint saved before
+    # they were may name others in its config.
+    model.config.video_placeholder_id = processor.video_token_id
+    model.config.audio_placeholder_id = processor.audio_token_id
     model.to(device)
     model.eval()
     return model, processor
