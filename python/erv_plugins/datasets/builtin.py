@@ -21,7 +21,7 @@ from typing import Any, ClassVar, Literal
 
 import msgspec
 
-from erv_plugins.datasets.base import Sample
+from erv_plugins.datasets.base import RequiredPath, Sample
 from erv_plugins.errors import ErvError
 from erv_plugins.jsonl import iter_jsonl
 from erv_plugins.hookspecs import hookimpl
@@ -70,6 +70,13 @@ class _ClipDataset:
         self.on_error: OnError = options.on_error
         self.skipped: dict[str, str] = {}  # clip path -> reason, filled by check_files
         self._samples: list[Sample] | None = None
+
+    def required_paths(self) -> list[RequiredPath]:
+        """The dataset directory, then what ``_read`` opens and where the clips are."""
+        return [RequiredPath(self.root, "dataset directory", "dir"), *self._files()]
+
+    def _files(self) -> list[RequiredPath]:
+        return []
 
     def samples(self) -> list[Sample]:
         if self._samples is None:
@@ -120,9 +127,18 @@ class Mafw(_ClipDataset):
     Options = MafwOptions
     label_space = MAFW
 
+    def _split_file(self) -> Path:
+        opts: MafwOptions = self.options  # type: ignore[assignment]
+        return self.root / opts.split_dir / f"set_{opts.fold}" / f"{self.split}.txt"
+
+    def _files(self) -> list[RequiredPath]:
+        opts: MafwOptions = self.options  # type: ignore[assignment]
+        return [RequiredPath(self._split_file(), "split file", "file"),
+                RequiredPath(self.root / opts.clips_dir, "clips directory", "dir")]
+
     def _read(self) -> list[Sample]:
         opts: MafwOptions = self.options  # type: ignore[assignment]
-        path = self.root / opts.split_dir / f"set_{opts.fold}" / f"{self.split}.txt"
+        path = self._split_file()
         if not path.is_file():
             raise ErvError(f"dataset mafw: split file {path} does not exist")
         out = []
@@ -152,6 +168,12 @@ class Dfew(_ClipDataset):
     name: ClassVar[str] = "dfew"
     Options = DfewOptions
     label_space = DFEW
+
+    def _files(self) -> list[RequiredPath]:
+        opts: DfewOptions = self.options  # type: ignore[assignment]
+        return [RequiredPath(self.root / "label" / f"single_{self.split}set_{opts.fold}.csv",
+                             "label file", "file"),
+                RequiredPath(self.root / opts.clips_dir, "clips directory", "dir")]
 
     def _read(self) -> list[Sample]:
         opts: DfewOptions = self.options  # type: ignore[assignment]
@@ -188,6 +210,11 @@ class Emer(_ClipDataset):
     Options = EmerOptions
     label_space = EMER
     splits: ClassVar[tuple[str, ...]] = ("train", "all")
+
+    def _files(self) -> list[RequiredPath]:
+        opts: EmerOptions = self.options  # type: ignore[assignment]
+        return [RequiredPath(self.root / opts.csv, "CSV", "file"),
+                RequiredPath(self.root / opts.clips_dir, "clips directory", "dir")]
 
     def _read(self) -> list[Sample]:
         opts: EmerOptions = self.options  # type: ignore[assignment]
@@ -229,6 +256,10 @@ class Merr(_ClipDataset):
     Options = MerrOptions
     label_space = MAFW  # its words (happy, sad, angry, worried ...) normalise MAFW's way
     splits: ClassVar[tuple[str, ...]] = ("train", "all")
+
+    def _files(self) -> list[RequiredPath]:
+        opts: MerrOptions = self.options  # type: ignore[assignment]
+        return [RequiredPath(self.root / opts.json, "JSON", "file")]
 
     def _read(self) -> list[Sample]:
         opts: MerrOptions = self.options  # type: ignore[assignment]
@@ -283,6 +314,10 @@ class Jsonl(_ClipDataset):
             labels = tuple(sorted({s.label for s in self.samples()}))
             self._space = LabelSpace("jsonl", labels, normalize_plain)
         return self._space
+
+    def _files(self) -> list[RequiredPath]:
+        opts: JsonlOptions = self.options  # type: ignore[assignment]
+        return [RequiredPath(self.root / opts.manifest, "manifest", "file")]
 
     def _read(self) -> list[Sample]:
         opts: JsonlOptions = self.options  # type: ignore[assignment]

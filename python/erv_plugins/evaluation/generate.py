@@ -148,12 +148,18 @@ def generate_from_recipe(ctx: StageContext) -> tuple[Path, LabelSpace]:
     if cfg.dataset is None:
         raise ErvError(f"{ctx.recipe.source}: $.eval: give predictions or a dataset")
     model = ctx.recipe.model
-    policy = model.path if model is not None and model.path else None
-    if policy is None:  # the policy trained by an earlier stage of this run
-        for stage in ("grpo", "sft"):  # where those stages save their model
-            if (ctx.run_dir / stage / "model" / "config.json").is_file():
-                policy = str(ctx.run_dir / stage / "model")
-                break
+    policy = None
+    # The policy this run trains (its last training stage's model), else [model].path.
+    for stage in ("grpo", "sft"):  # where those stages save their model
+        if stage in ctx.recipe.stages:
+            trained = ctx.run_dir / stage / "model"
+            if not (trained / "config.json").is_file():
+                raise ErvError(f"{trained}: stage {stage} has not produced a model yet "
+                               f"(run it first: erv run {ctx.recipe.source} --stage {stage})")
+            policy = str(trained)
+            break
+    if policy is None and model is not None and model.path:
+        policy = model.path
     if policy is None:
         raise ErvError(f"{ctx.recipe.source}: $.eval: no policy to generate with "
                        "(set model.path or run the sft/grpo stages first)")
