@@ -99,7 +99,15 @@ def run_recipe(recipe: Recipe, plugins: Plugins, *, force: bool = False,
 
         require_paths(recipe, plugins, run_dir=run_dir,
                       stages=stages_to_run(recipe, run_dir, force=force, only=only))
-    run_dir.mkdir(parents=True, exist_ok=True)
+    from erv_plugins.locking import hold
+
+    with hold(run_dir, f"erv run {recipe.source or recipe.name}"):
+        _run_stages(recipe, plugins, run_dir, force=force, only=only, echo=echo)
+    return run_dir
+
+
+def _run_stages(recipe: Recipe, plugins: Plugins, run_dir: Path, *, force: bool,
+                only: Sequence[str] | None, echo: Callable[[str], None]) -> None:
     echo(f"erv: run directory {run_dir}")
     (run_dir / "recipe.json").write_text(json.dumps(recipe.to_builtins(), indent=2) + "\n")
     for name in recipe.stages:
@@ -117,4 +125,3 @@ def run_recipe(recipe: Recipe, plugins: Plugins, *, force: bool = False,
         seconds = time.perf_counter() - start
         (out / DONE).write_text(json.dumps({"seconds": round(seconds, 2), **summary}) + "\n")
         echo(f"erv: stage {name} done in {seconds:.1f} s")
-    return run_dir

@@ -277,7 +277,14 @@ def run_jobs(jobs: Iterable[Job], settings: ChatSettings, handle: Handler, out: 
     if settings.concurrency < 1:
         raise AugmentError(f"concurrency must be >= 1, got {settings.concurrency}")
     out_path = Path(out)
-    all_jobs = list(jobs)
+    from erv_plugins.locking import hold
+
+    with hold(out_path, "erv augment", directory=False):  # one writer per output file
+        return _run_pending(list(jobs), settings, handle, out_path, limit, progress, desc)
+
+
+def _run_pending(all_jobs: list[Job], settings: ChatSettings, handle: Handler, out_path: Path,
+                 limit: int | None, progress: bool, desc: str) -> RunStats:
     ids = [j.id for j in all_jobs]
     if len(set(ids)) != len(ids):
         dup = next(i for i in ids if ids.count(i) > 1)

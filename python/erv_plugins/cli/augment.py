@@ -108,6 +108,13 @@ def _report(stats: Any, out: str, base_url: str | None = None) -> None:
             "asked again)")
 
 
+def _lock(out: str) -> None:
+    """One writer per --out (all rounds of a command); released when the command ends."""
+    from erv_plugins.locking import hold
+
+    click.get_current_context().with_resource(hold(out, "erv augment", directory=False))
+
+
 @click.group()
 def augment() -> None:
     """Make verifier training data with an OpenAI-compatible chat API.
@@ -147,6 +154,7 @@ def label(inputs: tuple[str, ...], out: str, label_space: str, max_labels: int, 
     labels = space.labels if space else tuple(x.strip() for x in label_space.split(",")
                                               if x.strip())
     settings = _settings("label", recipe, flags, temperature=0.0, backoff_s=backoff_s)
+    _lock(out)
     stats = pseudo_label(inputs, out, settings, labels=labels, max_labels=max_labels,
                          source=source, seed=seed, limit=limit, progress=not quiet)
     _report(stats, out, settings.base_url)
@@ -177,6 +185,7 @@ def complement(pseudo: tuple[str, ...], out: str, emotions: str, target: int,
     from erv_plugins.augment.tasks import complement as run_complement
 
     settings = _settings("complement", recipe, flags, temperature=1.0, backoff_s=backoff_s)
+    _lock(out)
     wanted = tuple(e.strip() for e in emotions.split(",") if e.strip())
     stats = run_complement(pseudo, out, settings, emotions=wanted, target=target,
                            count_existing=not no_count_existing, seed=seed, limit=limit,

@@ -132,7 +132,19 @@ def evaluate(predictions: Sequence[Prediction], label_space: LabelSpace, judge: 
              bootstrap: int = 1000, seed: int = 0, progress: bool = True, plot: bool = True,
              echo: Callable[[str], None] = print) -> EvalResult:
     """Judge every prediction's explanation (resuming ``out/judgements.jsonl``), then
-    write metrics, tables and the confusion-matrix plot into ``out``."""
+    write metrics, tables and the confusion-matrix plot into ``out``. One process at a
+    time: ``out`` is locked (``erv_plugins.locking``) while it writes there."""
+    from erv_plugins.locking import hold
+
+    with hold(out, "erv eval"):
+        return _evaluate(predictions, label_space, judge, Path(out), run_name=run_name,
+                         bootstrap=bootstrap, seed=seed, progress=progress, plot=plot,
+                         echo=echo)
+
+
+def _evaluate(predictions: Sequence[Prediction], label_space: LabelSpace, judge: Judge,
+              out: Path, *, run_name: str, bootstrap: int, seed: int, progress: bool,
+              plot: bool, echo: Callable[[str], None]) -> EvalResult:
     from erv_plugins.evaluation import plots, tables
     from erv_plugins.evaluation.metrics import Outcomes, compute_metrics
 
