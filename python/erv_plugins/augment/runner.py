@@ -129,7 +129,7 @@ def read_jsonl_ids(path: Path, *, repair: bool = True) -> list[dict[str, Any]]:
                 row = json.loads(raw)
                 if not isinstance(row, dict) or "id" not in row:
                     raise ValueError("no id")
-            except ValueError:
+            except (ValueError, RecursionError):
                 if tail and repair:
                     with path.open("r+b") as f:
                         f.truncate(offset)

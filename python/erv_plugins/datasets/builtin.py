@@ -15,7 +15,8 @@ Bad input raises ``ErvError`` naming the file (and line) and what was expected.
 from __future__ import annotations
 
 import csv
-import json
+import io
+import os
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -23,7 +24,7 @@ import msgspec
 
 from erv_plugins.datasets.base import RequiredPath, Sample
 from erv_plugins.errors import ErvError
-from erv_plugins.jsonl import iter_jsonl
+from erv_plugins.jsonl import iter_jsonl, parse_json, read_text
 from erv_plugins.hookspecs import hookimpl
 from erv_plugins.labels import (
     BUILTIN_LABEL_SPACES,
@@ -142,7 +143,7 @@ class Mafw(_ClipDataset):
         if not path.is_file():
             raise ErvError(f"dataset mafw: split file {path} does not exist")
         out = []
-        for n, line in enumerate(path.read_text().splitlines(), start=1):
+        for n, line in enumerate(read_text(path).split("\n"), start=1):
             if not line.strip():
                 continue
             parts = line.split()
@@ -181,7 +182,7 @@ class Dfew(_ClipDataset):
         if not path.is_file():
             raise ErvError(f"dataset dfew: label file {path} does not exist")
         out = []
-        with path.open(newline="") as fh:
+        with io.StringIO(read_text(path), newline="") as fh:
             for n, row in enumerate(csv.reader(fh), start=1):
                 if not row or (n == 1 and not row[-1].strip().isdigit()):
                     continue  # blank line or header (id,label / video_name,label)
@@ -222,7 +223,7 @@ class Emer(_ClipDataset):
         if not path.is_file():
             raise ErvError(f"dataset emer: CSV {path} does not exist")
         out = []
-        with path.open(newline="", encoding="utf-8") as fh:
+        with io.StringIO(read_text(path), newline="") as fh:
             reader = csv.DictReader(fh)
             need = {"names", "emotions", "reasons"}
             if not need <= set(reader.fieldnames or ()):
@@ -266,10 +267,7 @@ class Merr(_ClipDataset):
         path = self.root / opts.json
         if not path.is_file():
             raise ErvError(f"dataset merr: JSON {path} does not exist")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise ErvError(f"{path}: invalid JSON: {exc}") from None
+        data = parse_json(read_text(path), os.fspath(path))
         if not isinstance(data, dict):
             raise ErvError(f"{path}: expected an object keyed by sample name")
         fields = (opts.description_field,) if opts.description_field else _MERR_DESCRIPTION_FIELDS

@@ -115,7 +115,7 @@ def _load_judgements(path: Path) -> list[dict[str, Any]]:
                 row = json.loads(line)
                 if not isinstance(row, dict) or "id" not in row:
                     raise ValueError("not a judgement row")
-            except ValueError as exc:
+            except (ValueError, RecursionError) as exc:
                 if last:  # an interrupted write: not newline-terminated
                     with path.open("r+b") as f:
                         f.truncate(offset)
