@@ -36,6 +36,7 @@ class Prediction:
     id: str
     completion: str
     label: str
+    where: str = ""  # "<file>:<line>" it was read from, for errors
 
 
 @dataclass
@@ -67,7 +68,7 @@ def read_predictions(path: str | os.PathLike[str]) -> list[Prediction]:
         if sid in seen:
             raise ErvError(f"{where}: id {sid!r} already appears on line {seen[sid]}")
         seen[sid] = number
-        out.append(Prediction(sid, row["completion"], row["label"]))
+        out.append(Prediction(sid, row["completion"], row["label"], where))
     if not out:
         raise ErvError(f"predictions {path}: no predictions in the file")
     return out
@@ -89,8 +90,9 @@ def score_rows(predictions: Sequence[Prediction], label_space: LabelSpace,
     for pred, parse in zip(predictions, parsed, strict=True):
         g = label_space.normalize(pred.label)
         if g not in label_space:
-            raise ErvError(f"{source}: sample {pred.id!r}: label {pred.label!r} is not a "
-                           f"{label_space.name} label ({', '.join(label_space.labels)})")
+            where = pred.where or f"{source}: sample {pred.id!r}"
+            raise ErvError(f"{where}: label {pred.label!r} is not a "
+                           f"{label_space.name.upper()} label ({', '.join(label_space.labels)})")
         answer = parse.answer if parse.answer is not None else pred.completion.strip()
         p = label_space.normalize(answer)
         rows.append({"id": pred.id, "label": g, "pred": p, "pred_in_list": p in label_space,
