@@ -36,7 +36,7 @@ REFUSED_STATUS = {401: "AuthenticationError", 403: "PermissionDeniedError",
                   404: "NotFoundError"}
 MASK = "***"
 _AUTH_VALUE = re.compile(r"(?i)(\bauthorization\b[\"']?\s*[:=]\s*[\"']?)([^\"'\r\n,}]+)")
-_BEARER = re.compile(r"(?i)\b(bearer)\s+[^\s\"',}]+")
+_BEARER = re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]+")
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:

@@ -145,6 +145,12 @@ def _missing(need: _Need) -> str | None:
 
 
 def _in_hub_cache(repo: str) -> bool:
+    # Look for the repo's folder first: importing huggingface_hub takes a second.
+    home = os.environ.get("HF_HOME") or os.path.join(os.path.expanduser("~"), ".cache",
+                                                     "huggingface")
+    cache = os.environ.get("HF_HUB_CACHE") or os.path.join(home, "hub")
+    if not os.path.isdir(os.path.join(cache, f"models--{repo.replace('/', '--')}")):
+        return False
     try:
         from huggingface_hub import snapshot_download
 
@@ -204,9 +210,7 @@ def _stage_needs(recipe: Recipe, plugins: Plugins, stage: str, run_dir: Path,
             yield _Need("$.model.path", Path(recipe.model.path), "checkpoint", stage)
     elif stage == "verifier" and recipe.train_verifier is not None:
         cfg = recipe.train_verifier
-        from erv_plugins.verifiers.training import TINY_BASE
-
-        if cfg.base != TINY_BASE:
+        if cfg.base != "tiny":  # verifiers.training.TINY_BASE (that module loads numpy)
             yield _Need("$.train_verifier.base", Path(cfg.base), "verifier", stage)
         for i, spec in enumerate(cfg.train):
             yield from _dataset_needs(spec, f"$.train_verifier.train[{i}]", stage, plugins,
