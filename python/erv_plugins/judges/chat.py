@@ -38,6 +38,7 @@ from erv_plugins.judges.base import (
 from erv_plugins.judges.cache import ReplyCache, cache_key, default_cache_dir
 from erv_plugins.labels import LabelSpace
 from erv_plugins.llm import ChatClient, ChatRefused, ChatStopped
+from erv_plugins.recipe import NonNegative, NonNegativeFloat, Positive, PositiveFloat
 
 CACHE_FILE = "judge-cache.sqlite"
 
@@ -48,13 +49,13 @@ class OpenAIJudgeOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=Tru
     model: str = "gpt-4.1-mini"
     base_url: str | None = None  # None: the client's default (api.openai.com)
     api_key_env: str = "OPENAI_API_KEY"  # the variable's NAME; the key never enters a file
-    concurrency: int = 8
-    timeout_s: float = 60.0
-    retries: int = 5
-    backoff_s: float = 1.0
-    backoff_max_s: float = 30.0
-    temperature: float = 0.0
-    max_tokens: int | None = 16
+    concurrency: Positive = 8
+    timeout_s: PositiveFloat = 60.0
+    retries: NonNegative = 5
+    backoff_s: NonNegativeFloat = 1.0
+    backoff_max_s: NonNegativeFloat = 30.0
+    temperature: NonNegativeFloat = 0.0
+    max_tokens: Positive | None = 16
     seed: int = 0  # seeds the per-sample permutation of the label list
     cache: str | None = None  # SQLite file; None: <cache dir>/judge-cache.sqlite
     use_cache: bool = True
