@@ -395,3 +395,35 @@ def test_one_process_may_nest_its_own_holds(tmp_path):
     proc = _holder(tmp_path / "run", "dir")  # released: another process may take it
     proc.kill()
     proc.wait()
+
+
+# -- a run's own products are found in its run directory ------------------------------------
+
+@pytest.mark.slow
+def test_eval_of_tiny_cpu_in_another_run_dir_uses_that_runs_verifier_and_policy(
+        tmp_path, capsys, monkeypatch):
+    """`erv run recipes/tiny_cpu.toml --run-dir X` failed at eval: the judge read the
+    recipe's verifier path (runs/tiny_cpu/verifier/model, relative to the working
+    directory), not X's. The trained stages are stood in for by tiny models here."""
+    from erv_plugins.datasets.synthetic import write_synthetic
+    from erv_plugins.labels import MAFW_LABELS
+    from erv_plugins.models.omni import build_tiny_omni
+    from erv_plugins.verifiers.tiny import build_tiny_verifier
+
+    work = tmp_path / "work"
+    run = tmp_path / "elsewhere"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    write_synthetic(work / "data" / "tiny_cpu", n_per_label=2, labels=("anger", "sadness"),
+                    layouts=("mafw",))
+    build_tiny_verifier(run / "verifier" / "model", labels=MAFW_LABELS)
+    build_tiny_omni(run / "grpo" / "model")
+    for stage in ("sft", "verifier", "grpo"):
+        (run / stage).mkdir(parents=True, exist_ok=True)
+        (run / stage / ".done").write_text("{}\n")
+    r = run_cli(capsys, ["run", str(TINY), "--run-dir", str(run)])
+    assert r.code == 0, r.err
+    assert not (work / "runs").exists()  # nothing read or written under runs/tiny_cpu
+    metrics = json.loads((run / "eval" / "metrics.json").read_text())
+    assert metrics["judged"] == 2 and metrics["judge"] == "verifier"
+    assert str(run / "verifier" / "model") in metrics["judge_info"]["verifier"]
