@@ -119,7 +119,7 @@ def test_failed_samples_are_reported_not_counted_and_asked_again(
 
 def test_unknown_ground_truth_is_named(tmp_path: Path) -> None:
     bad = [Prediction("x1", "<think>t</think><answer>happy</answer>", "joyful")]
-    with pytest.raises(ErvError, match="sample 'x1': label 'joyful' is not a dfew label"):
+    with pytest.raises(ErvError, match="sample 'x1': label 'joyful' is not a DFEW label"):
         evaluate(bad, DFEW, KeywordJudge(), tmp_path, **QUIET)
 
 

@@ -15,6 +15,11 @@ from erv_plugins.recipe import load_recipe
 from erv_plugins.stages import StageContext, run_recipe
 
 
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
 def _plugins() -> Plugins:
     import erv_plugins.rewards.testing as keywords  # registers the verifier "keywords"
 
@@ -31,13 +36,18 @@ def test_eval_prefers_the_policy_this_run_trained(tmp_path: Path) -> None:
     loaded = load_recipe(recipe, _plugins())
     run = tmp_path / "run"
     ctx = StageContext(loaded, run, run / "eval", _plugins(), False, print)
-    assert trained_policy(ctx) == "checkpoints/base"  # nothing trained yet
-    (run / "sft" / "model").mkdir(parents=True)
-    (run / "sft" / "model" / "config.json").write_text("{}")
-    assert trained_policy(ctx) == str(run / "sft" / "model")
+    from erv_plugins.errors import ErvError
+
+    with pytest.raises(ErvError, match=r"grpo/model: stage grpo has not produced a model yet"):
+        trained_policy(ctx)  # never the base checkpoint in place of the trained one
     (run / "grpo" / "model").mkdir(parents=True)
     (run / "grpo" / "model" / "config.json").write_text("{}")
     assert trained_policy(ctx) == str(run / "grpo" / "model")
+    eval_only = load_recipe(_write(tmp_path / "e.toml", 'name = "y"\nstages = ["eval"]\n'
+                                   '[model]\npath = "checkpoints/base"\n'
+                                   '[eval]\ndataset = { plugin = "mafw" }\n'), _plugins())
+    ctx = StageContext(eval_only, run, run / "eval", _plugins(), False, print)
+    assert trained_policy(ctx) == "checkpoints/base"  # a recipe that trains nothing
 
 
 @pytest.mark.slow

@@ -160,7 +160,7 @@ def test_installed_package_appears_in_erv_plugins(installed_package):
 def test_erv_load_plugins_restricts_loading(installed_package):
     r = erv(installed_package, "plugins", "--json", ERV_LOAD_PLUGINS="")
     assert "throwaway" not in [i["name"] for i in json.loads(r.stdout)]
-    r = erv(installed_package, "plugins", "--json", ERV_LOAD_PLUGINS="other, throwaway")
+    r = erv(installed_package, "plugins", "--json", ERV_LOAD_PLUGINS="lexicon, throwaway")
     assert "throwaway" in [i["name"] for i in json.loads(r.stdout)]
 
 

@@ -218,10 +218,10 @@ def test_a_reward_needing_a_missing_column_fails_at_load(tmp_path: Path) -> None
 
 def test_a_bad_schedule_in_a_recipe_names_its_place(tmp_path: Path) -> None:
     plugins = get_plugins()
-    recipe = load_recipe(write(tmp_path, '[rewards.format]\nschedule = { kind = "step" }\n'),
-                         plugins)
+    # Refused when the recipe is loaded (erv validate), before any engine is built.
     with pytest.raises(RecipeError, match=r"\$\.rewards\.format\.schedule: a step schedule"):
-        RewardEngine.from_recipe(recipe, plugins)
+        load_recipe(write(tmp_path, '[rewards.format]\nschedule = { kind = "step" }\n'),
+                    plugins)
 
 
 # -- TRL's calling convention ----------------------------------------------------------------

@@ -128,11 +128,15 @@ class LabelSpace:
 
         The release passes the ground truth through the MAFW normaliser first, so the
         DFEW words map the same way. A verifier trained on the dataset's own words
-        (``label in verifier_labels``) needs no mapping.
+        (``label in verifier_labels``) needs no mapping, nor one trained on MAFW's words
+        (DFEW's ``happy`` is MAFW's ``happiness``).
         """
         if label in verifier_labels:
             return label
-        mapped = self.verifier_map.get(normalize_mafw(label), self.verifier_map.get(label))
+        word = normalize_mafw(label)
+        if word in verifier_labels:
+            return word
+        mapped = self.verifier_map.get(word, self.verifier_map.get(label))
         if mapped is None or mapped not in verifier_labels:
             raise KeyError(
                 f"label {label!r} of {self.name} has no counterpart among the verifier's "

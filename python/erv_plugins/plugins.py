@@ -158,7 +158,13 @@ class Plugins:
     def _load_entry_points(self) -> None:
         wanted = os.environ.get(LOAD_ENV)
         allowed = None if wanted is None else {p.strip() for p in wanted.split(",") if p.strip()}
-        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        found = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+        unknown = sorted((allowed or set()) - {ep.name for ep in found})
+        if unknown:  # a typo would silently run without the plugin
+            names = ", ".join(sorted({ep.name for ep in found})) or "none"
+            raise PluginError(f"{LOAD_ENV} names {', '.join(map(repr, unknown))}, which no "
+                              f"installed package provides (installed plugins: {names})")
+        for ep in found:
             if allowed is not None and ep.name not in allowed:
                 continue
             if self._pm.get_plugin(ep.name) is not None:

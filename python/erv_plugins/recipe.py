@@ -11,12 +11,14 @@ path inside the recipe and what was expected::
 
 from __future__ import annotations
 
+import math
 import os
 import re
+import stat
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import msgspec
 
@@ -28,6 +30,42 @@ if TYPE_CHECKING:
 
 class _Strict(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     pass
+
+
+# -- value ranges -------------------------------------------------------------------------
+# Each field declares its range with its type; msgspec checks it while decoding and
+# ``load_recipe`` words a failure "must be >= 2, got 0" (a pattern's failure with the
+# ``description``). A field added later takes one of these or its own
+# ``Annotated[..., msgspec.Meta(...)]``; rules between fields are in ``RULES`` below.
+Positive = Annotated[int, msgspec.Meta(ge=1)]
+NonNegative = Annotated[int, msgspec.Meta(ge=0)]
+AtLeast2 = Annotated[int, msgspec.Meta(ge=2)]
+PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
+NonNegativeFloat = Annotated[float, msgspec.Meta(ge=0)]
+Ratio = Annotated[float, msgspec.Meta(ge=0, le=1)]
+OpenRatio = Annotated[float, msgspec.Meta(gt=0, lt=1)]
+# transformers reads warmup_steps >= 1 as a number of steps, below 1 as a ratio.
+WarmupRatio = Annotated[float, msgspec.Meta(ge=0, lt=1)]
+TopP = Annotated[float, msgspec.Meta(gt=0, le=1)]
+Seed = Annotated[int, msgspec.Meta(ge=0, le=2**32 - 1)]  # numpy's seed range
+MaxSteps = Annotated[int, msgspec.Meta(  # 0 is refused by a rule below
+    ge=-1, description="-1 (train for `epochs`) or >= 1")]
+PlainName = Annotated[str, msgspec.Meta(
+    pattern=r"^[A-Za-z0-9_][A-Za-z0-9._-]*$",
+    description="a plain name (letters, digits, '.', '_', '-'; no '/', not starting with '.')")]
+Device = Annotated[str, msgspec.Meta(pattern=r"^(auto|cpu|mps|cuda(:[0-9]+)?)$",
+                                     description="auto, cpu, mps, cuda or cuda:N")]
+Url = Annotated[str, msgspec.Meta(pattern=r"^https?://[^/\s]+",
+                                  description="an http:// or https:// URL")]
+NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
+# TRL 1.16 GRPOConfig.loss_type and scale_rewards; transformers' SchedulerType names that
+# need no extra arguments (tests/test_reliability_recipes.py checks both lists against
+# the installed packages).
+LossType = Literal["grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo", "luspo", "vespo"]
+ScaleRewards = Literal["group", "batch", "none"]
+Scheduler = Literal["linear", "cosine", "cosine_with_restarts", "polynomial", "constant",
+                    "constant_with_warmup", "inverse_sqrt"]
+Layout = Literal["mafw", "dfew", "jsonl", "emer", "merr"]
 
 
 class PluginSpec(_Strict):
@@ -43,7 +81,7 @@ class DataSpec(_Strict):
     plugin: str
     root: str | None = None
     split: str = "train"
-    limit: int | None = None
+    limit: Positive | None = None
     options: Any = msgspec.field(default_factory=dict)
 
 
@@ -52,8 +90,8 @@ class WeightSchedule(_Strict):
 
     kind: Literal["constant", "linear", "cosine", "step"] = "constant"
     end: float | None = None
-    steps: int | None = None
-    milestones: list[int] = msgspec.field(default_factory=list)
+    steps: Positive | None = None
+    milestones: list[NonNegative] = msgspec.field(default_factory=list)
     values: list[float] = msgspec.field(default_factory=list)
 
 
@@ -63,8 +101,8 @@ class RewardSpec(_Strict):
     plugin: str | None = None  # defaults to the table's key
     weight: float = 1.0
     schedule: WeightSchedule | None = None
-    timeout_s: float | None = None
-    retries: int = 0
+    timeout_s: PositiveFloat | None = None
+    retries: NonNegative = 0
     options: Any = msgspec.field(default_factory=dict)
 
 
@@ -77,7 +115,7 @@ class ModelSpec(_Strict):
 class LaunchConfig(_Strict):
     """How stages that train are launched (accelerate, DeepSpeed)."""
 
-    num_processes: int = 1
+    num_processes: Positive = 1
     deepspeed: str | None = None  # a DeepSpeed JSON config, relative to the recipe
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
     use_cpu: bool = False
@@ -88,35 +126,35 @@ class SyntheticData(_Strict):
     learnable colour + tone task of ``erv data synth`` (tiny demos, tests)."""
 
     out: str = "data/synthetic"
-    n_per_label: int = 4
-    labels: list[str] = msgspec.field(
+    n_per_label: Positive = 4
+    labels: Annotated[list[str], msgspec.Meta(min_length=1)] = msgspec.field(
         default_factory=lambda: ["happiness", "sadness", "anger", "neutral"])
-    layouts: list[str] = msgspec.field(default_factory=lambda: ["mafw", "jsonl", "emer"])
-    seed: int = 0
-    size: int = 32
-    seconds: float = 1.0
-    fps: int = 8
+    layouts: list[Layout] = msgspec.field(default_factory=lambda: ["mafw", "jsonl", "emer"])
+    seed: Seed = 0
+    size: Annotated[int, msgspec.Meta(ge=16)] = 32
+    seconds: Annotated[float, msgspec.Meta(ge=0.1)] = 1.0
+    fps: Positive = 8
 
 
 class SFTConfig(_Strict):
     """Supervised fine-tuning on EMER (paper section 3.1, eq. 2)."""
 
     dataset: DataSpec
-    epochs: float = 5.0
-    lr: float = 2e-5
-    scheduler: str = "cosine"
-    warmup_ratio: float = 0.03
-    batch_size: int = 32
-    grad_accum: int = 1
+    epochs: PositiveFloat = 5.0
+    lr: PositiveFloat = 2e-5
+    scheduler: Scheduler = "cosine"
+    warmup_ratio: WarmupRatio = 0.03
+    batch_size: Positive = 32
+    grad_accum: Positive = 1
     bf16: bool = False
-    max_length: int = 2048
-    max_steps: int = -1
-    save_steps: int = 500
-    seed: int = 42
+    max_length: Positive = 2048
+    max_steps: MaxSteps = -1
+    save_steps: Positive = 500
+    seed: Seed = 42
     # Clip decoding (paper Table 8): frames sampled per clip and their square resolution;
     # None = the policy checkpoint's own (its config's num_frames and vision image size).
-    frames: int | None = None
-    image_size: int | None = None
+    frames: Positive | None = None
+    image_size: Positive | None = None
     # Parameter name prefixes kept frozen (paper Table 8 lists what each stage trains).
     freeze: list[str] = msgspec.field(default_factory=list)
     # Whether this stage trains the vision tower (omni policy); None: the [model]
@@ -136,15 +174,15 @@ class AugmentConfig(_Strict):
     """The chat API behind ``erv augment`` (paper appendix B.1). The key itself never
     goes in a recipe: ``api_key_env`` names the environment variable that holds it."""
 
-    base_url: str | None = None  # None: $OPENAI_BASE_URL, else OpenAI
-    label_model: str = "gpt-4.1"  # paper: pseudo-labels by GPT-4.1 (Figure 6)
-    complement_model: str = "gpt-4.1-mini"  # paper: complements by GPT-4.1-mini (Figure 7)
-    api_key_env: str = "OPENAI_API_KEY"
-    concurrency: int = 8
-    timeout_s: float = 60.0
-    retries: int = 5
-    price_in: float = 0.0  # USD per 1M prompt tokens, for the cost count
-    price_out: float = 0.0  # USD per 1M completion tokens
+    base_url: Url | None = None  # None: $OPENAI_BASE_URL, else OpenAI
+    label_model: NonEmpty = "gpt-4.1"  # paper: pseudo-labels by GPT-4.1 (Figure 6)
+    complement_model: NonEmpty = "gpt-4.1-mini"  # paper: complements by GPT-4.1-mini (Figure 7)
+    api_key_env: NonEmpty = "OPENAI_API_KEY"
+    concurrency: Positive = 8
+    timeout_s: PositiveFloat = 60.0
+    retries: NonNegative = 5
+    price_in: NonNegativeFloat = 0.0  # USD per 1M prompt tokens, for the cost count
+    price_out: NonNegativeFloat = 0.0  # USD per 1M completion tokens
 
 
 class VerifierTrainingConfig(_Strict):
@@ -154,16 +192,16 @@ class VerifierTrainingConfig(_Strict):
     train: list[DataSpec] = msgspec.field(default_factory=list)
     eval: DataSpec | None = None
     label_space: str = "goemotions"
-    epochs: float = 10.0
-    batch_size: int = 64
-    lr: float = 3e-5
-    max_length: int = 128
-    eval_fraction: float = 0.1
-    seed: int = 42
+    epochs: PositiveFloat = 10.0
+    batch_size: Positive = 64
+    lr: PositiveFloat = 3e-5
+    max_length: Positive = 128
+    eval_fraction: OpenRatio = 0.1
+    seed: Seed = 42
     options: Any = msgspec.field(default_factory=dict)
-    warmup_ratio: float = 0.0
-    weight_decay: float = 0.0
-    device: str = "auto"  # auto: cuda when available (bf16), else cpu
+    warmup_ratio: Ratio = 0.0
+    weight_decay: NonNegativeFloat = 0.0
+    device: Device = "auto"  # auto: cuda when available (bf16), else cpu
     reinit_head: bool = False  # True: a new head over label_space (base head size may differ)
     augment: AugmentConfig | None = None  # the LLM of `erv augment --recipe`
 
@@ -181,31 +219,31 @@ class GRPOConfig(_Strict):
     # space and answer normaliser (the release trains on one MAFW + DFEW list). Give either
     # ``dataset`` or ``datasets``.
     datasets: list[DataSpec] = msgspec.field(default_factory=list)
-    num_generations: int = 16
-    beta: float = 0.04
-    lr: float = 1e-6
-    scheduler: str = "cosine"
-    warmup_ratio: float = 0.0
-    batch_size: int = 16
-    grad_accum: int = 2
-    epochs: float = 2.0
-    max_steps: int = -1
+    num_generations: AtLeast2 = 16
+    beta: NonNegativeFloat = 0.04
+    lr: PositiveFloat = 1e-6
+    scheduler: Scheduler = "cosine"
+    warmup_ratio: WarmupRatio = 0.0
+    batch_size: Positive = 16
+    grad_accum: Positive = 2
+    epochs: PositiveFloat = 2.0
+    max_steps: MaxSteps = -1
     bf16: bool = False
-    temperature: float = 1.0
-    top_p: float = 1.0
+    temperature: PositiveFloat = 1.0
+    top_p: TopP = 1.0
     # Rollouts keep only the k most probable tokens: the release samples with generate's
     # default top_k = 50 (TRL's default, 0, turns it off).
-    top_k: int = 50
-    max_prompt_length: int | None = None
-    max_completion_length: int = 512
+    top_k: NonNegative = 50
+    max_prompt_length: Positive | None = None
+    max_completion_length: Positive = 512
     # The rollout prompt: "policy" = the policy's own chat template (as in SFT and eval);
     # "qwen2_vl" = as the release builds it during RL (the Qwen2-VL processor's chat
     # template, its default system turn and vision tokens, then the HumanOmni media
     # placeholders and the question).
     prompt_template: Literal["policy", "qwen2_vl"] = "policy"
-    loss_type: str = "grpo"
-    scale_rewards: str = "group"
-    epsilon: float = 0.2
+    loss_type: LossType = "grpo"
+    scale_rewards: ScaleRewards = "group"
+    epsilon: PositiveFloat = 0.2
     # TRL 1.16 multiplies the k3 KL term by the importance ratio by default; the paper's
     # eq. 3 and the release have no such correction.
     use_bias_correction_kl: bool = False
@@ -216,12 +254,12 @@ class GRPOConfig(_Strict):
     # computes them in (bf16 under bf16 training), as the release does; or "float32"
     # (upcast first, TRL's way).
     logprob_dtype: Literal["float32", "logits"] = "logits"
-    logging_steps: int = 1
-    save_steps: int = 100
-    seed: int = 42
+    logging_steps: Positive = 1
+    save_steps: Positive = 100
+    seed: Seed = 42
     use_vllm: bool = False
-    frames: int | None = None
-    image_size: int | None = None
+    frames: Positive | None = None
+    image_size: Positive | None = None
     freeze: list[str] = msgspec.field(default_factory=list)
     train_vision_tower: bool | None = None  # as in [sft]; Table 8: GRPO does not train it
     synthetic: SyntheticData | None = None
@@ -255,26 +293,28 @@ class EvalConfig(_Strict):
     datasets: list[DataSpec] = msgspec.field(default_factory=list)
     predictions: str | None = None  # score an existing predictions JSONL instead
     label_space: str | None = None  # labels of `predictions` (mafw, dfew) without a dataset
-    device: str = "auto"  # generation: "auto" (cuda if present), "cpu", "cuda:0", ...
-    dtype: str = "auto"  # generation: "auto", "float32", "bfloat16", "float16"
-    batch_size: int = 4  # generation: clips per generate() call
+    device: Device = "auto"  # generation: "auto" (cuda if present), "cpu", "cuda:0", ...
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # generation
+    batch_size: Positive = 4  # generation: clips per generate() call
     judge: PluginSpec = msgspec.field(default_factory=lambda: PluginSpec(plugin="verifier"))
-    temperature: float = 0.3
-    top_p: float = 0.9
-    max_new_tokens: int = 2048
-    bootstrap: int = 1000
-    seed: int = 0
+    temperature: PositiveFloat = 0.3
+    top_p: TopP = 0.9
+    max_new_tokens: Positive = 2048
+    bootstrap: NonNegative = 1000
+    seed: Seed = 0
 
 
 class Recipe(_Strict):
-    """A whole run. Paths inside are relative to the current directory unless noted."""
+    """A whole run. Relative paths inside are relative to the working directory ``erv``
+    runs in, except ``extends`` and ``launch.deepspeed``, which name files relative to the
+    recipe that names them; what a stage of the run produces is found in its run dir."""
 
-    name: str
+    name: PlainName
     stages: list[str]
     description: str = ""
     extends: str | None = None
     run_dir: str | None = None
-    seed: int = 0
+    seed: Seed = 0
     model: ModelSpec | None = None
     verifier: PluginSpec | None = None
     rewards: dict[str, RewardSpec] = msgspec.field(default_factory=dict)
@@ -353,19 +393,44 @@ class _Loaded:
         return self.origin[()]
 
 
+# A recipe is a few KiB; anything far larger (or a device such as /dev/zero) is refused
+# before it is read, so a wrong path cannot hang erv or fill its memory.
+MAX_RECIPE_BYTES = 1 << 20
+
+
 def _read_toml(path: Path, shown: str, where: str | None) -> dict[str, Any]:
     try:
-        text = path.read_text(encoding="utf-8")
+        info = path.stat()
     except FileNotFoundError:
         if where:
             raise RecipeError(f"{where}: included recipe {shown} does not exist") from None
         raise RecipeError(f"{shown}: no such recipe file") from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
-        raise RecipeError(f"{shown}: cannot read recipe: {exc}") from None
+    except OSError as exc:
+        raise RecipeError(f"{shown}: cannot read recipe: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(info.st_mode):
+        kind = "a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file"
+        raise RecipeError(f"{shown}: cannot read recipe: {kind}")
+    if info.st_size > MAX_RECIPE_BYTES:
+        raise RecipeError(f"{shown}: cannot read recipe: {info.st_size} bytes, more than "
+                          f"a recipe's {MAX_RECIPE_BYTES} bytes at most")
+    try:
+        with path.open("rb") as fh:
+            data = fh.read(MAX_RECIPE_BYTES + 1)
+    except OSError as exc:
+        raise RecipeError(f"{shown}: cannot read recipe: {exc.strerror or exc}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise RecipeError(f"{shown}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x})"
+                          ) from None
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise RecipeError(f"{shown}: invalid TOML: {exc}") from None
+    except RecursionError:
+        raise RecipeError(f"{shown}: invalid TOML: arrays or tables nested too deeply"
+                          ) from None
 
 
 def _merge(into: dict[str, Any], new: dict[str, Any], loaded: _Loaded, file: str,
@@ -415,20 +480,126 @@ def _load_chain(path: Path, shown: str, seen: list[Path], where: str | None) -> 
     return loaded
 
 
-def _validation_message(exc: msgspec.ValidationError, prefix: _Path = ()) -> tuple[_Path, str]:
-    """Turn msgspec's "Expected `float`, got `str` - at `$.a.b`" into (path, message)."""
+def _validation_message(exc: msgspec.ValidationError, prefix: _Path = (),
+                        loaded: _Loaded | None = None, root: Any = None) -> tuple[_Path, str]:
+    """Turn msgspec's "Expected `float`, got `str` - at `$.a.b`" into (path, message).
+
+    A value outside its declared range reads "must be >= 2, got 0": the value is looked
+    up in ``loaded`` and the field's declaration in ``root`` (the struct decoded at
+    ``prefix``), for a choice's values and a pattern's description.
+    """
     text = str(exc)
     m = re.match(r"(?s)(.*?)(?: - at `(\$[^`]*)`)?$", text)
     assert m is not None
     message, at = m.group(1), m.group(2) or "$"
-    path = (*prefix, *_parse_path(at))
+    relative = _parse_path(at)
+    path = (*prefix, *relative)
     unknown = re.match(r"Object contains unknown field `([^`]*)`", message)
     if unknown:
         return (*path, unknown.group(1)), "unknown field"
     missing = re.match(r"Object missing required field `([^`]*)`", message)
     if missing:
         return (*path, missing.group(1)), "required field is missing"
+    got = _value_at(loaded.data, path) if loaded is not None else _MISSING
+    shown = "" if got is _MISSING else f", got {_show(got)}"
+    described = _description_at(root, relative) if root is not None else None
+    bound = re.fullmatch(r"Expected `(?:int|float)` (>=|>|<=|<) (\S+)", message)
+    if bound:
+        rule = described or f"{bound.group(1)} {_number(bound.group(2))}"
+        return path, f"must be {rule}{shown}"
+    if re.fullmatch(r"Expected `(?:str|array)` of length >= 1", message):
+        return path, f"must not be empty{shown}"
+    info = _type_at(root, relative) if root is not None else None
+    if message.startswith("Invalid enum value") and isinstance(info, msgspec.inspect.LiteralType):
+        tail = "" if got is _MISSING else f"; got {_show(got)}"
+        return path, f"must be one of {', '.join(map(str, info.values))}{tail}"
+    if message.startswith("Expected `str` matching regex") and described:
+        return path, f"must be {described}{shown}"
     return path, message.replace("`", "")
+
+
+_MISSING = object()
+
+
+def _value_at(data: Any, path: _Path) -> Any:
+    for part in path:
+        try:
+            data = data[part]
+        except (KeyError, IndexError, TypeError):
+            return _MISSING
+    return data
+
+
+def _show(value: Any) -> str:
+    return repr(value) if isinstance(value, str) else str(value).lower() \
+        if isinstance(value, bool) else f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _number(text: str) -> str:
+    value = float(text)
+    return str(int(value)) if value.is_integer() else f"{value:g}"
+
+
+def _inspect(tp: Any) -> Any:
+    return msgspec.inspect.type_info(tp) if not isinstance(tp, msgspec.inspect.Type) else tp
+
+
+def _unwrap(info: Any, *, keep_meta: bool = False) -> Any:
+    """The one non-None member of an optional type, with or without its metadata."""
+    while True:
+        if isinstance(info, msgspec.inspect.UnionType):
+            members = [t for t in info.types if not isinstance(t, msgspec.inspect.NoneType)]
+            if len(members) != 1:
+                return info
+            info = members[0]
+        elif isinstance(info, msgspec.inspect.Metadata) and not keep_meta:
+            info = info.type
+        else:
+            return info
+
+
+def _field_info(root: Any, path: _Path) -> Any:
+    """The declared type (``msgspec.inspect`` info, metadata kept) at ``path`` below
+    ``root``; None where the path leaves declared structure (plugin options, Any)."""
+    info = _inspect(root)
+    for part in path:
+        info = _unwrap(info)
+        if isinstance(info, msgspec.inspect.StructType) and isinstance(part, str):
+            field = next((f for f in info.fields if f.name == part), None)
+            if field is None:
+                return None
+            info = field.type
+        elif isinstance(info, msgspec.inspect.DictType):
+            info = info.value_type
+        elif isinstance(info, msgspec.inspect.ListType) and isinstance(part, int):
+            info = info.item_type
+        else:
+            return None
+    return _unwrap(info, keep_meta=True)
+
+
+def _type_at(root: Any, path: _Path) -> Any:
+    info = _field_info(root, path)
+    return _unwrap(info) if info is not None else None
+
+
+def _description_at(root: Any, path: _Path) -> str | None:
+    info = _field_info(root, path)
+    if isinstance(info, msgspec.inspect.Metadata):
+        return (info.extra_json_schema or {}).get("description")
+    return None
+
+
+def _check_finite(loaded: _Loaded, value: Any, path: _Path = ()) -> None:
+    """TOML has ``nan`` and ``inf``; no setting of a recipe means either."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise _error(loaded, path, f"must be a finite number, got {_show(value)}")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _check_finite(loaded, v, (*path, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _check_finite(loaded, v, (*path, i))
 
 
 def _error(loaded: _Loaded, path: _Path, message: str) -> RecipeError:
@@ -439,6 +610,7 @@ def load_recipe(path: str | os.PathLike[str], plugins: Plugins | None = None) ->
     """Read, merge, decode and check a recipe against the installed plugins."""
     shown = os.fspath(path)
     loaded = _load_chain(Path(shown), shown, [], None)
+    _check_finite(loaded, loaded.data)
     rewards = loaded.data.get("rewards")
     if isinstance(rewards, dict):
         # msgspec cannot name a dict key in its error path ("$.rewards[...]"): check the
@@ -447,17 +619,21 @@ def load_recipe(path: str | os.PathLike[str], plugins: Plugins | None = None) ->
             try:
                 msgspec.convert(value, type=RewardSpec)
             except msgspec.ValidationError as exc:
-                raise _error(loaded, *_validation_message(exc, ("rewards", key))) from None
+                raise _error(loaded, *_validation_message(exc, ("rewards", key), loaded,
+                                                          RewardSpec)) from None
     try:
         recipe = msgspec.convert(loaded.data, type=Recipe)
     except msgspec.ValidationError as exc:
-        raise _error(loaded, *_validation_message(exc)) from None
+        raise _error(loaded, *_validation_message(exc, (), loaded, Recipe)) from None
     recipe.source = shown
     if plugins is None:
         from erv_plugins.plugins import get_plugins
 
         plugins = get_plugins()
     _resolve_plugins(recipe, loaded, plugins)
+    for rule in RULES:
+        for where, message in rule(recipe):
+            raise _error(loaded, where, message)
     return recipe
 
 
@@ -476,7 +652,8 @@ def _decode_options(spec: Any, kind: Kind, name: str, path: _Path, loaded: _Load
     try:
         spec.options = msgspec.convert(raw, type=reg.options)
     except msgspec.ValidationError as exc:
-        raise _error(loaded, *_validation_message(exc, (*path, "options"))) from None
+        raise _error(loaded, *_validation_message(exc, (*path, "options"), loaded,
+                                                  reg.options)) from None
 
 
 def _resolve_plugins(recipe: Recipe, loaded: _Loaded, plugins: Plugins) -> None:
@@ -498,10 +675,6 @@ def _resolve_plugins(recipe: Recipe, loaded: _Loaded, plugins: Plugins) -> None:
     for key, spec in recipe.rewards.items():
         spec.plugin = spec.plugin or key
         _decode_options(spec, "reward", spec.plugin, ("rewards", key), loaded, plugins)
-        if spec.retries < 0:
-            raise _error(loaded, ("rewards", key, "retries"), "must be >= 0")
-        if spec.timeout_s is not None and spec.timeout_s <= 0:
-            raise _error(loaded, ("rewards", key, "timeout_s"), "must be > 0")
     datasets: list[tuple[_Path, DataSpec]] = []
     if recipe.sft is not None:
         datasets.append((("sft", "dataset"), recipe.sft.dataset))
@@ -529,9 +702,102 @@ def _resolve_plugins(recipe: Recipe, loaded: _Loaded, plugins: Plugins) -> None:
     for path, spec in datasets:
         _decode_options(spec, "dataset", spec.plugin, path, loaded, plugins)
     if recipe.launch.deepspeed is not None:
-        # Relative to the recipe file that named it (which may be an ancestor).
+        # Relative to the recipe file that named it (which may be an ancestor); whether it
+        # exists is checked with the other paths (preflight.py) before anything starts.
         where = ("launch", "deepspeed")
         ds = Path(loaded.file_for(where)).parent / recipe.launch.deepspeed
-        if not ds.is_file():
-            raise _error(loaded, where, f"DeepSpeed config {ds} does not exist")
         recipe.launch.deepspeed = os.fspath(ds)
+
+
+# -- rules between fields --------------------------------------------------------------------
+# Each rule yields (path, message) for what it refuses; ``load_recipe`` reports the first,
+# naming the file that supplied the value at the path. A rule for a new field goes here.
+Rule = Callable[[Recipe], Iterator[tuple[_Path, str]]]
+
+# Built-in stages that read what another one writes: (producer, consumer, what).
+_STAGE_PRODUCTS: tuple[tuple[str, str, str], ...] = (
+    ("sft", "grpo", "the SFT model GRPO starts from"),
+    ("verifier", "grpo", "the verifier of the explanation reward"),
+    ("sft", "eval", "the policy eval generates with"),
+    ("grpo", "eval", "the policy eval generates with"),
+)
+
+
+def _stage_order(recipe: Recipe) -> Iterator[tuple[_Path, str]]:
+    for producer, consumer, what in _STAGE_PRODUCTS:
+        if producer in recipe.stages and consumer in recipe.stages:
+            i, j = recipe.stages.index(producer), recipe.stages.index(consumer)
+            if j < i:
+                yield ("stages", j), (f"stage {consumer!r} comes before stage {producer!r}, "
+                                      f"which writes {what}")
+
+
+def _training_steps(recipe: Recipe) -> Iterator[tuple[_Path, str]]:
+    for table in ("sft", "grpo"):
+        cfg = getattr(recipe, table)
+        if cfg is not None and cfg.max_steps == 0:
+            yield (table, "max_steps"), "must be -1 (train for `epochs`) or >= 1, got 0"
+
+
+def _grpo_groups(recipe: Recipe) -> Iterator[tuple[_Path, str]]:
+    """TRL 1.16 (GRPOConfig.__post_init__) generates per_device_train_batch_size x
+    num_processes x gradient_accumulation_steps completions at a time, whole groups of G."""
+    cfg = recipe.grpo
+    if cfg is None:
+        return
+    n = recipe.launch.num_processes
+    total = cfg.batch_size * cfg.grad_accum * n
+    if total % cfg.num_generations:
+        yield ("grpo", "batch_size"), (
+            f"batch_size x grad_accum x launch.num_processes = {cfg.batch_size} x "
+            f"{cfg.grad_accum} x {n} = {total} completions per generation, not a multiple "
+            f"of num_generations = {cfg.num_generations} (GRPO needs whole groups)")
+
+
+def _schedules(recipe: Recipe) -> Iterator[tuple[_Path, str]]:
+    if not any(s.schedule is not None for s in recipe.rewards.values()):
+        return
+    from erv_plugins.rewards.engine import check_schedule
+
+    for key, spec in recipe.rewards.items():
+        try:
+            check_schedule(spec.weight, spec.schedule)
+        except ValueError as exc:
+            yield ("rewards", key, "schedule"), str(exc)
+
+
+def _label_spaces(recipe: Recipe) -> Iterator[tuple[_Path, str]]:
+    from erv_plugins.labels import BUILTIN_LABEL_SPACES
+
+    known = ", ".join(BUILTIN_LABEL_SPACES)
+    for table, cfg in (("train_verifier", recipe.train_verifier), ("eval", recipe.eval)):
+        name = getattr(cfg, "label_space", None)
+        if name is not None and name not in BUILTIN_LABEL_SPACES:
+            yield (table, "label_space"), f"must be one of {known}; got {name!r}"
+
+
+def _eval_inputs(recipe: Recipe) -> Iterator[tuple[_Path, str]]:
+    cfg = recipe.eval
+    if cfg is None or "eval" not in recipe.stages:
+        return
+    has_data = cfg.dataset is not None or bool(cfg.datasets)
+    if cfg.predictions is None and not has_data:
+        yield ("eval",), "give a dataset to generate on, or predictions to score"
+    elif cfg.predictions is not None and not has_data and cfg.label_space is None:
+        yield ("eval", "predictions"), ("name the labels of the predictions with "
+                                        "label_space (mafw, dfew) or dataset")
+
+
+def _synthetic_labels(recipe: Recipe) -> Iterator[tuple[_Path, str]]:
+    from erv_plugins.labels import MAFW_LABELS, normalize_mafw
+
+    for table in ("sft", "grpo"):
+        spec = getattr(getattr(recipe, table), "synthetic", None)
+        for i, label in enumerate(spec.labels if spec is not None else ()):
+            if normalize_mafw(label) not in MAFW_LABELS:
+                yield (table, "synthetic", "labels", i), (
+                    f"must be a MAFW label ({', '.join(MAFW_LABELS)}), got {label!r}")
+
+
+RULES: list[Rule] = [_stage_order, _training_steps, _grpo_groups, _schedules, _label_spaces,
+                     _eval_inputs, _synthetic_labels]

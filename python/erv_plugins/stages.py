@@ -21,7 +21,7 @@ import click
 
 from erv_plugins.hookspecs import hookimpl
 from erv_plugins.plugins import Plugins, Register
-from erv_plugins.recipe import Recipe
+from erv_plugins.recipe import PluginSpec, Recipe
 
 DONE = ".done"
 
@@ -67,15 +67,47 @@ def erv_register_stages(register: Register) -> None:
                    "Judge explanations; EEA, FCR, EPC, WAR, UAR (paper section 4.2)."))
 
 
+def trained_verifier_spec(recipe: Recipe, run_dir: Path) -> PluginSpec | None:
+    """The recipe's ``[verifier]``, pointed at the checkpoint this run's verifier stage
+    trains (``<run dir>/verifier/model``) when the recipe has that stage: a run's own
+    products are found in its run directory, whatever the table's ``path`` says."""
+    import msgspec
+
+    spec = recipe.verifier
+    if spec is None or "verifier" not in recipe.stages:
+        return spec
+    options = spec.options
+    if options is not None and hasattr(options, "path"):
+        options = msgspec.structs.replace(options, path=str(run_dir / "verifier" / "model"))
+    return msgspec.structs.replace(spec, options=options)
+
+
 def run_recipe(recipe: Recipe, plugins: Plugins, *, force: bool = False,
                only: Sequence[str] | None = None,
-               echo: Callable[[str], None] = click.echo) -> Path:
-    """Run the recipe's stages in order; returns the run directory."""
+               echo: Callable[[str], None] = click.echo, preflight: bool = True) -> Path:
+    """Run the recipe's stages in order; returns the run directory.
+
+    First the preflight (``preflight.require_paths``): every path the stages to run need
+    is checked here, and all missing ones are reported at once, before anything starts.
+    """
     # transformers' per-file bars ("Loading weights", "Writing model shards") would bury the
     # stages' own progress; read when transformers is first imported, so set it now.
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     run_dir = recipe.resolved_run_dir()
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if preflight:
+        from erv_plugins.preflight import require_paths, stages_to_run
+
+        require_paths(recipe, plugins, run_dir=run_dir,
+                      stages=stages_to_run(recipe, run_dir, force=force, only=only))
+    from erv_plugins.locking import hold
+
+    with hold(run_dir, f"erv run {recipe.source or recipe.name}"):
+        _run_stages(recipe, plugins, run_dir, force=force, only=only, echo=echo)
+    return run_dir
+
+
+def _run_stages(recipe: Recipe, plugins: Plugins, run_dir: Path, *, force: bool,
+                only: Sequence[str] | None, echo: Callable[[str], None]) -> None:
     echo(f"erv: run directory {run_dir}")
     (run_dir / "recipe.json").write_text(json.dumps(recipe.to_builtins(), indent=2) + "\n")
     for name in recipe.stages:
@@ -93,4 +125,3 @@ def run_recipe(recipe: Recipe, plugins: Plugins, *, force: bool = False,
         seconds = time.perf_counter() - start
         (out / DONE).write_text(json.dumps({"seconds": round(seconds, 2), **summary}) + "\n")
         echo(f"erv: stage {name} done in {seconds:.1f} s")
-    return run_dir

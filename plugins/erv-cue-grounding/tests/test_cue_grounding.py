@@ -85,7 +85,7 @@ def test_recipe_errors_name_the_option(erv_score):
                                           r"modality 'smell'; known: acoustic, verbal, visual"):
         erv_score("cue_grounding", options={"modalities": ["smell"]})
     with pytest.raises(RecipeError, match=r"\$\.rewards\.cue_grounding\.options\.mode: "
-                                          r"Invalid enum value 'most'"):
+                                          r"must be one of all, fraction; got 'most'"):
         erv_score("cue_grounding", options={"mode": "most"})
     with pytest.raises(RecipeError, match=r"\$\.rewards\.cue_grounding\.options\.minimum: "
                                           r"unknown field"):

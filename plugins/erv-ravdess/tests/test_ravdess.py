@@ -102,7 +102,8 @@ def test_recipe_decodes_options(tmp_path, root, erv_registry):
     recipe = tmp_path / "r.toml"
     recipe.write_text(f'name = "r"\nstages = ["grpo"]\n[grpo.dataset]\nplugin = "ravdess"\n'
                       f'root = "{root}"\noptions = {{ calm = "merge" }}\n')
-    with pytest.raises(RecipeError, match=r"\$\.grpo\.dataset\.options\.calm: Invalid enum"):
+    with pytest.raises(RecipeError, match=r"\$\.grpo\.dataset\.options\.calm: must be one of "
+                       r"drop, keep, neutral; got 'merge'"):
         load_recipe(recipe, erv_registry())
     recipe.write_text(recipe.read_text().replace('"merge"', '"drop"'))
     spec = load_recipe(recipe, erv_registry()).grpo.dataset

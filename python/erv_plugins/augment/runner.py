@@ -1,24 +1,28 @@
 """Asking an OpenAI-compatible chat API many questions, safely and resumably.
 
-- bounded concurrency (a fixed pool of workers), a timeout per request, retries with
-  exponential backoff and jitter on 429, 5xx, timeouts and connection errors (the server's
-  ``Retry-After`` is honoured), an abort on authentication or model-not-found errors;
+- bounded concurrency (a fixed pool of worker threads), a timeout per request, retries
+  with exponential backoff and jitter on 408/409/429, 5xx, timeouts, connection errors and
+  200 replies whose body is not a chat completion (the server's ``Retry-After`` is
+  honoured), an abort on authentication or model-not-found errors: the request path of
+  ``erv_plugins.llm``, shared with the openai judge;
 - every answer is appended to a JSONL file as it arrives (one ``write`` and ``flush`` per
   line), so an interrupted run resumes without asking for anything twice: ids already in
   the results or the rejects file are skipped; a torn last line is cut off;
 - replies the caller's parser refuses go to a rejects side file with the reason, requests
   that fail after all retries to a failures file (asked again on the next run);
-- token counts and the cost (from prices the user gives, USD per million tokens) are kept.
+- token counts and the cost (from prices the user gives, USD per million tokens) are kept;
+- a run in which every request failed is an error (exit code 2), not a quiet success.
 
-The API key is read from an environment variable and never printed or written.
+The API key is read from an environment variable and never printed or written (a server
+that echoes it back has it masked in every error and reply kept).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
-import random
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -88,6 +92,7 @@ class RunStats:
     completion_tokens: int = 0
     cost_usd: float = 0.0
     seconds: float = 0.0
+    last_error: str = ""  # of the last failed request (the key masked)
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
@@ -124,7 +129,7 @@ def read_jsonl_ids(path: Path, *, repair: bool = True) -> list[dict[str, Any]]:
                 row = json.loads(raw)
                 if not isinstance(row, dict) or "id" not in row:
                     raise ValueError("no id")
-            except ValueError:
+            except (ValueError, RecursionError):
                 if tail and repair:
                     with path.open("r+b") as f:
                         f.truncate(offset)
@@ -152,122 +157,111 @@ class _Appender:
         self._f.close()
 
 
-def _retry_after(exc: Exception) -> float | None:
-    response = getattr(exc, "response", None)
-    headers = getattr(response, "headers", None)
-    if headers is None:
-        return None
-    try:
-        return float(headers.get("retry-after"))
-    except (TypeError, ValueError):
-        return None
-
-
-async def _ask(client: Any, settings: ChatSettings, job: Job, stats: RunStats
-               ) -> tuple[str | None, str | None]:
+def _ask(client: Any, settings: ChatSettings, job: Job, stats: RunStats, stop: threading.Event,
+         lock: threading.Lock) -> tuple[str | None, str | None]:
     """The reply text, or None and the last error after all retries."""
-    import openai
+    from erv_plugins.llm import ChatRefused
 
-    last = ""
-    for attempt in range(settings.max_retries + 1):
-        stats.requests += 1
-        if attempt:
-            stats.retries += 1
-        kind, wait = None, None
-        try:
-            kwargs: dict[str, Any] = {}
-            if settings.temperature is not None:
-                kwargs["temperature"] = settings.temperature
-            if settings.max_tokens is not None:
-                kwargs["max_tokens"] = settings.max_tokens
-            response = await asyncio.wait_for(
-                client.chat.completions.create(
-                    model=settings.model,
-                    messages=[{"role": "user", "content": job.prompt}], **kwargs),
-                timeout=settings.timeout_s + 5)  # belt and braces over the client's own
-            usage = getattr(response, "usage", None)
-            if usage is not None:
-                stats.prompt_tokens += usage.prompt_tokens or 0
-                stats.completion_tokens += usage.completion_tokens or 0
-                stats.cost_usd += ((usage.prompt_tokens or 0) * settings.price_in
-                                   + (usage.completion_tokens or 0) * settings.price_out) / 1e6
-            if not response.choices:
-                return None, "reply without choices"
-            return response.choices[0].message.content or "", None
-        except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
-            raise AugmentError(f"the chat API refused the credentials ({type(exc).__name__}, "
-                               f"HTTP {exc.status_code}); check ${settings.api_key_env}") from None
-        except openai.NotFoundError:
-            raise AugmentError(f"the chat API at {settings.base_url or 'the default URL'} "
-                               f"does not know model {settings.model!r} (HTTP 404)") from None
-        except openai.RateLimitError as exc:
-            kind, wait = "429", _retry_after(exc)
-        except openai.APITimeoutError:
-            kind = "timeout"
-        except asyncio.TimeoutError:
-            kind = "timeout"
-        except openai.APIConnectionError:
-            kind = "connection"
-        except openai.APIStatusError as exc:
-            if exc.status_code < 500:
-                stats.errors[str(exc.status_code)] = stats.errors.get(str(exc.status_code), 0) + 1
-                return None, f"HTTP {exc.status_code}: {str(exc)[:200]}"
-            kind = str(exc.status_code)
-        stats.errors[kind] = stats.errors.get(kind, 0) + 1
-        last = kind if kind in {"timeout", "connection"} else f"HTTP {kind}"
-        if attempt < settings.max_retries:
-            delay = min(settings.max_backoff_s, settings.backoff_s * 2 ** attempt)
-            delay = delay * (0.5 + random.random())
-            if wait is not None:
-                delay = min(settings.max_backoff_s, max(delay, wait))
-            await asyncio.sleep(delay)
-    return None, f"{last} after {settings.max_retries + 1} attempts"
+    try:
+        reply = client.ask(job.prompt, stop=stop)
+    except ChatRefused as exc:
+        if exc.status == 404:
+            raise AugmentError(f"the chat API at {_shown_url(settings.base_url)} does not "
+                               f"know model {settings.model!r} (HTTP 404)") from None
+        raise AugmentError(f"the chat API refused the credentials ({exc.kind}, HTTP "
+                           f"{exc.status}); check ${settings.api_key_env}") from None
+    with lock:
+        stats.prompt_tokens += reply.prompt_tokens
+        stats.completion_tokens += reply.completion_tokens
+        stats.cost_usd += (reply.prompt_tokens * settings.price_in
+                           + reply.completion_tokens * settings.price_out) / 1e6
+    return reply.text, reply.error
 
 
-async def _run(jobs: Sequence[Job], settings: ChatSettings, handle: Handler, out: Path,
-               stats: RunStats, progress: bool, desc: str) -> None:
-    import openai
+def _shown_url(url: str | None) -> str:
+    from erv_plugins.judges.chat import _without_credentials
+
+    return _without_credentials(url) if url else "the default URL"
+
+
+def _run(jobs: Sequence[Job], settings: ChatSettings, handle: Handler, out: Path,
+         stats: RunStats, progress: bool, desc: str) -> None:
     from tqdm.auto import tqdm
 
-    client = openai.AsyncOpenAI(api_key=settings.api_key(), base_url=settings.base_url,
-                                timeout=settings.timeout_s, max_retries=0)
+    from erv_plugins.llm import ChatClient, ChatStopped
+
+    client = ChatClient(model=settings.model, api_key=settings.api_key(),
+                        base_url=settings.base_url, timeout_s=settings.timeout_s,
+                        retries=settings.max_retries, backoff_s=settings.backoff_s,
+                        backoff_max_s=settings.max_backoff_s,
+                        temperature=settings.temperature, max_tokens=settings.max_tokens)
     rejects_path, failures_path = side_files(out)
     results, rejects, failures = _Appender(out), _Appender(rejects_path), _Appender(failures_path)
-    queue: asyncio.Queue[Job] = asyncio.Queue()
+    todo: queue.SimpleQueue[Job] = queue.SimpleQueue()
     for job in jobs:
-        queue.put_nowait(job)
+        todo.put(job)
     bar = tqdm(total=len(jobs), desc=desc, unit="req", disable=not progress)
+    lock = threading.Lock()
+    # Set on Ctrl-C or a fatal error: workers take no new job and cut their backoff short.
+    stop = threading.Event()
+    fatal: list[BaseException] = []
 
-    async def worker() -> None:
-        while True:
+    def worker() -> None:
+        while not stop.is_set():
             try:
-                job = queue.get_nowait()
-            except asyncio.QueueEmpty:
+                job = todo.get_nowait()
+            except queue.Empty:
                 return
-            reply, error = await _ask(client, settings, job, stats)
-            if reply is None:
-                stats.failed += 1
-                failures.write({"id": job.id, "error": error, "time": time.time()})
-            else:
-                record, reason = handle(job, reply)
-                if record is not None:
-                    stats.accepted += 1
-                    results.write({"id": job.id, **record})
+            try:
+                reply, error = _ask(client, settings, job, stats, stop, lock)
+            except ChatStopped:
+                return
+            except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+                with lock:
+                    fatal.append(exc)
+                stop.set()
+                return
+            with lock:  # one line per answer, in the order they arrive
+                if reply is None:
+                    stats.failed += 1
+                    stats.last_error = error or ""
+                    failures.write({"id": job.id, "error": error, "time": time.time()})
                 else:
-                    stats.rejected += 1
-                    rejects.write({"id": job.id, **job.payload, "reply": reply,
-                                   "reason": reason})
-            bar.update(1)
-            bar.set_postfix(ok=stats.accepted, rejected=stats.rejected, failed=stats.failed,
-                            refresh=False)
+                    record, reason = handle(job, reply)
+                    if record is not None:
+                        stats.accepted += 1
+                        results.write({"id": job.id, **record})
+                    else:
+                        stats.rejected += 1
+                        rejects.write({"id": job.id, **job.payload, "reply": reply,
+                                       "reason": reason})
+                bar.update(1)
+                bar.set_postfix(ok=stats.accepted, rejected=stats.rejected,
+                                failed=stats.failed, refresh=False)
 
+    threads = [threading.Thread(target=worker, name=f"erv-augment-{i}", daemon=True)
+               for i in range(max(1, min(settings.concurrency, len(jobs))))]
     try:
-        await asyncio.gather(*(worker() for _ in range(max(1, settings.concurrency))))
+        for t in threads:
+            t.start()
+        for t in threads:
+            while t.is_alive():
+                t.join(0.2)  # short joins: Ctrl-C reaches the main thread at once
     finally:
+        stop.set()
+        for t in threads:  # a request in flight ends within its timeout; its answer is kept
+            t.join()
         bar.close()
         for f in (results, rejects, failures):
             f.close()
-        await client.close()
+        client.close()
+        with lock:
+            stats.requests += client.stats.requests
+            stats.retries += client.stats.retries
+            for kind, n in client.stats.errors.items():
+                stats.errors[kind] = stats.errors.get(kind, 0) + n
+    if fatal:
+        raise fatal[0]
 
 
 def done_ids(out: Path) -> set[str]:
@@ -283,7 +277,14 @@ def run_jobs(jobs: Iterable[Job], settings: ChatSettings, handle: Handler, out: 
     if settings.concurrency < 1:
         raise AugmentError(f"concurrency must be >= 1, got {settings.concurrency}")
     out_path = Path(out)
-    all_jobs = list(jobs)
+    from erv_plugins.locking import hold
+
+    with hold(out_path, "erv augment", directory=False):  # one writer per output file
+        return _run_pending(list(jobs), settings, handle, out_path, limit, progress, desc)
+
+
+def _run_pending(all_jobs: list[Job], settings: ChatSettings, handle: Handler, out_path: Path,
+                 limit: int | None, progress: bool, desc: str) -> RunStats:
     ids = [j.id for j in all_jobs]
     if len(set(ids)) != len(ids):
         dup = next(i for i in ids if ids.count(i) > 1)
@@ -296,6 +297,6 @@ def run_jobs(jobs: Iterable[Job], settings: ChatSettings, handle: Handler, out: 
                      pending=len(pending))
     start = time.perf_counter()
     if pending:
-        asyncio.run(_run(pending, settings, handle, out_path, stats, progress, desc))
+        _run(pending, settings, handle, out_path, stats, progress, desc)
     stats.seconds = time.perf_counter() - start
     return stats

@@ -161,3 +161,4 @@ def _add(total: RunStats, s: RunStats) -> None:
         setattr(total, name, getattr(total, name) + getattr(s, name))
     for k, v in s.errors.items():
         total.errors[k] = total.errors.get(k, 0) + v
+    total.last_error = s.last_error or total.last_error

@@ -85,11 +85,11 @@ def _settings(task: str, recipe: str | None, flags: dict[str, Any], temperature:
         temperature=temperature)
 
 
-def _report(stats: Any, out: str) -> None:
+def _report(stats: Any, out: str, base_url: str | None = None) -> None:
     import json
     from pathlib import Path
 
-    from erv_plugins.augment.runner import side_files
+    from erv_plugins.augment.runner import AugmentError, side_files
 
     rejects, failures = side_files(Path(out))
     click.echo(f"{out}: {stats.line()}")
@@ -99,6 +99,20 @@ def _report(stats: Any, out: str) -> None:
         click.echo(f"  failed requests: {failures} (asked again on the next run)")
     summary = Path(out).with_name(Path(out).name.removesuffix(".jsonl") + ".summary.json")
     summary.write_text(json.dumps(stats.to_json(), indent=2) + "\n")
+    if stats.pending and stats.failed == stats.pending:
+        from erv_plugins.judges.chat import _without_credentials
+
+        raise AugmentError(
+            f"{out}: all {stats.pending} requests failed (last: {stats.last_error}); check "
+            f"the server at {_without_credentials(base_url)} and rerun (the failed ones are "
+            "asked again)")
+
+
+def _lock(out: str) -> None:
+    """One writer per --out (all rounds of a command); released when the command ends."""
+    from erv_plugins.locking import hold
+
+    click.get_current_context().with_resource(hold(out, "erv augment", directory=False))
 
 
 @click.group()
@@ -140,9 +154,10 @@ def label(inputs: tuple[str, ...], out: str, label_space: str, max_labels: int, 
     labels = space.labels if space else tuple(x.strip() for x in label_space.split(",")
                                               if x.strip())
     settings = _settings("label", recipe, flags, temperature=0.0, backoff_s=backoff_s)
+    _lock(out)
     stats = pseudo_label(inputs, out, settings, labels=labels, max_labels=max_labels,
                          source=source, seed=seed, limit=limit, progress=not quiet)
-    _report(stats, out)
+    _report(stats, out, settings.base_url)
 
 
 @augment.command("complement")
@@ -170,8 +185,9 @@ def complement(pseudo: tuple[str, ...], out: str, emotions: str, target: int,
     from erv_plugins.augment.tasks import complement as run_complement
 
     settings = _settings("complement", recipe, flags, temperature=1.0, backoff_s=backoff_s)
+    _lock(out)
     wanted = tuple(e.strip() for e in emotions.split(",") if e.strip())
     stats = run_complement(pseudo, out, settings, emotions=wanted, target=target,
                            count_existing=not no_count_existing, seed=seed, limit=limit,
                            progress=not quiet)
-    _report(stats, out)
+    _report(stats, out, settings.base_url)

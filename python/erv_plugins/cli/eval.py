@@ -141,6 +141,10 @@ def eval_(predictions: str | None, policy: str | None, dataset: str | None,
         raw.update(plugin="hf", options={**raw.get("options", {}), "path": verifier_path})
     judge = build_judge(plugins, judge_name, raw, where="erv eval: --judge-option")
     out_dir = Path(out)
+    from erv_plugins.locking import hold
+
+    # One writer per --out, generation included; released when the command ends.
+    click.get_current_context().with_resource(hold(out_dir, "erv eval"))
     if policy is not None:
         from erv_plugins.evaluation.generate import generate_for_dataset
 

@@ -76,6 +76,7 @@ def reward(input_path: str, recipe: str | None, verifier_dir: str | None, tau: f
     engine = _build_engine(plugins, recipe, verifier, overrides)
     if "label" not in {k for r in rows for k in r} and rows:
         raise ErvError(f"{input_path}: no line has a 'label' (the ground-truth emotion)")
+    _check_rows(rows, engine, plugins, input_path)
 
     sums: dict[str, list[float]] = {}
     for start in range(0, len(rows), CHUNK):
@@ -87,6 +88,44 @@ def reward(input_path: str, recipe: str | None, verifier_dir: str | None, tau: f
         means = "  ".join(f"{name} {sum(v) / len(v):.3f}" if v else f"{name} failed"
                           for name, v in sums.items())
         click.echo(f"mean over {len(rows)} completions: {means}")
+    failed = {name: n for name, n in engine.failures.items() if n}
+    if failed:  # a failed term is left out of the totals above: never a quiet success
+        name = next(iter(failed))
+        raise ErvError(f"{input_path}: reward {name!r} failed ({engine.last_errors.get(name)}); "
+                       "the totals above leave it out")
+
+
+def _check_rows(rows: list[dict[str, Any]], engine: RewardEngine, plugins: Plugins,
+                path: str) -> None:
+    """Refuse, as ``file:line: reason``, a row the rewards cannot score: no label, an
+    unknown dataset, a label outside the dataset's label space."""
+    from erv_plugins.rewards.spaces import label_spaces_from_plugins
+
+    shown = "<stdin>" if path == "-" else path
+    rewards = [engine.reward(n) for n in engine.names]
+    if not any("label" in getattr(r, "requires", ()) for r in rewards):
+        return
+    spaces = label_spaces_from_plugins(plugins)
+    # Rows without a dataset are read in each label-reading reward's default label space.
+    defaults = sorted({getattr(getattr(r, "options", None), "label_space", None) or "mafw"
+                       for r in rewards if "label" in getattr(r, "requires", ())})
+    for row in rows:
+        where = f"{shown}:{row['_line']}"
+        label = row.get("label")
+        if label is None:
+            raise ErvError(f"{where}: no 'label' (the ground-truth emotion)")
+        dataset = row.get("dataset")
+        if dataset is not None and not isinstance(dataset, str):
+            raise ErvError(f"{where}: 'dataset' must be a string")
+        names = [dataset] if dataset else defaults
+        for name in names:
+            space = spaces.get(name.lower())
+            if space is None:
+                raise ErvError(f"{where}: unknown dataset {name!r} (known: "
+                               f"{', '.join(sorted(spaces))})")
+            if space.normalize(label) not in space:
+                raise ErvError(f"{where}: label {label!r} is not a {space.name.upper()} label "
+                               f"({', '.join(space.labels)})")
 
 
 def _read_rows(path: str) -> list[dict[str, Any]]:

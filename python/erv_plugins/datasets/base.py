@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from erv_plugins.labels import LabelSpace
 
@@ -20,13 +20,41 @@ class Sample:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class RequiredPath:
+    """A file or directory a dataset reads (see ``Dataset.required_paths``)."""
+
+    path: Path
+    what: str = "root"  # how the preflight names it: "split file", "clips directory" ...
+    kind: Literal["file", "dir", "any"] = "any"
+
+
 @runtime_checkable
 class Dataset(Protocol):
+    """What every dataset plugin builds. Building one must not read its data (the
+    preflight builds each recipe dataset to ask what it needs); ``samples`` reads it.
+
+    Optional: ``required_paths() -> Sequence[RequiredPath]``, the files and directories
+    ``samples`` will read, which ``erv run`` checks before anything starts (all missing
+    ones listed at once). Without it, the recipe's ``root`` is checked (see
+    ``required_paths`` below).
+    """
+
     label_space: LabelSpace
 
     def samples(self) -> Sequence[Sample]:
         """All samples of the configured split, in a stable order."""
         ...
+
+
+def required_paths(dataset: Any, spec: Any) -> list[RequiredPath]:
+    """The paths ``dataset`` (built from the recipe's ``spec``) needs: its own
+    ``required_paths()`` when it has one, else the spec's ``root`` when set."""
+    own = getattr(dataset, "required_paths", None)
+    if callable(own):
+        return list(own())
+    root = getattr(spec, "root", None)
+    return [RequiredPath(Path(root))] if root else []
 
 
 def build_dataset(spec: Any, plugins: Any = None, **extra: Any) -> Dataset:

@@ -15,15 +15,16 @@ Bad input raises ``ErvError`` naming the file (and line) and what was expected.
 from __future__ import annotations
 
 import csv
-import json
+import io
+import os
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import msgspec
 
-from erv_plugins.datasets.base import Sample
+from erv_plugins.datasets.base import RequiredPath, Sample
 from erv_plugins.errors import ErvError
-from erv_plugins.jsonl import iter_jsonl
+from erv_plugins.jsonl import iter_jsonl, parse_json, read_text
 from erv_plugins.hookspecs import hookimpl
 from erv_plugins.labels import (
     BUILTIN_LABEL_SPACES,
@@ -70,6 +71,13 @@ class _ClipDataset:
         self.on_error: OnError = options.on_error
         self.skipped: dict[str, str] = {}  # clip path -> reason, filled by check_files
         self._samples: list[Sample] | None = None
+
+    def required_paths(self) -> list[RequiredPath]:
+        """The dataset directory, then what ``_read`` opens and where the clips are."""
+        return [RequiredPath(self.root, "dataset directory", "dir"), *self._files()]
+
+    def _files(self) -> list[RequiredPath]:
+        return []
 
     def samples(self) -> list[Sample]:
         if self._samples is None:
@@ -120,13 +128,22 @@ class Mafw(_ClipDataset):
     Options = MafwOptions
     label_space = MAFW
 
+    def _split_file(self) -> Path:
+        opts: MafwOptions = self.options  # type: ignore[assignment]
+        return self.root / opts.split_dir / f"set_{opts.fold}" / f"{self.split}.txt"
+
+    def _files(self) -> list[RequiredPath]:
+        opts: MafwOptions = self.options  # type: ignore[assignment]
+        return [RequiredPath(self._split_file(), "split file", "file"),
+                RequiredPath(self.root / opts.clips_dir, "clips directory", "dir")]
+
     def _read(self) -> list[Sample]:
         opts: MafwOptions = self.options  # type: ignore[assignment]
-        path = self.root / opts.split_dir / f"set_{opts.fold}" / f"{self.split}.txt"
+        path = self._split_file()
         if not path.is_file():
             raise ErvError(f"dataset mafw: split file {path} does not exist")
         out = []
-        for n, line in enumerate(path.read_text().splitlines(), start=1):
+        for n, line in enumerate(read_text(path).split("\n"), start=1):
             if not line.strip():
                 continue
             parts = line.split()
@@ -153,13 +170,19 @@ class Dfew(_ClipDataset):
     Options = DfewOptions
     label_space = DFEW
 
+    def _files(self) -> list[RequiredPath]:
+        opts: DfewOptions = self.options  # type: ignore[assignment]
+        return [RequiredPath(self.root / "label" / f"single_{self.split}set_{opts.fold}.csv",
+                             "label file", "file"),
+                RequiredPath(self.root / opts.clips_dir, "clips directory", "dir")]
+
     def _read(self) -> list[Sample]:
         opts: DfewOptions = self.options  # type: ignore[assignment]
         path = self.root / "label" / f"single_{self.split}set_{opts.fold}.csv"
         if not path.is_file():
             raise ErvError(f"dataset dfew: label file {path} does not exist")
         out = []
-        with path.open(newline="") as fh:
+        with io.StringIO(read_text(path), newline="") as fh:
             for n, row in enumerate(csv.reader(fh), start=1):
                 if not row or (n == 1 and not row[-1].strip().isdigit()):
                     continue  # blank line or header (id,label / video_name,label)
@@ -189,13 +212,18 @@ class Emer(_ClipDataset):
     label_space = EMER
     splits: ClassVar[tuple[str, ...]] = ("train", "all")
 
+    def _files(self) -> list[RequiredPath]:
+        opts: EmerOptions = self.options  # type: ignore[assignment]
+        return [RequiredPath(self.root / opts.csv, "CSV", "file"),
+                RequiredPath(self.root / opts.clips_dir, "clips directory", "dir")]
+
     def _read(self) -> list[Sample]:
         opts: EmerOptions = self.options  # type: ignore[assignment]
         path = self.root / opts.csv
         if not path.is_file():
             raise ErvError(f"dataset emer: CSV {path} does not exist")
         out = []
-        with path.open(newline="", encoding="utf-8") as fh:
+        with io.StringIO(read_text(path), newline="") as fh:
             reader = csv.DictReader(fh)
             need = {"names", "emotions", "reasons"}
             if not need <= set(reader.fieldnames or ()):
@@ -230,15 +258,16 @@ class Merr(_ClipDataset):
     label_space = MAFW  # its words (happy, sad, angry, worried ...) normalise MAFW's way
     splits: ClassVar[tuple[str, ...]] = ("train", "all")
 
+    def _files(self) -> list[RequiredPath]:
+        opts: MerrOptions = self.options  # type: ignore[assignment]
+        return [RequiredPath(self.root / opts.json, "JSON", "file")]
+
     def _read(self) -> list[Sample]:
         opts: MerrOptions = self.options  # type: ignore[assignment]
         path = self.root / opts.json
         if not path.is_file():
             raise ErvError(f"dataset merr: JSON {path} does not exist")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise ErvError(f"{path}: invalid JSON: {exc}") from None
+        data = parse_json(read_text(path), os.fspath(path))
         if not isinstance(data, dict):
             raise ErvError(f"{path}: expected an object keyed by sample name")
         fields = (opts.description_field,) if opts.description_field else _MERR_DESCRIPTION_FIELDS
@@ -283,6 +312,10 @@ class Jsonl(_ClipDataset):
             labels = tuple(sorted({s.label for s in self.samples()}))
             self._space = LabelSpace("jsonl", labels, normalize_plain)
         return self._space
+
+    def _files(self) -> list[RequiredPath]:
+        opts: JsonlOptions = self.options  # type: ignore[assignment]
+        return [RequiredPath(self.root / opts.manifest, "manifest", "file")]
 
     def _read(self) -> list[Sample]:
         opts: JsonlOptions = self.options  # type: ignore[assignment]

@@ -184,10 +184,16 @@ def generate_for_dataset(plugins: Plugins, policy: str, dataset: str, *, root: s
 
 
 def trained_policy(ctx: StageContext) -> str | None:
-    """The policy this run trained (GRPO's, else SFT's), else the recipe's ``model.path``."""
+    """The policy this run trains (its last training stage's model: GRPO's, else SFT's),
+    else the recipe's ``model.path``. A training stage of the recipe that has not produced
+    its model yet is an error: never the untrained checkpoint in its place."""
     for stage in ("grpo", "sft"):  # where those stages save their model
-        if stage in ctx.recipe.stages and (ctx.run_dir / stage / "model" / "config.json").is_file():
-            return str(ctx.run_dir / stage / "model")
+        if stage in ctx.recipe.stages:
+            trained = ctx.run_dir / stage / "model"
+            if not (trained / "config.json").is_file():
+                raise ErvError(f"{trained}: stage {stage} has not produced a model yet "
+                               f"(run it first: erv run {ctx.recipe.source} --stage {stage})")
+            return str(trained)
     model = ctx.recipe.model
     return model.path if model is not None and model.path else None
 

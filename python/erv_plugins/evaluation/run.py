@@ -36,6 +36,7 @@ class Prediction:
     id: str
     completion: str
     label: str
+    where: str = ""  # "<file>:<line>" it was read from, for errors
 
 
 @dataclass
@@ -67,7 +68,7 @@ def read_predictions(path: str | os.PathLike[str]) -> list[Prediction]:
         if sid in seen:
             raise ErvError(f"{where}: id {sid!r} already appears on line {seen[sid]}")
         seen[sid] = number
-        out.append(Prediction(sid, row["completion"], row["label"]))
+        out.append(Prediction(sid, row["completion"], row["label"], where))
     if not out:
         raise ErvError(f"predictions {path}: no predictions in the file")
     return out
@@ -92,8 +93,9 @@ def score_rows(predictions: Sequence[Prediction], label_space: LabelSpace,
     for pred, parse in zip(predictions, parsed, strict=True):
         g = label_space.normalize(pred.label)
         if g not in label_space:
-            raise ErvError(f"{source}: sample {pred.id!r}: label {pred.label!r} is not a "
-                           f"{label_space.name} label ({', '.join(label_space.labels)})")
+            where = pred.where or f"{source}: sample {pred.id!r}"
+            raise ErvError(f"{where}: label {pred.label!r} is not a "
+                           f"{label_space.name.upper()} label ({', '.join(label_space.labels)})")
         r = parse_prediction(protocol, pred.id, pred.completion, label_space,
                              think=parse.think if parse else None,
                              answer=parse.answer if parse else None)
@@ -122,7 +124,7 @@ def _load_judgements(path: Path) -> list[dict[str, Any]]:
                 row = json.loads(line)
                 if not isinstance(row, dict) or "id" not in row:
                     raise ValueError("not a judgement row")
-            except ValueError as exc:
+            except (ValueError, RecursionError) as exc:
                 if last:  # an interrupted write: not newline-terminated
                     with path.open("r+b") as f:
                         f.truncate(offset)
@@ -140,7 +142,19 @@ def evaluate(predictions: Sequence[Prediction], label_space: LabelSpace, judge: 
              echo: Callable[[str], None] = print) -> EvalResult:
     """Judge every prediction's explanation (resuming ``out/judgements.jsonl``), then
     write metrics, tables and the confusion-matrix plot into ``out``. ``protocol`` says
-    how predictions and replies are read and who stays in N (``protocols.py``)."""
+    how predictions and replies are read and who stays in N (``protocols.py``). One
+    process at a time: ``out`` is locked (``erv_plugins.locking``) while it writes there."""
+    from erv_plugins.locking import hold
+
+    with hold(out, "erv eval"):
+        return _evaluate(predictions, label_space, judge, Path(out), run_name=run_name,
+                         protocol=protocol, bootstrap=bootstrap, seed=seed,
+                         progress=progress, plot=plot, echo=echo)
+
+
+def _evaluate(predictions: Sequence[Prediction], label_space: LabelSpace, judge: Judge,
+              out: Path, *, run_name: str, protocol: str, bootstrap: int, seed: int,
+              progress: bool, plot: bool, echo: Callable[[str], None]) -> EvalResult:
     from erv_plugins.evaluation import plots, protocols, tables
     from erv_plugins.evaluation.metrics import Outcomes, compute_metrics
 

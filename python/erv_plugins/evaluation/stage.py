@@ -65,9 +65,12 @@ class EvalStage:
         cfg = ctx.recipe.eval
         if cfg is None:
             raise ErvError(f"{ctx.recipe.source}: stage 'eval' needs an [eval] table")
+        from erv_plugins.stages import trained_verifier_spec
+
+        # The verifier judge reads this run's trained verifier when the recipe trains one.
         judge = build_judge(ctx.plugins, cfg.judge.plugin, cfg.judge.options,
                             where=f"{ctx.recipe.source}: $.eval.judge",
-                            verifier=ctx.recipe.verifier)
+                            verifier=trained_verifier_spec(ctx.recipe, ctx.run_dir))
         specs = [cfg.dataset] if cfg.dataset is not None else list(cfg.datasets)
         if cfg.predictions is not None:
             if cfg.label_space is not None:

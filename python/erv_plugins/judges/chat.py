@@ -3,19 +3,21 @@
 The paper's judge is GPT-4.1-mini; vLLM, Ollama or llama.cpp servers work the same way
 through ``base_url``. Each explanation is asked with the Figure-3 prompt, the dataset's
 labels freshly permuted per sample (seeded), one request per sample, ``concurrency`` at a
-time. Transient failures (timeouts, dropped connections, 408/409/429, 5xx, empty replies)
-are retried ``retries`` times with exponential backoff and jitter; a sample still failing
-after that comes back as a failed ``Verdict``, never as a label. An API key that the
-server refuses (401/403) or a model it does not know (404) stops the evaluation at once.
+time, through the request path ``erv augment`` uses too (``erv_plugins.llm``). Transient
+failures (timeouts, dropped connections, 408/409/429, 5xx, a 200 whose body is not a chat
+completion) are retried ``retries`` times with exponential backoff and jitter; a sample
+still failing after that comes back as a failed ``Verdict``, never as a label. An API key
+that the server refuses (401/403) or a model it does not know (404) stops the evaluation
+at once.
 
 The API key is read from the environment variable named by ``api_key_env`` when the judge
-is built; it lives only in the client object and is never logged, cached or written.
+is built; it lives only in the client object and is never logged, cached or written (a
+server that echoes it back has it masked in every error and reply).
 """
 
 from __future__ import annotations
 
 import os
-import random
 import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -35,6 +37,8 @@ from erv_plugins.judges.base import (
 )
 from erv_plugins.judges.cache import ReplyCache, cache_key, default_cache_dir
 from erv_plugins.labels import LabelSpace
+from erv_plugins.llm import ChatClient, ChatRefused, ChatStopped
+from erv_plugins.recipe import NonNegative, NonNegativeFloat, Positive, PositiveFloat
 
 CACHE_FILE = "judge-cache.sqlite"
 
@@ -45,13 +49,13 @@ class OpenAIJudgeOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=Tru
     model: str = "gpt-4.1-mini"
     base_url: str | None = None  # None: the client's default (api.openai.com)
     api_key_env: str = "OPENAI_API_KEY"  # the variable's NAME; the key never enters a file
-    concurrency: int = 8
-    timeout_s: float = 60.0
-    retries: int = 5
-    backoff_s: float = 1.0
-    backoff_max_s: float = 30.0
-    temperature: float = 0.0
-    max_tokens: int | None = 16
+    concurrency: Positive = 8
+    timeout_s: PositiveFloat = 60.0
+    retries: NonNegative = 5
+    backoff_s: NonNegativeFloat = 1.0
+    backoff_max_s: NonNegativeFloat = 30.0
+    temperature: NonNegativeFloat = 0.0
+    max_tokens: Positive | None = 16
     seed: int = 0  # seeds the per-sample permutation of the label list
     # True: send neither temperature nor max_tokens (the server's defaults), as the
     # release's helper does (tools/utils.py gpt_response: model and messages only).
@@ -91,11 +95,11 @@ class OpenAIJudge:
                 "holds no API key (a local server that needs none: set it to any value, "
                 "e.g. EMPTY)"
             )
-        import openai
-
-        # The client's own retries are off: ours are counted, bounded and backed off.
-        self._client = openai.OpenAI(api_key=key, base_url=o.base_url, timeout=o.timeout_s,
-                                     max_retries=0)
+        self._client = ChatClient(model=o.model, api_key=key, base_url=o.base_url,
+                                  timeout_s=o.timeout_s, retries=o.retries,
+                                  backoff_s=o.backoff_s, backoff_max_s=o.backoff_max_s,
+                                  temperature=None if o.server_defaults else o.temperature,
+                                  max_tokens=None if o.server_defaults else o.max_tokens)
         del key
         decoding = ("server defaults",) if o.server_defaults else (o.temperature, o.max_tokens)
         self.cache_key = cache_key("openai", o.model, *decoding, o.seed)
@@ -132,47 +136,19 @@ class OpenAIJudge:
 
     def _ask(self, prompt: str) -> str:
         """The model's reply to ``prompt``; raises the last error when retries run out."""
-        import openai
-
-        o = self.options
-        params: dict[str, Any] = {}
-        if not o.server_defaults:
-            params["temperature"] = o.temperature
-            if o.max_tokens is not None:
-                params["max_tokens"] = o.max_tokens
-        retry_after = 0.0
-        for attempt in range(o.retries + 1):
-            if attempt:
-                delay = o.backoff_s * 2 ** (attempt - 1) * random.uniform(0.5, 1.0)
-                # A server's Retry-After (429/503) wins over our guess, within backoff_max_s.
-                self._stop.wait(min(o.backoff_max_s, max(delay, retry_after)))
-            if self._stop.is_set():
-                raise _Stopped
-            if attempt:
-                self._count("retries")
-            self._count("requests")
-            try:
-                response = self._client.chat.completions.create(
-                    model=o.model, messages=[{"role": "user", "content": prompt}], **params)
-            except (openai.AuthenticationError, openai.PermissionDeniedError,
-                    openai.NotFoundError) as exc:
-                raise _Fatal(f"{exc.status_code} {_short(exc)}") from None
-            except openai.APIStatusError as exc:
-                error = f"HTTP {exc.status_code}: {_short(exc)}"
-                retry_after = _retry_after(exc)
-                if exc.status_code not in (408, 409, 429) and exc.status_code < 500:
-                    raise RuntimeError(error) from None  # e.g. 400: the same again won't help
-            except openai.APITimeoutError:
-                error = f"no reply within {o.timeout_s:g} s"
-            except openai.APIConnectionError as exc:
-                error = f"connection failed: {_short(exc)}"
-            else:
-                choices = getattr(response, "choices", None) or []
-                content = choices[0].message.content if choices else None
-                if content is not None:
-                    return content
-                error = "reply without content"
-        raise RuntimeError(f"{error} (after {o.retries + 1} attempts)")
+        try:
+            reply = self._client.ask(prompt, stop=self._stop)
+        except ChatRefused as exc:
+            raise _Fatal(f"{exc.status} {exc.detail}") from None
+        except ChatStopped:
+            raise _Stopped from None
+        finally:
+            with self._lock:  # the client's counts are this judge's (one client per judge)
+                self.stats["requests"] = self._client.stats.requests
+                self.stats["retries"] = self._client.stats.retries
+        if reply.text is None:
+            raise RuntimeError(reply.error)
+        return reply.text
 
     def _one(self, request: JudgeRequest, prompt: str, key: str,
              label_space: LabelSpace) -> Verdict:
@@ -222,7 +198,7 @@ class OpenAIJudge:
                     try:
                         yield future.result()
                     except _Fatal as exc:
-                        where = self.options.base_url or "api.openai.com"
+                        where = _without_credentials(self.options.base_url)
                         raise ErvError(
                             f"judge 'openai' ({where}, model {self.options.model!r}) refused "
                             f"the request: {exc}; check the model name and the key in "
@@ -236,16 +212,6 @@ class OpenAIJudge:
             pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _retry_after(exc: Exception) -> float:
-    """Seconds a Retry-After header asks for (0 when absent or not a number)."""
-    response = getattr(exc, "response", None)
-    value = response.headers.get("retry-after") if response is not None else None
-    try:
-        return max(0.0, float(value)) if value is not None else 0.0
-    except ValueError:
-        return 0.0  # an HTTP date: fall back to our own backoff
-
-
 def _without_credentials(url: str | None) -> str:
     """The base URL as recorded in metrics.json: any user:password@ part removed."""
     from urllib.parse import urlsplit, urlunsplit
@@ -256,8 +222,3 @@ def _without_credentials(url: str | None) -> str:
     host = parts.hostname or ""
     netloc = f"{host}:{parts.port}" if parts.port else host
     return urlunsplit(parts._replace(netloc=netloc))
-
-
-def _short(exc: Exception, limit: int = 200) -> str:
-    text = str(getattr(exc, "message", None) or exc).replace("\n", " ")
-    return text if len(text) <= limit else text[:limit] + "..."

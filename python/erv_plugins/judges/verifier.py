@@ -17,6 +17,7 @@ from erv_plugins.errors import ErvError
 from erv_plugins.judges.base import JudgeContext, JudgeRequest, Verdict
 from erv_plugins.judges.cache import cache_key
 from erv_plugins.labels import LabelSpace
+from erv_plugins.recipe import Positive
 
 if TYPE_CHECKING:  # numpy loads when the judge runs, not when `erv --help` lists plugins
     import numpy as np
@@ -30,7 +31,7 @@ class VerifierJudgeOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=T
 
     plugin: str | None = None
     options: Any = msgspec.field(default_factory=dict)
-    batch_size: int = 64
+    batch_size: Positive = 64
 
 
 class VerifierJudge:

@@ -166,6 +166,7 @@ class RewardEngine:
         self.terms: list[RewardTerm] = terms
         self.plugins = plugins
         self.failures: dict[str, int] = {t.name: 0 for t in terms}  # failed calls so far
+        self.last_errors: dict[str, str] = {}  # reward -> the error of its last failed call
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._trl_last: tuple[Any, RewardScores] | None = None
         self._lock = threading.Lock()
@@ -357,6 +358,9 @@ class RewardEngine:
 
     def _log_failure(self, term: RewardTerm, attempt: int, error: str) -> None:
         last = attempt == term.retries
+        if last:
+            with self._lock:
+                self.last_errors[term.name] = error
         logger.warning("reward %r failed (attempt %d of %d)%s: %s", term.name, attempt + 1,
                        term.retries + 1, "; its values are NaN for this batch" if last else
                        ", retrying", error)

@@ -119,7 +119,7 @@ def trl_settings(cfg: GRPOSettings, recipe: Recipe, output_dir: str | Path) -> d
 def run_verifier(ctx: StageContext) -> Verifier | None:
     """This run's trained verifier (``<run dir>/verifier/model``) when the recipe trains one;
     else None, and the reward engine builds the recipe's ``[verifier]``."""
-    import msgspec
+    from erv_plugins.stages import trained_verifier_spec
 
     recipe = ctx.recipe
     trained = ctx.run_dir / "verifier" / "model"
@@ -127,10 +127,9 @@ def run_verifier(ctx: StageContext) -> Verifier | None:
         return None
     if not (trained / "config.json").is_file():
         raise ErvError(f"{trained}: the verifier stage has not produced a checkpoint yet")
-    options = recipe.verifier.options
-    if options is not None and hasattr(options, "path"):
-        options = msgspec.structs.replace(options, path=str(trained))
-    return ctx.plugins.get("verifier", recipe.verifier.plugin).build(options)
+    spec = trained_verifier_spec(recipe, ctx.run_dir)
+    assert spec is not None
+    return ctx.plugins.get("verifier", spec.plugin).build(spec.options)
 
 
 def build_rows(policy: Any, data: Sequence[common.StageData], cfg: GRPOSettings,

@@ -15,6 +15,7 @@ Every malformed line is reported with its file and line; nothing is skipped sile
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 from collections import Counter
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from erv_plugins.errors import ErvError
-from erv_plugins.jsonl import iter_jsonl
+from erv_plugins.jsonl import iter_jsonl, parse_json, read_text
 from erv_plugins.labels import (
     BUILTIN_LABEL_SPACES,
     EMER,
@@ -95,8 +96,9 @@ def read_emer_csv(path: str | os.PathLike[str]) -> list[TextRecord]:
     stays in EMER's words (angry, sad, surprise, worried, happy).
     """
     p = Path(path)
+    text = read_text(p, error=VerifierDataError)
     try:
-        with p.open(encoding="utf-8-sig", newline="") as f:
+        with io.StringIO(text, newline="") as f:
             reader = csv.DictReader(f)
             header = [h.strip() for h in reader.fieldnames or []]
             missing = [c for c in ("names", "emotions", "reasons") if c not in header]
@@ -113,9 +115,7 @@ def read_emer_csv(path: str | os.PathLike[str]) -> list[TextRecord]:
                                           "emer", row["names"],
                                           {"subtitle": row.get("subtitles", "")}))
             return records
-    except FileNotFoundError:
-        raise VerifierDataError(f"{p}: no such file") from None
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+    except csv.Error as exc:
         raise VerifierDataError(f"{p}: cannot read EMER CSV: {exc}") from None
 
 
@@ -124,12 +124,7 @@ def read_merr_fine_json(path: str | os.PathLike[str],
     """MERR-fine: JSON keyed by sample; ``pseu_emotion`` is the label, ``smp_reason_caption``
     the description (4,487 samples). Labels are normalised to MAFW words."""
     p = Path(path)
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise VerifierDataError(f"{p}: no such file") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise VerifierDataError(f"{p}: cannot read MERR-fine JSON: {exc}") from None
+    data = parse_json(read_text(p, error=VerifierDataError), os.fspath(p), VerifierDataError)
     if not isinstance(data, dict):
         raise VerifierDataError(f"{p}: MERR-fine JSON must be an object keyed by sample")
     records = []

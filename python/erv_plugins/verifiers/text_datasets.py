@@ -12,13 +12,13 @@ Registered as ``text_jsonl``, ``text_emer``, ``text_merr_fine``, ``text_generate
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
-from erv_plugins.datasets.base import Sample
+from erv_plugins.datasets.base import RequiredPath, Sample
 from erv_plugins.labels import MAFW, MAFW_LABELS, EMER, LabelSpace
 from erv_plugins.verifiers.data import (
     TextRecord,
@@ -55,20 +55,31 @@ class GeneratedOptions(_Opts):
 
 
 class TextDataset:
-    """Explanation texts with labels, read once."""
+    """Explanation texts with labels, read once, when first asked for (so building it, as
+    the preflight does to ask for its ``required_paths``, reads nothing)."""
 
-    def __init__(self, records: Sequence[TextRecord], label_space: LabelSpace = MAFW,
-                 limit: int | None = None) -> None:
-        self._records = list(records)[:limit] if limit is not None else list(records)
+    def __init__(self, records: Sequence[TextRecord] | Callable[[], Sequence[TextRecord]],
+                 label_space: LabelSpace = MAFW, limit: int | None = None,
+                 path: Path | None = None) -> None:
+        self._load = records if callable(records) else (lambda: records)
+        self._records: list[TextRecord] | None = None
+        self.limit = limit
         self.label_space = label_space
+        self.path = path
+
+    def required_paths(self) -> list[RequiredPath]:
+        return [RequiredPath(self.path, "file", "file")] if self.path is not None else []
 
     def records(self) -> list[TextRecord]:
+        if self._records is None:
+            loaded = list(self._load())
+            self._records = loaded[: self.limit] if self.limit is not None else loaded
         return list(self._records)
 
     def samples(self) -> list[Sample]:
         return [Sample(r.id, r.labels[0], None, r.text, {"labels": list(r.labels),
                                                          "source": r.source})
-                for r in self._records]
+                for r in self.records()]
 
 
 def _path(options: Any, root: str | None, what: str) -> Path:
@@ -82,21 +93,22 @@ def text_jsonl(options: TextJsonlOptions, *, root: str | None = None, limit: int
                **_: Any) -> TextDataset:
     """Pseudo-labelled or Complemented JSONL: {"text", "labels"} per line (erv augment)."""
     p = _path(options, root, "text_jsonl")
-    return TextDataset(read_text_jsonl(p, source=options.source, max_labels=options.max_labels),
-                       MAFW, limit)
+    return TextDataset(lambda: read_text_jsonl(p, source=options.source,
+                                               max_labels=options.max_labels), MAFW, limit, p)
 
 
 def text_emer(options: TextFileOptions, *, root: str | None = None, limit: int | None = None,
               **_: Any) -> TextDataset:
     """EMER CSV (names, emotions, subtitles, reasons): the reasons as verifier text."""
-    return TextDataset(read_emer_csv(_path(options, root, "text_emer")), EMER, limit)
+    p = _path(options, root, "text_emer")
+    return TextDataset(lambda: read_emer_csv(p), EMER, limit, p)
 
 
 def text_merr_fine(options: MerrOptions, *, root: str | None = None,
                    limit: int | None = None, **_: Any) -> TextDataset:
     """MERR-fine JSON (pseu_emotion, smp_reason_caption) as verifier text."""
-    return TextDataset(read_merr_fine_json(_path(options, root, "text_merr_fine"),
-                                           options.text_field), MAFW, limit)
+    p = _path(options, root, "text_merr_fine")
+    return TextDataset(lambda: read_merr_fine_json(p, options.text_field), MAFW, limit, p)
 
 
 def text_generated(options: GeneratedOptions, *, limit: int | None = None,
@@ -104,8 +116,8 @@ def text_generated(options: GeneratedOptions, *, limit: int | None = None,
     """Generated emotion sentences over MAFW's labels (tiny runs; see verifiers.tiny)."""
     from erv_plugins.verifiers.tiny import generate_emotion_corpus
 
-    return TextDataset(generate_emotion_corpus(options.n, labels=options.labels,
-                                               seed=options.seed), MAFW, limit)
+    return TextDataset(lambda: generate_emotion_corpus(options.n, labels=options.labels,
+                                                       seed=options.seed), MAFW, limit)
 
 
 TEXT_DATASETS = (
