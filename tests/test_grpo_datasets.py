@@ -18,7 +18,7 @@ from erv_plugins.training.grpo import build_rows
 class _TextPolicy:
     """Just what build_rows asks of a policy: a prompt and a tokenizer."""
 
-    def prompt(self, sample: Sample) -> str:
+    def prompt(self, sample: Sample, template: str = "policy") -> str:
         return f"Which emotion? ({sample.id})"
 
     def tokenizer(self, text: str, add_special_tokens: bool = False) -> dict:
