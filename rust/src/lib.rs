@@ -842,6 +842,9 @@ fn pragmatic_lists() -> Vec<(&'static str, Vec<&'static str>)> {
         ("number_abbr", pragmatic::NUMBER_ABBR.to_vec()),
         ("sometimes_end", pragmatic::SOMETIMES_END.to_vec()),
         ("starters", pragmatic::STARTERS.to_vec()),
+        ("time_qualifiers", pragmatic::TIME_QUALIFIERS.to_vec()),
+        ("fronting", pragmatic::FRONTING.to_vec()),
+        ("exclamation_words", pragmatic::EXCLAMATION_WORDS.to_vec()),
     ]
 }
 
