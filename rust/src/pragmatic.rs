@@ -222,6 +222,11 @@ pub fn is_lower(c: u32) -> bool {
 /// Byte length of the whitespace character at `i` unless it is a line break; else 0.
 #[inline]
 fn inline_ws_len(b: &[u8], i: usize) -> usize {
+    match b.get(i) {
+        Some(&c) if c < 0x80 => return (c != b'\n' && c != b'\r') as usize * ws_len(b, i),
+        None => return 0,
+        _ => {}
+    }
     let l = ws_len(b, i);
     if l > 0 && is_lb(decode(b, i).0) {
         0
@@ -244,7 +249,7 @@ fn key(w: &[u8]) -> Option<u128> {
 }
 
 /// `key` of the ASCII-lowercased word.
-#[inline]
+#[inline(always)]
 fn key_lower(w: &[u8]) -> Option<u128> {
     let k = key(w)?;
     let mut buf = k.to_le_bytes();
@@ -397,9 +402,11 @@ fn item_marker(b: &[u8], q: usize) -> Option<(Kind, u8, i64, usize)> {
 }
 
 /// A list marker at `p` (see `_text_pure._marker_at`).
+#[inline]
 fn marker_at(b: &[u8], p: usize) -> Option<Marker> {
     let n = b.len();
-    if p >= n {
+    // Every marker starts with a digit, a lower-case letter, `-` or a bullet (lead byte 0xE2).
+    if p >= n || !(b[p].is_ascii_digit() || b[p].is_ascii_lowercase() || matches!(b[p], b'-' | 0xE2)) {
         return None;
     }
     let mk = |bullet, (kind, sep, value, dot)| Marker {
@@ -435,7 +442,15 @@ fn marker_at(b: &[u8], p: usize) -> Option<Marker> {
 }
 
 /// The list marker the sentence starting at `p` (after spaces) opens with, if any.
+#[inline]
 fn opening_marker(b: &[u8], mut p: usize) -> Option<Marker> {
+    while p < b.len() && b[p] == b' ' {
+        p += 1;
+    }
+    // Most sentences open with a capital: no marker (see the first check of `marker_at`).
+    if p < b.len() && b[p].is_ascii_uppercase() {
+        return None;
+    }
     loop {
         let l = inline_ws_len(b, p);
         if l == 0 {
@@ -499,10 +514,27 @@ const fn stop_table() -> [bool; 256] {
 }
 static STOP: [bool; 256] = stop_table();
 
+/// Whether a terminator starts at `i` (ASCII answered without decoding).
+#[inline]
+fn term_at(b: &[u8], i: usize) -> bool {
+    match b[i] {
+        b'.' | b'!' | b'?' => true,
+        0xE2 => decode(b, i).0 == 0x2026,
+        _ => false,
+    }
+}
+
 /// End of the terminators and end of the closers of the cluster starting at `i`.
+#[inline]
 fn cluster(b: &[u8], i: usize) -> (usize, usize) {
     let n = b.len();
     let mut c = i;
+    while c < n && b[c] < 0x80 {
+        if !matches!(b[c], b'.' | b'!' | b'?') {
+            break;
+        }
+        c += 1;
+    }
     while c < n {
         let (y, yl) = decode(b, c);
         if !is_term(y) {
@@ -530,7 +562,16 @@ struct Terms {
 }
 
 impl Terms {
+    #[inline]
     fn add(&mut self, b: &[u8], mut a: usize, c: usize) {
+        if c - a == 1 {
+            // one ASCII terminator
+            match b[a] {
+                b'.' => self.dots += 1,
+                _ => self.other = true,
+            }
+            return;
+        }
         while a < c {
             let (y, yl) = decode(b, a);
             match y {
@@ -581,6 +622,7 @@ impl Scan<'_> {
 
     /// Start of the token ending at `i`: after the last whitespace, but not before the last
     /// cut. Only looked for up to `MAX_WORD_BYTES + 1` bytes back: a longer word is "long".
+    #[inline]
     fn tok_start(&self, i: usize) -> Option<usize> {
         let mut p = i;
         while p > self.last_cut {
@@ -786,6 +828,7 @@ impl Scan<'_> {
     }
 
     /// The ASCII letters at `k` (up to MAX_STARTER_LEN + 1 of them: longer is no list word).
+    #[inline]
     fn letters(&self, k: usize) -> &[u8] {
         let b = self.b;
         let mut e = k;
@@ -835,9 +878,10 @@ impl Scan<'_> {
         if in_list(&l.number_abbr, lw) && digit_next {
             return false;
         }
-        let nw = key(self.letters(k));
+        let nw = || key(self.letters(k));
         if lw == key(b"a.m") || lw == key(b"p.m") {
             if let Some(clock) = self.clock_before(tok_start) {
+                let nw = nw();
                 if in_list(&l.starters, nw) {
                     return true;
                 }
@@ -851,7 +895,7 @@ impl Scan<'_> {
             || (word.len() == 1 && word[0].is_ascii_uppercase())
             || dotted(word)
         {
-            return in_list(&l.starters, nw);
+            return in_list(&l.starters, nw());
         }
         true
     }
@@ -969,7 +1013,7 @@ pub fn split(b: &[u8], out: &mut Vec<(usize, usize)>) {
                 }
                 w += l;
             }
-            if w == u.e || w >= n || !is_term(decode(b, w).0) {
+            if w == u.e || w >= n || !term_at(b, w) {
                 break;
             }
             let (c2, d2) = cluster(b, w);
