@@ -377,3 +377,28 @@ def test_batches_release_the_gil():
     # the middle half of the call too.
     quarter = (end - start) / 4
     assert sum(start + quarter < s < end - quarter for s in stamps) > 100
+
+
+def test_the_stub_names_every_native_function():
+    if not text.NATIVE:
+        pytest.skip("erv_plugins._native is not built")
+    import ast
+
+    stub = Path(text.__file__).with_name("_native.pyi").read_text("utf-8")
+    declared = {n.name for n in ast.parse(stub).body if isinstance(n, ast.FunctionDef)}
+    exported = {n for n in dir(text._native) if callable(getattr(text._native, n)) and not n.startswith("_")}
+    assert declared == exported
+
+
+@pytest.mark.parametrize("mode", ["paper", "pragmatic"])
+def test_one_long_text_gives_the_batch_paths_sentences(mode):
+    # 9,600 sentences in one text, looked up in chunks: a third repeat, the rest are distinct,
+    # so the native code stops looking them up part way through the text.
+    paragraphs = [" ".join(f"Line {i}-{j} is here." for j in range(8)) + " Same here. Same here. Ok!"
+                  for i in range(880)]
+    long = "\n".join(paragraphs)
+    got = text.split_sentences(long, mode)
+    if mode == "pragmatic":
+        assert got == [s for p in text.split_sentences_batch(paragraphs, mode) for s in p]
+    assert got == _text_pure.split_sentences_batch([long], mode)[0]
+    assert len(got) == 880 * 11 and got[8:12] == ["Same here.", "Same here.", "Ok!", "Line 1-0 is here."]
