@@ -53,12 +53,14 @@ impl Text<'_> {
 }
 
 /// The piece `b[s..e]` of a `Text` that `decodes()`, as a new str.
-fn decode_str<'py>(py: Python<'py>, b: &[u8], (s, e): (usize, usize)) -> PyResult<Bound<'py, PyAny>> {
+fn decode_str<'py>(
+    py: Python<'py>,
+    b: &[u8],
+    (s, e): (usize, usize),
+) -> PyResult<Bound<'py, PyAny>> {
     unsafe {
-        let p = ffi::PyUnicode_FromStringAndSize(
-            b.as_ptr().add(s).cast(),
-            (e - s) as ffi::Py_ssize_t,
-        );
+        let p =
+            ffi::PyUnicode_FromStringAndSize(b.as_ptr().add(s).cast(), (e - s) as ffi::Py_ssize_t);
         Bound::from_owned_ptr_or_err(py, p)
     }
 }

@@ -166,18 +166,90 @@ pub const STARTERS: &[&str] = &[
 ];
 /// Capitalised words that qualify a clock time (`9 a.m. Monday`, `9 a.m. EST`).
 pub const TIME_QUALIFIERS: &[&str] = &[
-    "April", "August", "BST", "CDT", "CEST", "CET", "CST", "December", "EDT", "EST", "February",
-    "Friday", "GMT", "IST", "JST", "January", "July", "June", "MDT", "MST", "March", "Monday",
-    "November", "October", "PDT", "PST", "Saturday", "September", "Sunday", "Thursday",
-    "Tuesday", "UTC", "Wednesday",
+    "April",
+    "August",
+    "BST",
+    "CDT",
+    "CEST",
+    "CET",
+    "CST",
+    "December",
+    "EDT",
+    "EST",
+    "February",
+    "Friday",
+    "GMT",
+    "IST",
+    "JST",
+    "January",
+    "July",
+    "June",
+    "MDT",
+    "MST",
+    "March",
+    "Monday",
+    "November",
+    "October",
+    "PDT",
+    "PST",
+    "Saturday",
+    "September",
+    "Sunday",
+    "Thursday",
+    "Tuesday",
+    "UTC",
+    "Wednesday",
 ];
 /// Words that only frame a time (`In the evening at 7 p.m. Tom ...`), lower case.
 pub const FRONTING: &[&str] = &[
-    "about", "after", "afternoon", "and", "approximately", "around", "at", "before", "by", "dawn",
-    "day", "each", "early", "evening", "every", "exactly", "friday", "from", "in", "just", "last",
-    "late", "monday", "morning", "next", "night", "noon", "on", "or", "precisely", "roughly",
-    "saturday", "shortly", "since", "sometime", "sunday", "that", "the", "then", "this",
-    "thursday", "till", "today", "tomorrow", "tonight", "tuesday", "until", "wednesday",
+    "about",
+    "after",
+    "afternoon",
+    "and",
+    "approximately",
+    "around",
+    "at",
+    "before",
+    "by",
+    "dawn",
+    "day",
+    "each",
+    "early",
+    "evening",
+    "every",
+    "exactly",
+    "friday",
+    "from",
+    "in",
+    "just",
+    "last",
+    "late",
+    "monday",
+    "morning",
+    "next",
+    "night",
+    "noon",
+    "on",
+    "or",
+    "precisely",
+    "roughly",
+    "saturday",
+    "shortly",
+    "since",
+    "sometime",
+    "sunday",
+    "that",
+    "the",
+    "then",
+    "this",
+    "thursday",
+    "till",
+    "today",
+    "tomorrow",
+    "tonight",
+    "tuesday",
+    "until",
+    "wednesday",
     "yesterday",
 ];
 /// Names spelled with `!` (pySBD's exclamation words).
@@ -368,7 +440,9 @@ fn item_marker(b: &[u8], q: usize) -> Option<(Kind, u8, i64, usize)> {
     let (kind, value);
     if (1..=2).contains(&(j - q)) {
         kind = Kind::Num;
-        value = b[q..j].iter().fold(0i64, |v, &c| v * 10 + (c - b'0') as i64);
+        value = b[q..j]
+            .iter()
+            .fold(0i64, |v, &c| v * 10 + (c - b'0') as i64);
     } else if j > q {
         return None;
     } else {
@@ -406,7 +480,9 @@ fn item_marker(b: &[u8], q: usize) -> Option<(Kind, u8, i64, usize)> {
 fn marker_at(b: &[u8], p: usize) -> Option<Marker> {
     let n = b.len();
     // Every marker starts with a digit, a lower-case letter, `-` or a bullet (lead byte 0xE2).
-    if p >= n || !(b[p].is_ascii_digit() || b[p].is_ascii_lowercase() || matches!(b[p], b'-' | 0xE2)) {
+    if p >= n
+        || !(b[p].is_ascii_digit() || b[p].is_ascii_lowercase() || matches!(b[p], b'-' | 0xE2))
+    {
         return None;
     }
     let mk = |bullet, (kind, sep, value, dot)| Marker {
@@ -775,16 +851,11 @@ impl Scan<'_> {
             return None; // an omission "[...]"
         }
         if nx.is_some_and(is_lower) {
-            let next = self.marker.and_then(|cur| {
-                marker_at(b, k).filter(|m| cur.continued_by(m))
-            });
-            if next.is_none() {
-                return None;
-            }
+            // a lower-case word goes on the sentence, unless it is the list's next marker
+            self.marker
+                .and_then(|cur| marker_at(b, k).filter(|m| cur.continued_by(m)))?;
         }
-        if nx == Some(0x49)
-            && u.terms.ellipsis()
-            && !(k + 1 < n && b[k + 1].is_ascii_alphabetic())
+        if nx == Some(0x49) && u.terms.ellipsis() && !(k + 1 < n && b[k + 1].is_ascii_alphabetic())
         {
             return None; // ". . . I didn't mean it" goes on (golden rule 47)
         }

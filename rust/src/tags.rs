@@ -90,7 +90,8 @@ fn parse_once(b: &[u8]) -> Option<ParsedSpans> {
     // format: <think> at the start, </answer> at the end, and after the </think> (inside
     // them) only whitespace up to an <answer> that starts before the final </answer>.
     let limit = n.wrapping_sub(ANSWER_CLOSE.len());
-    let format_ok = n >= THINK_OPEN.len() + THINK_CLOSE.len() + ANSWER_OPEN.len() + ANSWER_CLOSE.len()
+    let format_ok = n
+        >= THINK_OPEN.len() + THINK_CLOSE.len() + ANSWER_OPEN.len() + ANSWER_CLOSE.len()
         && open == Some(0)
         && a_close == Some(limit)
         && close.is_some_and(|c| {
@@ -192,8 +193,19 @@ mod tests {
     #[test]
     fn one_pass_agrees_with_the_searches() {
         let pieces: &[&[u8]] = &[
-            b"<think>", b"</think>", b"<answer>", b"</answer>", b"<", b"a", b" ", b"\n", b"\t",
-            b"<think", b"answer>", b"</", b"x.",
+            b"<think>",
+            b"</think>",
+            b"<answer>",
+            b"</answer>",
+            b"<",
+            b"a",
+            b" ",
+            b"\n",
+            b"\t",
+            b"<think",
+            b"answer>",
+            b"</",
+            b"x.",
         ];
         let f = finders();
         let mut x: u64 = 0x9E3779B97F4A7C15;
