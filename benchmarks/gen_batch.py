@@ -91,6 +91,47 @@ def make_batch(prompts: int = 64, generations: int = 16, seed: int = 0) -> list[
     return [completion(rng) for _ in range(prompts * generations)]
 
 
+ADJECTIVES = ["tense", "calm", "shaky", "bright", "low", "sharp", "soft", "flat", "warm", "cold",
+              "sudden", "slow", "quick", "steady", "faint", "loud", "heavy", "light", "tight", "loose"]
+PARTS = ["voice", "gaze", "jaw", "brow", "smile", "posture", "breathing", "pitch", "tone", "grip",
+         "shoulders", "hands", "lips", "eyes", "pace", "laugh", "sigh", "frown", "nod", "pause"]
+VERBS = ["suggests", "hints at", "points to", "reveals", "masks", "signals", "betrays", "echoes",
+         "softens", "sharpens", "undercuts", "supports", "contradicts", "reflects", "amplifies"]
+MOMENTS = ["at the start", "near the end", "in the middle", "after the question", "before the reply",
+           "during the silence", "when the music stops", "as the door opens", "in the close-up",
+           "while the crowd cheers", "after the long pause", "at the second cut"]
+SPEECH = ["I can't do this anymore", "Leave it, please", "Why now", "That is not fair",
+          "We will be fine", "Stop talking", "I knew it", "Look at me", "You promised",
+          "It does not matter", "Say it again", "Nobody listens"]
+
+
+def distinct_explanation(rng: random.Random, seen: set[str], sentences: int, quotes: bool) -> str:
+    """`sentences` sentences of about 100 bytes, none of them in `seen` (which grows)."""
+    out = []
+    while len(out) < sentences:
+        a, b = rng.sample(ADJECTIVES, 2)
+        p, q = rng.sample(PARTS, 2)
+        s = (f"The {a} {p} {rng.choice(MOMENTS)} {rng.choice(VERBS)} {rng.choice(EMOTIONS)}, "
+             f"while the {b} {q} {rng.choice(VERBS)} {rng.choice(EMOTIONS)}.")
+        if quotes and rng.random() < 0.3:  # quoted speech holding one or two sentences
+            x, y = rng.sample(SPEECH, 2)
+            s = s[:-1] + f', and she says "{x}. {y}!" {rng.choice(MOMENTS)}.'
+        if s not in seen:
+            seen.add(s)
+            out.append(s)
+    return " ".join(out)
+
+
+def make_distinct_batch(completions: int = 1024, quotes: bool = False, seed: int = 0) -> list[str]:
+    """A batch in which no explanation sentence occurs twice (about 1.2 MB, 12 sentences a
+    completion): what deduplication cannot help with. ``quotes``: about three sentences in ten
+    carry quoted speech with sentence terminators inside."""
+    rng = random.Random(seed)
+    seen: set[str] = set()
+    return [f"<think>\n{distinct_explanation(rng, seen, 12, quotes)}\n</think>\n"
+            f"<answer> {rng.choice(EMOTIONS)} </answer>" for _ in range(completions)]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--prompts", type=int, default=64)

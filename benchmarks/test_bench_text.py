@@ -23,7 +23,7 @@ HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 
 from baselines import release_text  # noqa: E402
-from gen_batch import make_batch  # noqa: E402
+from gen_batch import make_batch, make_distinct_batch  # noqa: E402
 
 from erv_plugins import _text_pure, text  # noqa: E402
 
@@ -63,6 +63,10 @@ def report(request):
     ratio("parse+paper split: two native calls vs release re", "release_re", "native_two_calls")
     ratio("parse+paper split, no repeated sentences: text.parse_and_split vs release re",
           "release_re_distinct", "public_api_parse_split_distinct")
+    ratio("parse+paper split, all distinct, no quotes: text.parse_and_split vs release re",
+          "release_re_all_distinct_plain", "public_api_all_distinct_plain")
+    ratio("parse+paper split, all distinct, quoted speech: text.parse_and_split vs release re",
+          "release_re_all_distinct_quoted", "public_api_all_distinct_quoted")
     ratio("parse+paper split: native vs twin (precompiled re)", "twin_re", "native_parse_split")
     ratio("parse+paper split: 2 threads vs 1 thread", "native_parse_split_serial", "native_parse_split_parallel")
     ratio("pragmatic: 2 threads vs 1 thread", "pragmatic_serial", "pragmatic_parallel")
@@ -75,6 +79,16 @@ def report(request):
     for key in ("pragmatic_serial", "pragmatic_spans_serial", "paper_serial"):
         if key in m:
             lines[f"{key} MB/s"] = f"{mb / m[key]:.0f} (best-of: {mb / MINS[key]:.0f})"
+    for key in [k for k in m if k.startswith("all_distinct_")]:
+        lines[f"{key} ms, best-of (share of text.parse_and_split)"] = \
+            f"{1e3 * MINS[key]:.3f} ({100 * MINS[key] / MINS['public_api_all_distinct_plain']:.0f} %)" \
+            if "public_api_all_distinct_plain" in m else f"{1e3 * MINS[key]:.3f}"
+    for key, texts in (("long_text_single_call", [LONG_TEXT]), ("long_text_batch", LONG_PARAGRAPHS),
+                       ("long_text_scan_only", [LONG_TEXT]),
+                       ("long_text_single_call_fresh_non_ascii", [LONG_TEXT_NON_ASCII])):
+        if key in m:
+            lines[f"{key} MB/s (pragmatic, one thread)"] = \
+                f"{nbytes(texts) / 1e6 / m[key]:.0f} (best-of: {nbytes(texts) / 1e6 / MINS[key]:.0f})"
     if "pysbd" in m:
         sub = nbytes(PYSBD_SUBSET) / 1e6
         lines["pysbd MB/s"] = f"{sub / m['pysbd']:.3f} (best-of: {sub / MINS['pysbd']:.3f})"
@@ -86,7 +100,12 @@ def report(request):
                      "sentences": sum(len(e[3]) for e in EXPECTED),
                      "distinct_sentences": len({s for e in EXPECTED for s in e[3]}),
                      "distinct_batch_sentences": sum(len(e[3]) for e in EXPECTED_DISTINCT),
-                     "distinct_batch_distinct": len({s for e in EXPECTED_DISTINCT for s in e[3]})}}
+                     "distinct_batch_distinct": len({s for e in EXPECTED_DISTINCT for s in e[3]}),
+                     "all_distinct_plain_bytes": nbytes(ALL_DISTINCT["plain"]),
+                     "all_distinct_quoted_bytes": nbytes(ALL_DISTINCT["quoted"]),
+                     "all_distinct_sentences": [sum(len(e[3]) for e in EXPECTED_ALL_DISTINCT[k])
+                                                for k in ("plain", "quoted")],
+                     "long_text_bytes": nbytes([LONG_TEXT])}}
     dest = HERE.parent / ".benchmarks" / "text.json"  # .benchmarks/ is git-ignored
     dest.parent.mkdir(exist_ok=True)
     dest.write_text(json.dumps(out, indent=2) + "\n")
@@ -189,6 +208,81 @@ def test_public_api_parse_split_distinct(benchmark):
                             DISTINCT_BATCH, "paper")
     assert [(p.format_ok, p.think, p.answer, s) for p, s in zip(parsed, sentences)] == \
         EXPECTED_DISTINCT
+
+
+# Batches in which no explanation sentence occurs twice (benchmarks/gen_batch.py,
+# make_distinct_batch: 1,024 completions, 12,288 sentences, all distinct), without and with
+# quoted speech: deduplication cannot help, every sentence becomes a str.
+ALL_DISTINCT = {"plain": make_distinct_batch(1024, quotes=False, seed=1),
+                "quoted": make_distinct_batch(1024, quotes=True, seed=2)}
+EXPECTED_ALL_DISTINCT = {k: release_text.parse_and_split(b) for k, b in ALL_DISTINCT.items()}
+ALL_DISTINCT_THINK = [p.think or "" for p in _text_pure.parse_completions(ALL_DISTINCT["plain"])]
+
+
+@pytest.mark.parametrize("kind", ["plain", "quoted"])
+def test_release_re_all_distinct(benchmark, kind):
+    assert run(benchmark, f"release_re_all_distinct_{kind}", release_text.parse_and_split,
+               ALL_DISTINCT[kind]) == EXPECTED_ALL_DISTINCT[kind]
+
+
+@pytest.mark.parametrize("kind", ["plain", "quoted"])
+def test_public_api_all_distinct(benchmark, kind):
+    parsed, sentences = run(benchmark, f"public_api_all_distinct_{kind}", text.parse_and_split,
+                            ALL_DISTINCT[kind], "paper")
+    assert [(p.format_ok, p.think, p.answer, s) for p, s in zip(parsed, sentences)] == \
+        EXPECTED_ALL_DISTINCT[kind]
+
+
+# Where text.parse_and_split's time goes on the plain all-distinct batch, one part at a time.
+ALL_DISTINCT_PARTS = {
+    "tags_only": (native.tag_scan, (ALL_DISTINCT["plain"],), {}),
+    "paper_scan_only": (native.sentence_counts, (ALL_DISTINCT_THINK, "paper"), {"parallel": False}),
+    "parsed_objects": (native.parse_completions, (ALL_DISTINCT["plain"],), {"parallel": False, "cls": text.Parsed}),
+    "split_unique_full_dedup": (native.split_unique, (ALL_DISTINCT_THINK, "paper"), {"parallel": False}),
+    "sentence_lists": (native.split_sentences_batch, (ALL_DISTINCT_THINK, "paper"), {"parallel": False}),
+}
+
+
+@pytest.mark.parametrize("part", list(ALL_DISTINCT_PARTS))
+def test_all_distinct_parts(benchmark, part):
+    fn, args, kwargs = ALL_DISTINCT_PARTS[part]
+    run(benchmark, f"all_distinct_{part}", fn, *args, **kwargs)
+
+
+# One call on one long text (about 20 MB: all-distinct explanations with quoted speech, one
+# paragraph a line) against the batch path on its paragraphs: pragmatic mode ends a sentence
+# at every line break, so both give the same sentences.
+LONG_PARAGRAPHS = [p.think or "" for p in _text_pure.parse_completions(
+    make_distinct_batch(14_500, quotes=True, seed=3))]
+LONG_TEXT = "\n".join(LONG_PARAGRAPHS)
+LONG_TEXT_NON_ASCII = LONG_TEXT.replace("can't", "can\u2019t")
+
+
+def test_long_text_single_call(benchmark):
+    got = run(benchmark, "long_text_single_call", text.split_sentences, LONG_TEXT, "pragmatic")
+    assert got == [s for p in native.split_sentences_batch(LONG_PARAGRAPHS, "pragmatic") for s in p]
+
+
+def test_long_text_single_call_fresh_non_ascii(benchmark):
+    # A new str each round with a non-ASCII character: CPython builds its UTF-8 form (cached
+    # on the str afterwards) in the timed call, as for a document read from a file.
+    def fresh():
+        return (LONG_TEXT_NON_ASCII[:-1] + LONG_TEXT_NON_ASCII[-1], "pragmatic"), {}
+
+    benchmark.pedantic(text.split_sentences, setup=fresh, rounds=8, iterations=1)
+    if benchmark.stats is not None:
+        MEDIANS["long_text_single_call_fresh_non_ascii"] = benchmark.stats.stats.median
+        MINS["long_text_single_call_fresh_non_ascii"] = benchmark.stats.stats.min
+
+
+def test_long_text_batch(benchmark):
+    run(benchmark, "long_text_batch", native.split_sentences_batch, LONG_PARAGRAPHS, "pragmatic",
+        parallel=False)
+
+
+def test_long_text_scan_only(benchmark):
+    run(benchmark, "long_text_scan_only", native.sentence_counts, [LONG_TEXT], "pragmatic",
+        parallel=False)
 
 
 def test_paper_serial(benchmark):

@@ -29,6 +29,10 @@ PIECES = WHITESPACE + [
     "\udfff", "\u00df", "\u03a9", "\u0436", "\u0416", "A", "B", "I", "a", "b", "x", "The",
     "He", "she", "Dr", "Mr", "e.g", "etc", "U.S", "Ph.D", "No", "p", "al", "1", "12", "3.5",
     "www.", "@", "://", "-", ",", ":", ";", "\u2022", "word", "Word", "happy",
+    # the rules for lists, ellipses, times, degrees and references
+    "\u2043", "1)", "2)", "1.)", "2.", "a)", "b.", "c)", "ii", "iv.", "9", "10:30", "a.m", "p.m",
+    "P.M", "at", "In", "the", "Monday", "EST", "Tom", "Yahoo", ". . .", "[...]", "[3]", "[2\u20139]",
+    "\u00b0", "N\u00b0", "\u2032", "E", "N", " I", "7.Bg5",
 ]
 pieces = st.lists(st.sampled_from(PIECES) | st.characters(), max_size=60).map("".join)
 texts = pieces | st.text(max_size=80)

@@ -8,8 +8,9 @@ it is built; ``erv_plugins._text_pure`` is its pure-Python twin with the same re
 
 Modes: ``"paper"`` is the release's split regex exactly (split on whitespace after ``.``, ``!``
 or ``?`` where an even number of ``"`` follows; pieces kept unstripped). ``"pragmatic"`` is
-rule-based English segmentation (abbreviations, initials, decimals, ellipses, quotes, lists,
-URLs); its pieces are stripped.
+rule-based English segmentation (abbreviations, initials, decimals, ellipses, quotes, lists
+inline or one item a line, a.m./p.m., coordinates, reference marks, URLs); its pieces are
+stripped.
 """
 
 from __future__ import annotations

@@ -43,6 +43,26 @@ impl Text<'_> {
             Buf::Wtf8(v) => v,
         }
     }
+
+    /// Pieces are made from the UTF-8 bytes (non-ASCII text without lone surrogates): CPython
+    /// decodes an ASCII piece with a plain copy, where cutting a 2- or 4-byte-wide str would
+    /// scan and narrow every character, and no code point offsets are needed.
+    fn decodes(&self) -> bool {
+        !self.ascii && matches!(self.buf, Buf::Utf8(_))
+    }
+}
+
+/// The piece `b[s..e]` of a `Text` that `decodes()`, as a new str.
+fn decode_str<'py>(
+    py: Python<'py>,
+    b: &[u8],
+    (s, e): (usize, usize),
+) -> PyResult<Bound<'py, PyAny>> {
+    unsafe {
+        let p =
+            ffi::PyUnicode_FromStringAndSize(b.as_ptr().add(s).cast(), (e - s) as ffi::Py_ssize_t);
+        Bound::from_owned_ptr_or_err(py, p)
+    }
 }
 
 fn texts_of<'a, 'py>(items: &'a [Bound<'py, PyString>]) -> PyResult<Vec<Text<'a>>> {
@@ -117,6 +137,7 @@ fn count_chars(b: &[u8]) -> usize {
 struct CharCursor<'t> {
     b: &'t [u8],
     ascii: bool,
+    decodes: bool,
     byte: usize,
     chr: usize,
 }
@@ -126,6 +147,7 @@ impl<'t> CharCursor<'t> {
         CharCursor {
             b: text.bytes(),
             ascii: text.ascii,
+            decodes: text.decodes(),
             byte: 0,
             chr: 0,
         }
@@ -145,14 +167,18 @@ impl<'t> CharCursor<'t> {
     }
 }
 
-/// The piece `[s, e)` (byte offsets) of the Python string `src`, cut with PyUnicode_Substring:
-/// a copy of the right width, with no UTF-8 decoding, and exact for lone surrogates too.
+/// The piece `[s, e)` (byte offsets) of the Python string `src`: decoded from its UTF-8 if
+/// the text `decodes()`, else cut with PyUnicode_Substring (a copy of the right width, exact
+/// for lone surrogates too).
 fn make_str<'py>(
     py: Python<'py>,
     src: &Bound<'py, PyString>,
     cur: &mut CharCursor<'_>,
     (s, e): (usize, usize),
 ) -> PyResult<Bound<'py, PyAny>> {
+    if cur.decodes {
+        return decode_str(py, cur.b, (s, e));
+    }
     let (cs, ce) = (cur.at(s), cur.at(e));
     unsafe {
         let p =
@@ -346,7 +372,8 @@ impl AsRef<[u8]> for Text<'_> {
 
 /// The sentences of a batch, each distinct one once: `ids` numbers every occurrence (in
 /// order) by its distinct sentence, `counts` has the number of sentences per text, and
-/// `firsts` the text and code point span where each distinct sentence first occurs.
+/// `firsts` the text and span where each distinct sentence first occurs (code point offsets
+/// for texts with lone surrogates, byte offsets else: see `Text::decodes`).
 struct Unique {
     ids: Vec<u32>,
     counts: Vec<usize>,
@@ -366,6 +393,12 @@ const DEDUP_PROBE: usize = 4096;
 /// ...and then only while fewer than this share of them were new: a batch that repeats little
 /// costs the lookups without saving string objects.
 const DEDUP_GIVE_UP: f64 = 0.5;
+/// ...or already after this many, when at least this share of them were new (a batch of
+/// distinct sentences; a GRPO batch repeats more than that by then: 24 to 76 % new).
+const DEDUP_EARLY: usize = 1024;
+const DEDUP_EARLY_GIVE_UP: f64 = 0.9;
+/// Sentences of one text looked up between two such checks.
+const DEDUP_CHUNK: usize = 1024;
 
 /// Splits every text with `f` (which appends sentence spans and returns what else it found)
 /// and deduplicates the sentences of the batch by their bytes (UTF-8 or surrogatepass: equal
@@ -381,14 +414,20 @@ fn split_dedup<P: Send>(
     let mut d = Dedup::default();
     let mut checking = true;
     // Stop looking sentences up once the batch shows it repeats few of them (when allowed).
+    // A long text is looked at in chunks, so that one text alone can stop the lookups as a
+    // batch of many does (one call on a long document is then as fast as the batch path).
     let mut add = |d: &mut Dedup, i: usize, v: &[(usize, usize)], ids: &mut Vec<u32>| {
-        if checking {
-            d.add(texts, i, v, ids);
-            checking = all == Dedupe::All
-                || ids.len() < DEDUP_PROBE
-                || (d.len() as f64) < DEDUP_GIVE_UP * ids.len() as f64;
-        } else {
-            d.add_unchecked(i, v, ids);
+        for chunk in v.chunks(DEDUP_CHUNK) {
+            if checking {
+                d.add(texts, i, chunk, ids);
+                let (new, seen) = (d.len() as f64, ids.len() as f64);
+                checking = all == Dedupe::All
+                    || (ids.len() < DEDUP_PROBE
+                        && (ids.len() < DEDUP_EARLY || new < DEDUP_EARLY_GIVE_UP * seen))
+                    || new < DEDUP_GIVE_UP * seen;
+            } else {
+                d.add_unchecked(i, chunk, ids);
+            }
         }
     };
     let mut ids = Vec::new();
@@ -415,15 +454,20 @@ fn split_dedup<P: Send>(
             add(&mut d, i, &v, &mut ids);
         }
     }
-    // Code point offsets for cutting the Python strings (first occurrences come in order).
-    let mut firsts = Vec::with_capacity(d.len());
+    // Code point offsets for cutting the Python strings of texts with lone surrogates (first
+    // occurrences come in order); byte offsets, which are code point offsets for ASCII, else.
+    let mut firsts = d.firsts;
     let mut cur: Option<(usize, CharCursor<'_>)> = None;
-    for &(i, s, e) in &d.firsts {
+    for f in firsts.iter_mut() {
+        let i = f.0;
+        if !matches!(texts[i].buf, Buf::Wtf8(_)) {
+            continue;
+        }
         if cur.as_ref().is_none_or(|c| c.0 != i) {
             cur = Some((i, CharCursor::new(&texts[i])));
         }
         let c = &mut cur.as_mut().unwrap().1;
-        firsts.push((i, c.at(s), c.at(e)));
+        *f = (i, c.at(f.1), c.at(f.2));
     }
     (
         found,
@@ -454,10 +498,14 @@ impl Unique {
         &self,
         py: Python<'py>,
         items: &[Bound<'py, PyString>],
+        texts: &[Text<'_>],
     ) -> PyResult<Vec<Bound<'py, PyAny>>> {
         self.firsts
             .iter()
             .map(|&(i, cs, ce)| unsafe {
+                if texts[i].decodes() {
+                    return decode_str(py, texts[i].bytes(), (cs, ce));
+                }
                 let p = ffi::PyUnicode_Substring(
                     items[i].as_ptr(),
                     cs as ffi::Py_ssize_t,
@@ -468,27 +516,58 @@ impl Unique {
             .collect()
     }
 
-    /// One list of sentences per text; a repeated sentence is the same str object.
+    /// One list of sentences per text; a repeated sentence is the same str object. The
+    /// first list to hold a string takes over the reference `strings` held (every distinct
+    /// string occurs at least once), so only repeats cost an incref.
     fn lists<'py>(
         &self,
         py: Python<'py>,
-        strings: &[Bound<'py, PyAny>],
-    ) -> PyResult<Vec<Bound<'py, PyList>>> {
-        let mut pos = 0;
-        self.counts
-            .iter()
-            .map(|&n| unsafe {
-                let list = Bound::from_owned_ptr_or_err(py, ffi::PyList_New(n as ffi::Py_ssize_t))?
-                    .cast_into_unchecked::<PyList>();
-                for (k, &id) in self.ids[pos..pos + n].iter().enumerate() {
-                    // PyList_SetItem steals the new reference; it cannot fail on a fresh list.
-                    let obj = strings[id as usize].clone().into_ptr();
-                    ffi::PyList_SetItem(list.as_ptr(), k as ffi::Py_ssize_t, obj);
+        strings: Vec<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        struct Refs(Vec<*mut ffi::PyObject>, Vec<bool>);
+        impl Drop for Refs {
+            // On an error, the references not handed to a list yet.
+            fn drop(&mut self) {
+                for (&p, &taken) in self.0.iter().zip(&self.1) {
+                    if !taken {
+                        unsafe { ffi::Py_DecRef(p) };
+                    }
                 }
+            }
+        }
+        let n_strings = strings.len();
+        let mut refs = Refs(
+            strings.into_iter().map(Bound::into_ptr).collect(),
+            vec![false; n_strings],
+        );
+        unsafe {
+            let outer = Bound::from_owned_ptr_or_err(
+                py,
+                ffi::PyList_New(self.counts.len() as ffi::Py_ssize_t),
+            )?
+            .cast_into_unchecked::<PyList>();
+            let mut pos = 0;
+            for (t, &n) in self.counts.iter().enumerate() {
+                let list = ffi::PyList_New(n as ffi::Py_ssize_t);
+                if list.is_null() {
+                    return Err(PyErr::fetch(py));
+                }
+                for (k, &id) in self.ids[pos..pos + n].iter().enumerate() {
+                    let id = id as usize;
+                    let obj = refs.0[id];
+                    if refs.1[id] {
+                        ffi::Py_IncRef(obj);
+                    } else {
+                        refs.1[id] = true;
+                    }
+                    // PyList_SetItem steals the reference; it cannot fail on a fresh list.
+                    ffi::PyList_SetItem(list, k as ffi::Py_ssize_t, obj);
+                }
+                ffi::PyList_SetItem(outer.as_ptr(), t as ffi::Py_ssize_t, list);
                 pos += n;
-                Ok(list)
-            })
-            .collect()
+            }
+            Ok(outer)
+        }
     }
 }
 
@@ -521,7 +600,7 @@ fn split_unique<'py>(
     let texts = texts_of(&items)?;
     let par = use_parallel(&texts, parallel);
     let (_, uniq) = py.detach(|| split_dedup(&texts, par, Dedupe::All, split));
-    let strings = uniq.strings(py, &items)?;
+    let strings = uniq.strings(py, &items, &texts)?;
     Ok((
         PyList::new(py, strings)?,
         i64_bytes(py, uniq.ids.iter().map(|&i| i as usize)),
@@ -608,10 +687,9 @@ fn parse_and_split<'py>(
         })
     });
     let _gc = GcPause::new(py);
-    let strings = uniq.strings(py, &items)?;
-    let sentences = uniq.lists(py, &strings)?;
+    let sentences = uniq.lists(py, uniq.strings(py, &items, &texts)?)?;
     let parsed = parsed_objects(py, &results, &texts, &items, cls)?;
-    Ok((PyList::new(py, parsed)?, PyList::new(py, sentences)?))
+    Ok((PyList::new(py, parsed)?, sentences))
 }
 
 /// `parse_completions` and `split_unique` of the think spans in one pass over the batch:
@@ -639,7 +717,7 @@ fn parse_and_split_unique<'py>(
     let (results, uniq) =
         py.detach(|| split_dedup(&texts, par, Dedupe::All, |b, v| parse_split(split, b, v)));
     let _gc = GcPause::new(py);
-    let strings = uniq.strings(py, &items)?;
+    let strings = uniq.strings(py, &items, &texts)?;
     let parsed = parsed_objects(py, &results, &texts, &items, cls)?;
     Ok((
         PyList::new(py, parsed)?,
@@ -704,8 +782,7 @@ fn split_sentences_batch<'py>(
     let par = use_parallel(&texts, parallel);
     let (_, uniq) = py.detach(|| split_dedup(&texts, par, Dedupe::WhileWorthIt, split));
     let _gc = GcPause::new(py);
-    let strings = uniq.strings(py, &items)?;
-    PyList::new(py, uniq.lists(py, &strings)?)
+    uniq.lists(py, uniq.strings(py, &items, &texts)?)
 }
 
 /// Byte offsets instead of strings: for each text a flat list [start0, end0, start1, ...] of
@@ -842,6 +919,9 @@ fn pragmatic_lists() -> Vec<(&'static str, Vec<&'static str>)> {
         ("number_abbr", pragmatic::NUMBER_ABBR.to_vec()),
         ("sometimes_end", pragmatic::SOMETIMES_END.to_vec()),
         ("starters", pragmatic::STARTERS.to_vec()),
+        ("time_qualifiers", pragmatic::TIME_QUALIFIERS.to_vec()),
+        ("fronting", pragmatic::FRONTING.to_vec()),
+        ("exclamation_words", pragmatic::EXCLAMATION_WORDS.to_vec()),
     ]
 }
 
