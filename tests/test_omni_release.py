@@ -324,11 +324,15 @@ def test_training_stages_build_the_release_prompts(tiny_dir: Path) -> None:
         max_prompt_length = len(RELEASE_GRPO_IDS)
         prompt_template = "qwen2_vl"
 
-    (row,) = build_rows(policy, [sample], "mafw", Cfg(), "recipe.toml: $.grpo.dataset")
+    from erv_plugins.recipe import DataSpec
+    from erv_plugins.training.common import StageData
+
+    data = [StageData(DataSpec(plugin="mafw"), None, [sample], "mafw", "$.grpo.dataset")]
+    (row,) = build_rows(policy, data, Cfg(), "recipe.toml")
     assert collapse(policy.processor.tokenize(row["prompt"]), policy.processor) == RELEASE_GRPO_IDS
     Cfg.max_prompt_length -= 1
     with pytest.raises(ErvError, match=f"prompt has {len(RELEASE_GRPO_IDS)} tokens, more than"):
-        build_rows(policy, [sample], "mafw", Cfg(), "recipe.toml: $.grpo.dataset")
+        build_rows(policy, data, Cfg(), "recipe.toml")
 
 
 def test_generation_protocols() -> None:

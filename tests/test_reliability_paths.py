@@ -45,8 +45,10 @@ PAPER_MISSING = [
     "text_jsonl file)",
     "data/erv_verifier/complemented.jsonl: no such file ($.train_verifier.train[3]: "
     "text_jsonl file)",
-    "data/MAFW: no such directory ($.grpo.dataset: mafw dataset directory; $.eval.dataset: "
-    "mafw dataset directory)",
+    "data/MAFW: no such directory ($.grpo.datasets[0]: mafw dataset directory; "
+    "$.eval.datasets[0]: mafw dataset directory)",
+    "data/DFEW: no such directory ($.grpo.datasets[1]: dfew dataset directory; "
+    "$.eval.datasets[1]: dfew dataset directory)",
     "$OPENAI_API_KEY: environment variable not set (the API key; a local server that needs "
     "none: set it to any value, e.g. EMPTY) ($.eval.judge: judge 'openai')",
 ]

@@ -215,6 +215,10 @@ def _evaluate(predictions: Sequence[Prediction], label_space: LabelSpace, judge:
                    for r in base if r["id"] in failed}
     rows = [done.get(r["id"]) or failed_rows[r["id"]] for r in base
             if r["id"] in done or r["id"] in failed]
+    if failed and len(failed) == len(base):
+        # Every request failed: no protocol's metrics would say anything about the model.
+        raise ErvError(f"the judge answered for none of the {len(base)} samples; first "
+                       f"error: {next(iter(failed.values()))}")
     judge_labels = [protocols.judge_label(protocol, r, label_space) for r in rows]
     counted = [(r, j) for r, j in zip(rows, judge_labels) if j is not None]
     if not counted:
