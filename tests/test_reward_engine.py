@@ -19,7 +19,8 @@ from erv_plugins.plugins import get_plugins
 from erv_plugins.recipe import WeightSchedule, load_recipe
 from erv_plugins.rewards import testing as reward_testing
 from erv_plugins.rewards.base import RewardBatch
-from erv_plugins.rewards.engine import RewardEngine, RewardTerm, scheduled_weight
+from erv_plugins.rewards.engine import RewardEngine, RewardTerm
+from erv_plugins.rewards.schedules import scheduled_weight
 from erv_plugins.rewards.explanation import ExplanationOptions, ExplanationReward
 from erv_plugins.rewards.format_answer import FormatReward
 from erv_plugins.rewards.testing import KeywordVerifier

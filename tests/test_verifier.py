@@ -331,7 +331,7 @@ def test_verifier_stage_writes_the_checkpoint_where_later_stages_look(tmp_path: 
     from click.testing import CliRunner
 
     from erv_plugins.cli import build_cli
-    from erv_plugins.verifiers.training import trained_verifier_path
+    from erv_plugins.verifiers.stage import trained_verifier_path
 
     recipe = tmp_path / "tiny.toml"
     recipe.write_text(f"""

@@ -20,20 +20,32 @@ error naming both.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pluggy
 
 if TYPE_CHECKING:
     import click
-
-    from erv_plugins.plugins import Register
+    import msgspec
 
 PROJECT = "erv_plugins"
 
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+class Register(Protocol):
+    """The callback handed to every ``erv_register_*`` hook."""
+
+    def __call__(
+        self,
+        factory: Callable[..., Any],
+        *,
+        name: str | None = None,
+        options: type[msgspec.Struct] | None = None,
+        description: str | None = None,
+    ) -> None: ...
 
 
 @hookspec

@@ -15,11 +15,12 @@ import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal
 
 import pluggy
 
 from erv_plugins import hookspecs
+from erv_plugins.hookspecs import Register  # re-exported: plugins import it from here
 from erv_plugins.errors import PluginError
 
 if TYPE_CHECKING:
@@ -51,19 +52,6 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "erv_plugins.models.builtin",
     "erv_plugins.stages",
 )
-
-
-class Register(Protocol):
-    """The callback handed to every ``erv_register_*`` hook."""
-
-    def __call__(
-        self,
-        factory: Callable[..., Any],
-        *,
-        name: str | None = None,
-        options: type[msgspec.Struct] | None = None,
-        description: str | None = None,
-    ) -> None: ...
 
 
 @dataclass(frozen=True)

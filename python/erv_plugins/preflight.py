@@ -64,15 +64,6 @@ def _under(path: Path, prefix: Path) -> bool:
     return p == q or p.startswith(q.rstrip(os.sep) + os.sep)
 
 
-def stages_to_run(recipe: Recipe, run_dir: Path, *, force: bool = False,
-                  only: Sequence[str] | None = None) -> list[str]:
-    """The stages ``run_recipe`` will run: those selected and not done (unless ``force``)."""
-    from erv_plugins.stages import DONE
-
-    return [s for s in recipe.stages if (not only or s in only)
-            and (force or not (run_dir / s / DONE).exists())]
-
-
 def check_paths(recipe: Recipe, plugins: Plugins, *, run_dir: Path | None = None,
                 stages: Sequence[str] | None = None) -> list[Missing]:
     """Everything missing for ``stages`` (default: all of the recipe's) to run."""

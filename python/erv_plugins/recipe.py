@@ -757,7 +757,7 @@ def _grpo_groups(recipe: Recipe) -> Iterator[tuple[_Path, str]]:
 def _schedules(recipe: Recipe) -> Iterator[tuple[_Path, str]]:
     if not any(s.schedule is not None for s in recipe.rewards.values()):
         return
-    from erv_plugins.rewards.engine import check_schedule
+    from erv_plugins.rewards.schedules import check_schedule
 
     for key, spec in recipe.rewards.items():
         try:

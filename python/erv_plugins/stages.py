@@ -59,7 +59,7 @@ def _lazy(name: str, module: str, attr: str, doc: str) -> Callable[[], Stage]:
 def erv_register_stages(register: Register) -> None:
     register(_lazy("sft", "erv_plugins.training.sft", "SFTStage",
                    "Supervised fine-tuning of the policy on EMER (paper eq. 2)."))
-    register(_lazy("verifier", "erv_plugins.verifiers.training", "VerifierStage",
+    register(_lazy("verifier", "erv_plugins.verifiers.stage", "VerifierStage",
                    "Train the Emotional Rationale Verifier (paper section 3.2)."))
     register(_lazy("grpo", "erv_plugins.training.grpo", "GRPOStage",
                    "GRPO with R = R_E + R_format + R_answer (paper eq. 3-5)."))
@@ -82,6 +82,19 @@ def trained_verifier_spec(recipe: Recipe, run_dir: Path) -> PluginSpec | None:
     return msgspec.structs.replace(spec, options=options)
 
 
+def build_stage(plugins: Plugins, recipe: Recipe, name: str) -> Stage:
+    """The registered stage ``name``, built the same way in ``erv run`` and in the
+    processes it launches (training/launching.py)."""
+    return plugins.get("stage", name).build()
+
+
+def stages_to_run(recipe: Recipe, run_dir: Path, *, force: bool = False,
+                  only: Sequence[str] | None = None) -> list[str]:
+    """The stages ``run_recipe`` will run: those selected and not done (unless ``force``)."""
+    return [s for s in recipe.stages if (not only or s in only)
+            and (force or not (run_dir / s / DONE).exists())]
+
+
 def run_recipe(recipe: Recipe, plugins: Plugins, *, force: bool = False,
                only: Sequence[str] | None = None,
                echo: Callable[[str], None] = click.echo, preflight: bool = True) -> Path:
@@ -95,7 +108,7 @@ def run_recipe(recipe: Recipe, plugins: Plugins, *, force: bool = False,
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     run_dir = recipe.resolved_run_dir()
     if preflight:
-        from erv_plugins.preflight import require_paths, stages_to_run
+        from erv_plugins.preflight import require_paths
 
         require_paths(recipe, plugins, run_dir=run_dir,
                       stages=stages_to_run(recipe, run_dir, force=force, only=only))
@@ -120,7 +133,7 @@ def _run_stages(recipe: Recipe, plugins: Plugins, run_dir: Path, *, force: bool,
         out.mkdir(parents=True, exist_ok=True)
         echo(f"erv: stage {name} ...")
         start = time.perf_counter()
-        stage = plugins.get("stage", name).build()
+        stage = build_stage(plugins, recipe, name)
         summary = stage(StageContext(recipe, run_dir, out, plugins, force, echo)) or {}
         seconds = time.perf_counter() - start
         (out / DONE).write_text(json.dumps({"seconds": round(seconds, 2), **summary}) + "\n")

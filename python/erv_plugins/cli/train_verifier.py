@@ -97,7 +97,7 @@ def _from_recipe(path: str, out: str | None, overrides: dict[str, object],
     from erv_plugins.recipe import load_recipe
     from erv_plugins.stages import StageContext
     from erv_plugins.errors import ErvError
-    from erv_plugins.verifiers.training import VerifierStage
+    from erv_plugins.verifiers.stage import VerifierStage
 
     plugins = get_plugins()
     recipe = load_recipe(path, plugins)

@@ -58,7 +58,6 @@ class EvalStage:
     name: ClassVar[str] = "eval"
 
     def __call__(self, ctx: StageContext) -> dict[str, Any] | None:
-        from erv_plugins.cli.eval import report
         from erv_plugins.evaluation import tables
         from erv_plugins.evaluation.run import evaluate, read_predictions
 
@@ -102,7 +101,7 @@ class EvalStage:
             result = evaluate(read_predictions(path), space, judge, out,
                               run_name=ctx.recipe.name, protocol=cfg.protocol,
                               bootstrap=cfg.bootstrap, seed=cfg.seed, echo=ctx.echo)
-            report(result.metrics, [], paper=False, echo=ctx.echo)
+            tables.report(result.metrics, [], paper=False, echo=ctx.echo)
             failed += len(result.failed)
             m = result.metrics
             entries.append(tables.RunEntry(ctx.recipe.name, space.name, m))
