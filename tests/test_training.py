@@ -138,10 +138,10 @@ def test_plots_and_report_name_every_reward(tmp_path):
 # -- settings ----------------------------------------------------------------------------
 def test_trl_settings_carry_every_paper_value(tmp_path):
     import msgspec
-    from erv_plugins.recipe import DataSpec, GRPOConfig, Recipe
+    from erv_plugins.recipe import DataSpec, GRPOTable, Recipe
     from erv_plugins.training.grpo import trl_settings
 
-    cfg = GRPOConfig(dataset=DataSpec(plugin="mafw"), bf16=True)
+    cfg = GRPOTable(dataset=DataSpec(plugin="mafw"), bf16=True)
     recipe = Recipe(name="p", stages=["grpo"], grpo=cfg)
     s = trl_settings(cfg, recipe, tmp_path)
     assert (s["num_generations"], s["beta"], s["learning_rate"], s["lr_scheduler_type"],

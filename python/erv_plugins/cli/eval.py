@@ -122,7 +122,7 @@ def eval_(predictions: str | None, policy: str | None, dataset: str | None,
     if dataset is None:
         raise ErvError("erv eval: --dataset is required (mafw or dfew)")
 
-    from erv_plugins.evaluation.stage import build_judge, label_space_named
+    from erv_plugins.evaluation.stage import build_judge
     from erv_plugins.plugins import get_plugins
 
     plugins = get_plugins()
@@ -156,7 +156,7 @@ def eval_(predictions: str | None, policy: str | None, dataset: str | None,
         run_name = name or Path(policy).name
     else:
         assert predictions is not None
-        label_space = label_space_named(dataset, plugins)
+        label_space = plugins.label_space(dataset)
         pred_path = Path(predictions)
         run_name = name or pred_path.stem
 

@@ -36,7 +36,6 @@ from erv_plugins.errors import ErvError, PluginError, RecipeError
 from erv_plugins.labels import LabelSpace
 from erv_plugins.rewards.base import RewardBatch, RewardResult
 from erv_plugins.rewards.schedules import check_schedule, scheduled_weight
-from erv_plugins.rewards.spaces import label_spaces_from_plugins
 from erv_plugins.text import parse_and_split_unique, parse_completions
 
 if TYPE_CHECKING:
@@ -152,7 +151,7 @@ class RewardEngine:
         source = recipe.source or "recipe"
         if not recipe.rewards:
             raise RecipeError(f"{source}: $.rewards: the recipe defines no rewards")
-        spaces = dict(label_spaces) if label_spaces is not None else label_spaces_from_plugins(plugins)
+        spaces = dict(label_spaces) if label_spaces is not None else plugins.label_spaces()
         regs = {}
         for name, spec in recipe.rewards.items():
             plugin = spec.plugin or name

@@ -150,4 +150,8 @@ def _child(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(_child(sys.argv[1:]))
+    # Run as a file by accelerate: take _child from the imported module, so that
+    # ``LaunchedStage`` is the class the registered stages subclass (not __main__'s copy).
+    from erv_plugins.training.launching import _child as child
+
+    sys.exit(child(sys.argv[1:]))

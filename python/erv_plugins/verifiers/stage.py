@@ -8,26 +8,26 @@ from typing import Any
 
 from erv_plugins.datasets.base import build_dataset
 from erv_plugins.errors import ErvError
-from erv_plugins.verifiers.data import TextRecord, label_space_for
+from erv_plugins.verifiers.data import TextRecord
 from erv_plugins.verifiers.tiny import build_tiny_verifier
 from erv_plugins.verifiers.training import TINY_BASE, records_from_dataset, train_verifier
 
 
 class VerifierStage:
-    """Stage ``verifier`` of ``erv run``: train the ERV from ``[train_verifier]``.
+    """Stage ``train_verifier`` of ``erv run``: train the ERV from ``[train_verifier]``.
 
-    Writes the checkpoint to ``<run_dir>/verifier/model`` (where later stages look for it)
-    and ``metrics.json``, ``metrics.png``, ``counts.txt`` to ``<run_dir>/verifier``.
+    Writes the checkpoint to ``<run_dir>/train_verifier/model`` (where later stages look for it)
+    and ``metrics.json``, ``metrics.png``, ``counts.txt`` to ``<run_dir>/train_verifier``.
     ``base = "tiny"`` starts from a freshly built tiny RoBERTa (tests and demos).
     """
 
-    name = "verifier"
+    name = "train_verifier"
 
     def __call__(self, ctx: Any) -> dict[str, Any]:
         cfg = ctx.recipe.train_verifier
         if cfg is None:
-            raise ErvError("stage verifier needs a [train_verifier] table")
-        space = label_space_for(cfg.label_space)
+            raise ErvError("stage train_verifier needs a [train_verifier] table")
+        space = ctx.plugins.label_space(cfg.label_space)
         out = Path(ctx.out)
         base: str | Path = cfg.base
         if cfg.base == TINY_BASE:
@@ -53,4 +53,4 @@ class VerifierStage:
 
 def trained_verifier_path(run_dir: str | os.PathLike[str]) -> Path:
     """Where the verifier stage of a run leaves its checkpoint."""
-    return Path(run_dir) / "verifier" / "model"
+    return Path(run_dir) / "train_verifier" / "model"
