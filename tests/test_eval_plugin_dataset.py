@@ -12,7 +12,7 @@ from click.testing import CliRunner
 import erv_plugins.plugins as plugins_mod
 from erv_plugins.cli import build_cli
 from erv_plugins.errors import ErvError
-from erv_plugins.judges.testing import ScriptedChatServer
+from erv_plugins.testing.judges import ScriptedChatServer
 from erv_plugins.plugins import Plugins
 
 # (gold g, answer p, explanation): the server's judge label j is the first label word of

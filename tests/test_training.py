@@ -68,11 +68,11 @@ save_steps = 10
 DRIVER = """\
 import sys, torch
 torch.set_num_threads(1)
-import erv_plugins.rewards.testing, erv_plugins.training.demo
+import erv_plugins.testing.rewards, erv_plugins.training.demo
 from erv_plugins.plugins import Plugins
 from erv_plugins.recipe import load_recipe
 from erv_plugins.stages import run_recipe
-plugins = Plugins(extra=[erv_plugins.training.demo, erv_plugins.rewards.testing])
+plugins = Plugins(extra=[erv_plugins.training.demo, erv_plugins.testing.rewards])
 recipe = load_recipe(sys.argv[1], plugins)
 recipe.run_dir = sys.argv[2]
 run_recipe(recipe, plugins, only=sys.argv[3:] or None)
@@ -320,7 +320,7 @@ def test_train_vision_tower_unfreezes_siglip_and_survives_a_save(tmp_path):
 
 
 def test_grpo_without_the_sft_model_says_which_stage_to_run(tmp_path):
-    import erv_plugins.rewards.testing
+    import erv_plugins.testing.rewards
     import erv_plugins.training.demo
     from erv_plugins.errors import ErvError
     from erv_plugins.plugins import Plugins
@@ -328,7 +328,7 @@ def test_grpo_without_the_sft_model_says_which_stage_to_run(tmp_path):
     from erv_plugins.stages import StageContext
     from erv_plugins.training.common import policy_source
 
-    plugins = Plugins(extra=[erv_plugins.training.demo, erv_plugins.rewards.testing])
+    plugins = Plugins(extra=[erv_plugins.training.demo, erv_plugins.testing.rewards])
     recipe = load_recipe(write_recipe(tmp_path), plugins)
     ctx = StageContext(recipe, tmp_path / "run", tmp_path / "run" / "grpo", plugins)
     with pytest.raises(ErvError, match=r"the SFT stage has not produced a model yet \(run the "
