@@ -94,7 +94,11 @@ def erv_register_stages(register: Register) -> None:
     """Register pipeline stages that ``erv run`` may name in a recipe's ``stages``.
 
     A stage is called with the resolved recipe and the run directory and writes its
-    outputs there; see ``erv_plugins.stages.Stage``.
+    outputs there; see ``erv_plugins.stages.Stage``. The ``options`` struct a stage
+    registers is its recipe table ``[<stage name>]``: the recipe decodes it (path-precise
+    errors), refuses a recipe that names the stage without it, and the factory is built
+    with it. A subclass of ``erv_plugins.training.launching.LaunchedStage`` runs in each
+    of the ``[launch] num_processes`` processes, found there by its name.
     """
 
 
