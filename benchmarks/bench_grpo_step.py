@@ -192,9 +192,9 @@ def main(argv: list[str]) -> int:
     RewardEngine.score_batch = score_batch  # type: ignore[method-assign]
     # Random weights write no <think> block, so the verifier is hardly called in the loop.
     # The same engine on 16 well-formed completions (one GRPO group, 2-8 explanation
-    # sentences each, erv_plugins.rewards.testing.synthetic_batch), cold cache each round,
+    # sentences each, erv_plugins.testing.rewards.synthetic_batch), cold cache each round,
     # gives the share a trained policy's step would spend in rewards.
-    from erv_plugins.rewards.testing import synthetic_batch
+    from erv_plugins.testing.rewards import synthetic_batch
 
     wellformed_s = []
     for seed in range(6):

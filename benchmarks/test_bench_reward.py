@@ -36,7 +36,7 @@ from erv_plugins.labels import GOEMOTIONS  # noqa: E402
 from erv_plugins.rewards.engine import RewardEngine  # noqa: E402
 from erv_plugins.rewards.explanation import ExplanationOptions, ExplanationReward  # noqa: E402
 from erv_plugins.rewards.format_answer import AnswerOptions, AnswerReward, FormatReward  # noqa: E402
-from erv_plugins.rewards.testing import build_tiny_roberta, synthetic_batch  # noqa: E402
+from erv_plugins.testing.rewards import build_tiny_roberta, synthetic_batch  # noqa: E402
 from erv_plugins.text import NATIVE, parse_completions, split_sentences_batch  # noqa: E402
 
 PROMPTS, GENERATIONS, TAU = 64, 16, 0.1

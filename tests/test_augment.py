@@ -279,7 +279,7 @@ def test_cli_takes_the_api_settings_from_the_recipe(llm: tuple[ScriptedLLM, str]
     recipe = tmp_path / "r.toml"
     recipe.write_text(f"""
 name = "aug"
-stages = ["verifier"]
+stages = ["train_verifier"]
 
 [train_verifier]
 base = "tiny"

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from erv_plugins.cli import build_cli
-from erv_plugins.judges.testing import Reply, ScriptedChatServer
+from erv_plugins.testing.judges import Reply, ScriptedChatServer
 
 DATA = Path(__file__).parent / "data" / "predictions_mafw.jsonl"
 KEY = "sk-cli-test-SECRET-0042"

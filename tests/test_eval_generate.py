@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from erv_plugins.cli import build_cli
-from erv_plugins.judges.testing import ScriptedChatServer
+from erv_plugins.testing.judges import ScriptedChatServer
 
 pytestmark = pytest.mark.slow
 

@@ -13,7 +13,7 @@ from erv_plugins.errors import ErvError
 from erv_plugins.evaluation.run import JUDGEMENTS, Prediction, evaluate, read_predictions
 from erv_plugins.judges.base import JudgeRequest, Verdict
 from erv_plugins.judges.chat import OpenAIJudge, OpenAIJudgeOptions
-from erv_plugins.judges.testing import Reply, ScriptedChatServer, Status
+from erv_plugins.testing.judges import Reply, ScriptedChatServer, Status
 from erv_plugins.labels import DFEW, LabelSpace
 
 DATA = Path(__file__).parent / "data" / "predictions_mafw.jsonl"

@@ -21,7 +21,7 @@ def _write(path: Path, text: str) -> Path:
 
 
 def _plugins() -> Plugins:
-    import erv_plugins.rewards.testing as keywords  # registers the verifier "keywords"
+    import erv_plugins.testing.rewards as keywords  # registers the verifier "keywords"
 
     return Plugins(entry_points=False, extra=[keywords])
 

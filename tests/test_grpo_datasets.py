@@ -10,7 +10,7 @@ import pytest
 from erv_plugins.datasets.base import Sample
 from erv_plugins.errors import RecipeError
 from erv_plugins.labels import DFEW, MAFW
-from erv_plugins.recipe import DataSpec, GRPOConfig, load_recipe
+from erv_plugins.recipe import DataSpec, GRPOTable, load_recipe
 from erv_plugins.training.common import StageData
 from erv_plugins.training.grpo import build_rows
 
@@ -39,13 +39,13 @@ def test_mixed_rows_keep_their_own_label_space_and_distinct_ids() -> None:
     dfew = [Sample("1", "happy", Path("DFEW/clip/1.mp4"))]
     data = [StageData(DataSpec(plugin="mafw"), _Set(MAFW, mafw), mafw, "mafw", "$.grpo.datasets[0]"),
             StageData(DataSpec(plugin="dfew"), _Set(DFEW, dfew), dfew, "dfew", "$.grpo.datasets[1]")]
-    rows = build_rows(_TextPolicy(), data, GRPOConfig(datasets=[d.spec for d in data]), "r.toml")
+    rows = build_rows(_TextPolicy(), data, GRPOTable(datasets=[d.spec for d in data]), "r.toml")
     assert [(r["id"], r["label"], r["dataset"], r["video"]) for r in rows] == [
         ("mafw/00001", "happiness", "mafw", "MAFW/clips/00001.mp4"),
         ("mafw/00002", "contempt", "mafw", "MAFW/clips/00002.mp4"),
         ("dfew/1", "happy", "dfew", "DFEW/clip/1.mp4")]
     # One dataset: ids as the dataset gives them.
-    assert build_rows(_TextPolicy(), data[1:], GRPOConfig(dataset=data[1].spec),
+    assert build_rows(_TextPolicy(), data[1:], GRPOTable(dataset=data[1].spec),
                       "r.toml")[0]["id"] == "1"
 
 

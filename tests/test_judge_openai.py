@@ -10,7 +10,7 @@ import pytest
 from erv_plugins.errors import ErvError
 from erv_plugins.judges.base import JUDGE_PROMPT, JudgeRequest, match_reply, permuted_labels
 from erv_plugins.judges.chat import OpenAIJudge, OpenAIJudgeOptions
-from erv_plugins.judges.testing import Drop, Reply, ScriptedChatServer, Slow, Status
+from erv_plugins.testing.judges import Drop, Reply, ScriptedChatServer, Slow, Status
 from erv_plugins.labels import DFEW, MAFW
 from erv_plugins.plugins import get_plugins
 

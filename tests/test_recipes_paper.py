@@ -36,7 +36,7 @@ def without(data: dict, *paths: tuple[str, ...]) -> dict:
 
 def test_paper_0_5b_dry_run_states_every_paper_number():
     text, r = dry_run("paper_0_5b.toml")
-    assert r["stages"] == ["sft", "verifier", "grpo", "eval"]
+    assert r["stages"] == ["sft", "train_verifier", "grpo", "eval"]
     # Data (Table 8): 8 frames at 224 x 224 for SFT and GRPO.
     assert (r["sft"]["frames"], r["sft"]["image_size"]) == (8, 224)
     assert (r["grpo"]["frames"], r["grpo"]["image_size"]) == (8, 224)

@@ -237,7 +237,7 @@ CASES = [
      lambda t: (t / "p.jsonl").write_text(""), [],
      ["$ERV_TEST_NO_SUCH_KEY: environment variable not set (the API key; a local server "
       "that needs none: set it to any value, e.g. EMPTY) ($.eval.judge: judge 'openai')"]),
-    ("verifier-stage-files", 'name = "p"\nstages = ["verifier"]\n[train_verifier]\n'
+    ("verifier-stage-files", 'name = "p"\nstages = ["train_verifier"]\n[train_verifier]\n'
                              'base = "ckpt/base"\ntrain = [{ plugin = "text_jsonl", '
                              'root = "pseudo.jsonl" }]\n', None, [],
      ["ckpt/base: no such directory (nor a model in the local Hugging Face cache) "
@@ -249,14 +249,14 @@ CASES = [
     ("sft-model-of-a-stage-not-run", TINY.read_text(), None, ["--stage", "grpo"],
      ["{tmp}/run/sft/model: no such directory (stage grpo: the SFT model from stage sft of "
       "this run (run it: --stage sft))",
-      "{tmp}/run/verifier/model: no such directory (stage grpo: the trained verifier from "
-      "stage verifier of this run (run it: --stage verifier))"]),
+      "{tmp}/run/train_verifier/model: no such directory (stage grpo: the trained verifier "
+      "from stage train_verifier of this run (run it: --stage train_verifier))"]),
     ("eval-reads-this-runs-products", TINY.read_text(), None, ["--stage", "eval"],
      ["data/tiny_cpu/mafw: no such directory ($.eval.dataset: mafw dataset directory)",
       "{tmp}/run/grpo/model: no such directory (stage eval: the trained policy from stage "
       "grpo of this run (run it: --stage grpo))",
-      "{tmp}/run/verifier/model: no such directory (stage eval: the trained verifier from "
-      "stage verifier of this run (run it: --stage verifier))"]),
+      "{tmp}/run/train_verifier/model: no such directory (stage eval: the trained verifier "
+      "from stage train_verifier of this run (run it: --stage train_verifier))"]),
 ]
 
 
@@ -405,7 +405,7 @@ def test_one_process_may_nest_its_own_holds(tmp_path):
 def test_eval_of_tiny_cpu_in_another_run_dir_uses_that_runs_verifier_and_policy(
         tmp_path, capsys, monkeypatch):
     """`erv run recipes/tiny_cpu.toml --run-dir X` failed at eval: the judge read the
-    recipe's verifier path (runs/tiny_cpu/verifier/model, relative to the working
+    recipe's verifier path (runs/tiny_cpu/train_verifier/model, relative to the working
     directory), not X's. The trained stages are stood in for by tiny models here."""
     from erv_plugins.datasets.synthetic import write_synthetic
     from erv_plugins.labels import MAFW_LABELS
@@ -418,9 +418,9 @@ def test_eval_of_tiny_cpu_in_another_run_dir_uses_that_runs_verifier_and_policy(
     monkeypatch.chdir(work)
     write_synthetic(work / "data" / "tiny_cpu", n_per_label=2, labels=("anger", "sadness"),
                     layouts=("mafw",))
-    build_tiny_verifier(run / "verifier" / "model", labels=MAFW_LABELS)
+    build_tiny_verifier(run / "train_verifier" / "model", labels=MAFW_LABELS)
     build_tiny_omni(run / "grpo" / "model")
-    for stage in ("sft", "verifier", "grpo"):
+    for stage in ("sft", "train_verifier", "grpo"):
         (run / stage).mkdir(parents=True, exist_ok=True)
         (run / stage / ".done").write_text("{}\n")
     r = run_cli(capsys, ["run", str(TINY), "--run-dir", str(run)])
@@ -428,4 +428,4 @@ def test_eval_of_tiny_cpu_in_another_run_dir_uses_that_runs_verifier_and_policy(
     assert not (work / "runs").exists()  # nothing read or written under runs/tiny_cpu
     metrics = json.loads((run / "eval" / "metrics.json").read_text())
     assert metrics["judged"] == 2 and metrics["judge"] == "verifier"
-    assert str(run / "verifier" / "model") in metrics["judge_info"]["verifier"]
+    assert str(run / "train_verifier" / "model") in metrics["judge_info"]["verifier"]

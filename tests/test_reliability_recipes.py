@@ -20,7 +20,7 @@ from erv_plugins.recipe import Positive
 # Every table, with built-in plugins; valid as it is (no file is read by validation).
 BASE: dict[str, Any] = {
     "name": "t",
-    "stages": ["sft", "verifier", "grpo", "eval"],
+    "stages": ["sft", "train_verifier", "grpo", "eval"],
     "model": {"plugin": "omni", "options": {"tiny": True}},
     "verifier": {"plugin": "hf", "options": {"path": "verifier"}},
     "rewards": {"format": {}, "answer": {"options": {"label_space": "mafw"}}},
@@ -137,10 +137,10 @@ CASES: list[tuple[str, dict[tuple[Any, ...], Any], str]] = [
      "$.train_verifier.augment.price_in: must be >= 0, got -2"),
     ("augment-key-env-empty", {("train_verifier", "augment", "api_key_env"): ""},
      "$.train_verifier.augment.api_key_env: must not be empty, got ''"),
-    ("grpo-before-sft", {("stages",): ["grpo", "sft", "verifier", "eval"]},
+    ("grpo-before-sft", {("stages",): ["grpo", "sft", "train_verifier", "eval"]},
      "$.stages[0]: stage 'grpo' comes before stage 'sft', which writes the SFT model GRPO "
      "starts from"),
-    ("eval-before-grpo", {("stages",): ["sft", "verifier", "eval", "grpo"]},
+    ("eval-before-grpo", {("stages",): ["sft", "train_verifier", "eval", "grpo"]},
      "$.stages[2]: stage 'eval' comes before stage 'grpo', which writes the policy eval "
      "generates with"),
     ("verifier-label-space", {("train_verifier", "label_space"): "emotions"},

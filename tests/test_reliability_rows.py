@@ -41,9 +41,8 @@ LONG = b'{"completion": "' + b"x" * (17 << 20) + b'"}\n'
 
 def _known() -> str:
     from erv_plugins.plugins import get_plugins
-    from erv_plugins.rewards.spaces import label_spaces_from_plugins
 
-    return ", ".join(sorted(label_spaces_from_plugins(get_plugins())))
+    return ", ".join(sorted(get_plugins().label_spaces()))
 
 
 # (id, command, input bytes (a list of lines) or a path, expected message after "erv: error: ")

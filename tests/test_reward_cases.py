@@ -18,7 +18,7 @@ from erv_plugins.labels import GOEMOTIONS
 from erv_plugins.rewards.engine import RewardEngine
 from erv_plugins.rewards.explanation import ExplanationOptions, ExplanationReward
 from erv_plugins.rewards.format_answer import AnswerOptions, AnswerReward, FormatReward
-from erv_plugins.rewards.testing import KeywordVerifier
+from erv_plugins.testing.rewards import KeywordVerifier
 from erv_plugins.text import split_sentences
 
 

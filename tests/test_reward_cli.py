@@ -11,7 +11,7 @@ import pytest
 from erv_plugins.cli import main
 from erv_plugins.errors import PluginError
 from erv_plugins.plugins import get_plugins
-from erv_plugins.rewards import testing as reward_testing
+from erv_plugins.testing import rewards as reward_testing
 
 DATA = Path(__file__).parent / "data"
 SAMPLES = str(DATA / "reward_samples.jsonl")

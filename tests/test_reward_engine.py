@@ -17,12 +17,13 @@ from erv_plugins.errors import RecipeError
 from erv_plugins.hookspecs import hookimpl
 from erv_plugins.plugins import get_plugins
 from erv_plugins.recipe import WeightSchedule, load_recipe
-from erv_plugins.rewards import testing as reward_testing
+from erv_plugins.testing import rewards as reward_testing
 from erv_plugins.rewards.base import RewardBatch
-from erv_plugins.rewards.engine import RewardEngine, RewardTerm, scheduled_weight
+from erv_plugins.rewards.engine import RewardEngine, RewardTerm
+from erv_plugins.rewards.schedules import scheduled_weight
 from erv_plugins.rewards.explanation import ExplanationOptions, ExplanationReward
 from erv_plugins.rewards.format_answer import FormatReward
-from erv_plugins.rewards.testing import KeywordVerifier
+from erv_plugins.testing.rewards import KeywordVerifier
 
 GOOD = "<think>She smiles. The room is bright.</think><answer>happy</answer>"
 BAD = "just text"

@@ -19,7 +19,7 @@ from erv_plugins.rewards.engine import RewardEngine
 from erv_plugins.rewards.explanation import ExplanationOptions, ExplanationReward
 from erv_plugins.rewards.format_answer import AnswerOptions, AnswerReward
 from erv_plugins.rewards.spaces import distinct_pairs, distinct_rows, label_groups, row_spaces
-from erv_plugins.rewards.testing import KeywordVerifier, synthetic_batch
+from erv_plugins.testing.rewards import KeywordVerifier, synthetic_batch
 from erv_plugins.text import parse_completions
 
 

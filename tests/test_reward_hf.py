@@ -14,7 +14,7 @@ import pytest
 from erv_plugins.plugins import get_plugins
 from erv_plugins.recipe import load_recipe
 from erv_plugins.rewards.engine import RewardEngine
-from erv_plugins.rewards.testing import KeywordVerifier, build_tiny_roberta, synthetic_batch
+from erv_plugins.testing.rewards import KeywordVerifier, build_tiny_roberta, synthetic_batch
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow  # real models: torch and transformers imports, a TRL run

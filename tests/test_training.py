@@ -68,11 +68,11 @@ save_steps = 10
 DRIVER = """\
 import sys, torch
 torch.set_num_threads(1)
-import erv_plugins.rewards.testing, erv_plugins.training.demo
+import erv_plugins.testing.rewards, erv_plugins.training.demo
 from erv_plugins.plugins import Plugins
 from erv_plugins.recipe import load_recipe
 from erv_plugins.stages import run_recipe
-plugins = Plugins(extra=[erv_plugins.training.demo, erv_plugins.rewards.testing])
+plugins = Plugins(extra=[erv_plugins.training.demo, erv_plugins.testing.rewards])
 recipe = load_recipe(sys.argv[1], plugins)
 recipe.run_dir = sys.argv[2]
 run_recipe(recipe, plugins, only=sys.argv[3:] or None)
@@ -138,10 +138,10 @@ def test_plots_and_report_name_every_reward(tmp_path):
 # -- settings ----------------------------------------------------------------------------
 def test_trl_settings_carry_every_paper_value(tmp_path):
     import msgspec
-    from erv_plugins.recipe import DataSpec, GRPOConfig, Recipe
+    from erv_plugins.recipe import DataSpec, GRPOTable, Recipe
     from erv_plugins.training.grpo import trl_settings
 
-    cfg = GRPOConfig(dataset=DataSpec(plugin="mafw"), bf16=True)
+    cfg = GRPOTable(dataset=DataSpec(plugin="mafw"), bf16=True)
     recipe = Recipe(name="p", stages=["grpo"], grpo=cfg)
     s = trl_settings(cfg, recipe, tmp_path)
     assert (s["num_generations"], s["beta"], s["learning_rate"], s["lr_scheduler_type"],
@@ -320,7 +320,7 @@ def test_train_vision_tower_unfreezes_siglip_and_survives_a_save(tmp_path):
 
 
 def test_grpo_without_the_sft_model_says_which_stage_to_run(tmp_path):
-    import erv_plugins.rewards.testing
+    import erv_plugins.testing.rewards
     import erv_plugins.training.demo
     from erv_plugins.errors import ErvError
     from erv_plugins.plugins import Plugins
@@ -328,7 +328,7 @@ def test_grpo_without_the_sft_model_says_which_stage_to_run(tmp_path):
     from erv_plugins.stages import StageContext
     from erv_plugins.training.common import policy_source
 
-    plugins = Plugins(extra=[erv_plugins.training.demo, erv_plugins.rewards.testing])
+    plugins = Plugins(extra=[erv_plugins.training.demo, erv_plugins.testing.rewards])
     recipe = load_recipe(write_recipe(tmp_path), plugins)
     ctx = StageContext(recipe, tmp_path / "run", tmp_path / "run" / "grpo", plugins)
     with pytest.raises(ErvError, match=r"the SFT stage has not produced a model yet \(run the "

@@ -1,5 +1,5 @@
 """The default demo, `erv run recipes/tiny_cpu.toml`, end to end on CPU: synthetic clips, a
-tiny omni policy, SFT -> verifier -> GRPO -> eval, and GRPO raises the total reward."""
+tiny omni policy, SFT -> train_verifier -> GRPO -> eval, and GRPO raises the total reward."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def test_tiny_cpu_recipe_runs_every_stage_and_grpo_learns(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     run = tmp_path / "runs" / "tiny_cpu"
     assert "erv: run directory runs/tiny_cpu" in out.stdout
-    for stage in ("sft", "verifier", "grpo", "eval"):
+    for stage in ("sft", "train_verifier", "grpo", "eval"):
         assert (run / stage / ".done").is_file(), stage
     assert (tmp_path / "data" / "tiny_cpu" / "manifest.jsonl").is_file()  # written on demand
 

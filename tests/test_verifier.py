@@ -331,12 +331,12 @@ def test_verifier_stage_writes_the_checkpoint_where_later_stages_look(tmp_path: 
     from click.testing import CliRunner
 
     from erv_plugins.cli import build_cli
-    from erv_plugins.verifiers.training import trained_verifier_path
+    from erv_plugins.verifiers.stage import trained_verifier_path
 
     recipe = tmp_path / "tiny.toml"
     recipe.write_text(f"""
 name = "tiny-verifier"
-stages = ["verifier"]
+stages = ["train_verifier"]
 run_dir = "{tmp_path / 'run'}"
 
 [train_verifier]
@@ -356,11 +356,11 @@ options = {{ n = 330, seed = 3 }}
     result = CliRunner().invoke(build_cli(), ["train-verifier", "--recipe", str(recipe)])
     assert result.exit_code == 0, result.output
     model = trained_verifier_path(tmp_path / "run")
-    assert model == tmp_path / "run" / "verifier" / "model"
+    assert model == tmp_path / "run" / "train_verifier" / "model"
     assert HFVerifier(model).labels == MAFW_LABELS
-    metrics = json.loads((tmp_path / "run" / "verifier" / "metrics.json").read_text())
+    metrics = json.loads((tmp_path / "run" / "train_verifier" / "metrics.json").read_text())
     assert metrics["train_size"] == 297 and metrics["eval_size"] == 33
-    assert (tmp_path / "run" / "verifier" / "metrics.png").is_file()
+    assert (tmp_path / "run" / "train_verifier" / "metrics.png").is_file()
 
 
 def test_a_hub_id_loads_from_the_local_hf_cache(random_goemotions_verifier: Path,

@@ -20,20 +20,32 @@ error naming both.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pluggy
 
 if TYPE_CHECKING:
     import click
-
-    from erv_plugins.plugins import Register
+    import msgspec
 
 PROJECT = "erv_plugins"
 
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+class Register(Protocol):
+    """The callback handed to every ``erv_register_*`` hook."""
+
+    def __call__(
+        self,
+        factory: Callable[..., Any],
+        *,
+        name: str | None = None,
+        options: type[msgspec.Struct] | None = None,
+        description: str | None = None,
+    ) -> None: ...
 
 
 @hookspec
@@ -82,7 +94,11 @@ def erv_register_stages(register: Register) -> None:
     """Register pipeline stages that ``erv run`` may name in a recipe's ``stages``.
 
     A stage is called with the resolved recipe and the run directory and writes its
-    outputs there; see ``erv_plugins.stages.Stage``.
+    outputs there; see ``erv_plugins.stages.Stage``. The ``options`` struct a stage
+    registers is its recipe table ``[<stage name>]``: the recipe decodes it (path-precise
+    errors), refuses a recipe that names the stage without it, and the factory is built
+    with it. A subclass of ``erv_plugins.training.launching.LaunchedStage`` runs in each
+    of the ``[launch] num_processes`` processes, found there by its name.
     """
 
 

@@ -15,16 +15,19 @@ import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal
 
 import pluggy
 
 from erv_plugins import hookspecs
-from erv_plugins.errors import PluginError
+from erv_plugins.hookspecs import Register  # re-exported: plugins import it from here
+from erv_plugins.errors import ErvError, PluginError
 
 if TYPE_CHECKING:
     import click
     import msgspec
+
+    from erv_plugins.labels import LabelSpace
 
 ENTRY_POINT_GROUP = "erv_plugins"
 LOAD_ENV = "ERV_LOAD_PLUGINS"
@@ -51,19 +54,6 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "erv_plugins.models.builtin",
     "erv_plugins.stages",
 )
-
-
-class Register(Protocol):
-    """The callback handed to every ``erv_register_*`` hook."""
-
-    def __call__(
-        self,
-        factory: Callable[..., Any],
-        *,
-        name: str | None = None,
-        options: type[msgspec.Struct] | None = None,
-        description: str | None = None,
-    ) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -240,6 +230,30 @@ class Plugins:
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise PluginError(f"unknown {kind} {name!r}{hint}; available: {available}")
         return reg
+
+    # -- label spaces --------------------------------------------------------------------
+    def label_spaces(self) -> dict[str, LabelSpace]:
+        """Every label space by name: the built-in ones (mafw, dfew, emer, goemotions...)
+        plus those dataset plugins declare as a class attribute ``label_space``, under the
+        dataset's registered name and the space's own name (built-in names win)."""
+        from erv_plugins.labels import BUILTIN_LABEL_SPACES, LabelSpace
+
+        spaces = dict(BUILTIN_LABEL_SPACES)
+        for name, reg in self.registries["dataset"].items():
+            space = getattr(reg.factory, "label_space", None)
+            if isinstance(space, LabelSpace):
+                spaces.setdefault(name.lower(), space)
+                spaces.setdefault(space.name.lower(), space)
+        return spaces
+
+    def label_space(self, name: str) -> LabelSpace:
+        """The label space ``name`` (a space's or a dataset plugin's name, any case): the
+        one lookup every command and stage uses."""
+        spaces = self.label_spaces()
+        space = spaces.get(name.lower())
+        if space is None:
+            raise ErvError(f"unknown label space {name!r}; known: {', '.join(sorted(spaces))}")
+        return space
 
     # -- other hooks ---------------------------------------------------------------------
     def register_commands(self, cli: click.Group) -> None:

@@ -64,15 +64,6 @@ def _under(path: Path, prefix: Path) -> bool:
     return p == q or p.startswith(q.rstrip(os.sep) + os.sep)
 
 
-def stages_to_run(recipe: Recipe, run_dir: Path, *, force: bool = False,
-                  only: Sequence[str] | None = None) -> list[str]:
-    """The stages ``run_recipe`` will run: those selected and not done (unless ``force``)."""
-    from erv_plugins.stages import DONE
-
-    return [s for s in recipe.stages if (not only or s in only)
-            and (force or not (run_dir / s / DONE).exists())]
-
-
 def check_paths(recipe: Recipe, plugins: Plugins, *, run_dir: Path | None = None,
                 stages: Sequence[str] | None = None) -> list[Missing]:
     """Everything missing for ``stages`` (default: all of the recipe's) to run."""
@@ -208,7 +199,7 @@ def _stage_needs(recipe: Recipe, plugins: Plugins, stage: str, run_dir: Path,
         yield from _dataset_needs(recipe.sft.dataset, "$.sft.dataset", stage, plugins, run_dir)
         if recipe.model is not None and recipe.model.path:
             yield _Need("$.model.path", Path(recipe.model.path), "checkpoint", stage)
-    elif stage == "verifier" and recipe.train_verifier is not None:
+    elif stage == "train_verifier" and recipe.train_verifier is not None:
         cfg = recipe.train_verifier
         if cfg.base != "tiny":  # verifiers.training.TINY_BASE (that module loads numpy)
             yield _Need("$.train_verifier.base", Path(cfg.base), "verifier", stage)
@@ -230,8 +221,8 @@ def _stage_needs(recipe: Recipe, plugins: Plugins, stage: str, run_dir: Path,
             "verifier" in getattr(_factory(plugins, "reward", s.plugin or k), "requires", ())
             for k, s in recipe.rewards.items())
         if needs_verifier and recipe.verifier is not None:
-            if "verifier" in recipe.stages:
-                yield from _product(run_dir, "verifier", stage, "the trained verifier", running,
+            if "train_verifier" in recipe.stages:
+                yield from _product(run_dir, "train_verifier", stage, "the trained verifier", running,
                                     recipe)
             elif (path := _verifier_path(recipe.verifier.options)) is not None:
                 yield _Need("$.verifier.options.path", Path(path), "verifier", stage)
@@ -273,8 +264,8 @@ def _eval_needs(recipe: Recipe, plugins: Plugins, run_dir: Path, running: Sequen
             path = _verifier_path(getattr(judge.options, "options", None))
             if path is not None:
                 yield _Need("$.eval.judge.options.options.path", Path(path), "verifier", "eval")
-        elif "verifier" in recipe.stages and recipe.verifier is not None:
-            yield from _product(run_dir, "verifier", "eval", "the trained verifier", running,
+        elif "train_verifier" in recipe.stages and recipe.verifier is not None:
+            yield from _product(run_dir, "train_verifier", "eval", "the trained verifier", running,
                                 recipe)
         elif recipe.verifier is not None:
             path = _verifier_path(recipe.verifier.options)

@@ -58,7 +58,7 @@ Device = Annotated[str, msgspec.Meta(pattern=r"^(auto|cpu|mps|cuda(:[0-9]+)?)$",
 Url = Annotated[str, msgspec.Meta(pattern=r"^https?://[^/\s]+",
                                   description="an http:// or https:// URL")]
 NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
-# TRL 1.16 GRPOConfig.loss_type and scale_rewards; transformers' SchedulerType names that
+# TRL 1.16 GRPOTable.loss_type and scale_rewards; transformers' SchedulerType names that
 # need no extra arguments (tests/test_reliability_recipes.py checks both lists against
 # the installed packages).
 LossType = Literal["grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo", "luspo", "vespo"]
@@ -136,7 +136,7 @@ class SyntheticData(_Strict):
     fps: Positive = 8
 
 
-class SFTConfig(_Strict):
+class SFTTable(_Strict):
     """Supervised fine-tuning on EMER (paper section 3.1, eq. 2)."""
 
     dataset: DataSpec
@@ -185,7 +185,7 @@ class AugmentConfig(_Strict):
     price_out: NonNegativeFloat = 0.0  # USD per 1M completion tokens
 
 
-class VerifierTrainingConfig(_Strict):
+class VerifierTrainingTable(_Strict):
     """Fine-tuning the Emotional Rationale Verifier (paper section 3.2, Table 5)."""
 
     base: str
@@ -206,7 +206,7 @@ class VerifierTrainingConfig(_Strict):
     augment: AugmentConfig | None = None  # the LLM of `erv augment --recipe`
 
 
-class GRPOConfig(_Strict):
+class GRPOTable(_Strict):
     """GRPO with the total reward R (paper eq. 3 and 5).
 
     Every setting that changes the update is passed to TRL explicitly (``erv run --dry-run``
@@ -283,7 +283,7 @@ class GRPOConfig(_Strict):
 EvalProtocol = Literal["release", "paper", "erv"]
 
 
-class EvalConfig(_Strict):
+class EvalTable(_Strict):
     """Judged evaluation: EEA, FCR, EPC beside WAR and UAR (paper section 4.2)."""
 
     protocol: EvalProtocol = "release"
@@ -319,29 +319,42 @@ class Recipe(_Strict):
     verifier: PluginSpec | None = None
     rewards: dict[str, RewardSpec] = msgspec.field(default_factory=dict)
     launch: LaunchConfig = msgspec.field(default_factory=LaunchConfig)
-    sft: SFTConfig | None = None
-    train_verifier: VerifierTrainingConfig | None = None
-    grpo: GRPOConfig | None = None
-    eval: EvalConfig | None = None
+    sft: SFTTable | None = None
+    train_verifier: VerifierTrainingTable | None = None
+    grpo: GRPOTable | None = None
+    eval: EvalTable | None = None
 
     # Set by ``load_recipe``; not part of the file.
     source: str = ""
+    # The tables of plugin stages (``[<stage>]``, decoded with the struct the stage
+    # registered as its options); built-in stages' tables are the fields above.
+    stage_tables: dict[str, Any] | None = None
 
     def resolved_run_dir(self) -> Path:
         return Path(self.run_dir) if self.run_dir else Path("runs") / self.name
 
+    def table(self, stage: str) -> Any:
+        """The decoded ``[<stage>]`` table of ``stage`` (None when the recipe has none)."""
+        if self.stage_tables and stage in self.stage_tables:
+            return self.stage_tables[stage]
+        if stage in _STAGE_FIELDS:
+            return getattr(self, stage)
+        return None
+
     def to_builtins(self) -> dict[str, Any]:
-        """The fully resolved recipe as plain data (plugin options decoded, Nones dropped)."""
-        return _drop_none(msgspec.to_builtins(self))
+        """The fully resolved recipe as plain data (plugin options decoded, Nones dropped);
+        plugin stages' tables at the top level, where the file has them."""
+        data = msgspec.to_builtins(self)
+        data.update(data.pop("stage_tables", None) or {})
+        return _drop_none(data)
 
 
-# Which table each stage reads; ``erv run`` refuses a recipe whose stage lacks its table.
-STAGE_TABLES: dict[str, str] = {
-    "sft": "sft",
-    "verifier": "train_verifier",
-    "grpo": "grpo",
-    "eval": "eval",
-}
+# Recipe fields that are the table of the built-in stage of the same name.
+_STAGE_FIELDS = frozenset({"sft", "train_verifier", "grpo", "eval"})
+
+
+# Stage names an earlier erv accepted, and the name that replaced each.
+RENAMED_STAGES: dict[str, str] = {"verifier": "train_verifier"}
 
 
 def to_toml(data: dict[str, Any]) -> str:
@@ -621,20 +634,42 @@ def load_recipe(path: str | os.PathLike[str], plugins: Plugins | None = None) ->
             except msgspec.ValidationError as exc:
                 raise _error(loaded, *_validation_message(exc, ("rewards", key), loaded,
                                                           RewardSpec)) from None
-    try:
-        recipe = msgspec.convert(loaded.data, type=Recipe)
-    except msgspec.ValidationError as exc:
-        raise _error(loaded, *_validation_message(exc, (), loaded, Recipe)) from None
-    recipe.source = shown
     if plugins is None:
         from erv_plugins.plugins import get_plugins
 
         plugins = get_plugins()
+    if "stage_tables" in loaded.data:  # set by load_recipe, never written in a file
+        raise _error(loaded, ("stage_tables",), "unknown field")
+    tables = _plugin_stage_tables(loaded, plugins)
+    try:
+        recipe = msgspec.convert({k: v for k, v in loaded.data.items() if k not in tables},
+                                 type=Recipe)
+    except msgspec.ValidationError as exc:
+        raise _error(loaded, *_validation_message(exc, (), loaded, Recipe)) from None
+    recipe.source = shown
+    recipe.stage_tables = tables or None
     _resolve_plugins(recipe, loaded, plugins)
     for rule in RULES:
         for where, message in rule(recipe):
             raise _error(loaded, where, message)
     return recipe
+
+
+def _plugin_stage_tables(loaded: _Loaded, plugins: Plugins) -> dict[str, Any]:
+    """The top-level tables that belong to a plugin stage (a registered stage with an
+    options struct, not a field of ``Recipe``), each decoded with that struct."""
+    tables: dict[str, Any] = {}
+    for key, raw in loaded.data.items():
+        if key in Recipe.__struct_fields__ or key not in plugins.registries["stage"]:
+            continue
+        struct = plugins.get("stage", key).options
+        if struct is None:
+            continue
+        try:
+            tables[key] = msgspec.convert(raw, type=struct)
+        except msgspec.ValidationError as exc:
+            raise _error(loaded, *_validation_message(exc, (key,), loaded, struct)) from None
+    return tables
 
 
 def _decode_options(spec: Any, kind: Kind, name: str, path: _Path, loaded: _Loaded,
@@ -658,13 +693,17 @@ def _decode_options(spec: Any, kind: Kind, name: str, path: _Path, loaded: _Load
 
 def _resolve_plugins(recipe: Recipe, loaded: _Loaded, plugins: Plugins) -> None:
     for i, stage in enumerate(recipe.stages):
+        if stage in RENAMED_STAGES and stage not in plugins.registries["stage"]:
+            new = RENAMED_STAGES[stage]
+            raise _error(loaded, ("stages", i),
+                         f"stage {stage!r} is now called {new!r} (it reads [{new}])")
         try:
-            plugins.get("stage", stage)
+            reg = plugins.get("stage", stage)
         except PluginError as exc:
             raise _error(loaded, ("stages", i), str(exc)) from None
-        table = STAGE_TABLES.get(stage)
-        if table is not None and getattr(recipe, table) is None:
-            raise _error(loaded, ("stages", i), f"stage {stage!r} needs a [{table}] table")
+        # A stage that registered a table struct (its options) needs its [<stage>] table.
+        if reg.options is not None and recipe.table(stage) is None:
+            raise _error(loaded, ("stages", i), f"stage {stage!r} needs a [{stage}] table")
     if len(set(recipe.stages)) != len(recipe.stages):
         raise _error(loaded, ("stages",), "a stage is named twice")
     if recipe.model is not None:
@@ -717,7 +756,7 @@ Rule = Callable[[Recipe], Iterator[tuple[_Path, str]]]
 # Built-in stages that read what another one writes: (producer, consumer, what).
 _STAGE_PRODUCTS: tuple[tuple[str, str, str], ...] = (
     ("sft", "grpo", "the SFT model GRPO starts from"),
-    ("verifier", "grpo", "the verifier of the explanation reward"),
+    ("train_verifier", "grpo", "the verifier of the explanation reward"),
     ("sft", "eval", "the policy eval generates with"),
     ("grpo", "eval", "the policy eval generates with"),
 )
@@ -740,7 +779,7 @@ def _training_steps(recipe: Recipe) -> Iterator[tuple[_Path, str]]:
 
 
 def _grpo_groups(recipe: Recipe) -> Iterator[tuple[_Path, str]]:
-    """TRL 1.16 (GRPOConfig.__post_init__) generates per_device_train_batch_size x
+    """TRL 1.16 (GRPOTable.__post_init__) generates per_device_train_batch_size x
     num_processes x gradient_accumulation_steps completions at a time, whole groups of G."""
     cfg = recipe.grpo
     if cfg is None:
@@ -757,7 +796,7 @@ def _grpo_groups(recipe: Recipe) -> Iterator[tuple[_Path, str]]:
 def _schedules(recipe: Recipe) -> Iterator[tuple[_Path, str]]:
     if not any(s.schedule is not None for s in recipe.rewards.values()):
         return
-    from erv_plugins.rewards.engine import check_schedule
+    from erv_plugins.rewards.schedules import check_schedule
 
     for key, spec in recipe.rewards.items():
         try:

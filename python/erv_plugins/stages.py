@@ -21,7 +21,14 @@ import click
 
 from erv_plugins.hookspecs import hookimpl
 from erv_plugins.plugins import Plugins, Register
-from erv_plugins.recipe import PluginSpec, Recipe
+from erv_plugins.recipe import (
+    EvalTable,
+    GRPOTable,
+    PluginSpec,
+    Recipe,
+    SFTTable,
+    VerifierTrainingTable,
+)
 
 DONE = ".done"
 
@@ -42,10 +49,11 @@ class Stage(Protocol):
     def __call__(self, ctx: StageContext) -> dict[str, Any] | None: ...
 
 
-def _lazy(name: str, module: str, attr: str, doc: str) -> Callable[[], Stage]:
-    """A stage whose implementation (and its heavy imports) load only when it runs."""
+def _lazy(name: str, module: str, attr: str, doc: str) -> Callable[[Any], Stage]:
+    """A stage whose implementation (and its heavy imports) load only when it runs; it
+    reads its table from ``ctx.recipe``, as every stage may."""
 
-    def factory() -> Stage:
+    def factory(table: Any = None) -> Stage:
         import importlib
 
         return getattr(importlib.import_module(module), attr)()
@@ -57,29 +65,48 @@ def _lazy(name: str, module: str, attr: str, doc: str) -> Callable[[], Stage]:
 
 @hookimpl
 def erv_register_stages(register: Register) -> None:
+    # Each stage's options struct is its recipe table, [<stage name>].
     register(_lazy("sft", "erv_plugins.training.sft", "SFTStage",
-                   "Supervised fine-tuning of the policy on EMER (paper eq. 2)."))
-    register(_lazy("verifier", "erv_plugins.verifiers.training", "VerifierStage",
-                   "Train the Emotional Rationale Verifier (paper section 3.2)."))
+                   "Supervised fine-tuning of the policy on EMER (paper eq. 2)."),
+             options=SFTTable)
+    register(_lazy("train_verifier", "erv_plugins.verifiers.stage", "VerifierStage",
+                   "Train the Emotional Rationale Verifier (paper section 3.2)."),
+             options=VerifierTrainingTable)
     register(_lazy("grpo", "erv_plugins.training.grpo", "GRPOStage",
-                   "GRPO with R = R_E + R_format + R_answer (paper eq. 3-5)."))
+                   "GRPO with R = R_E + R_format + R_answer (paper eq. 3-5)."),
+             options=GRPOTable)
     register(_lazy("eval", "erv_plugins.evaluation.stage", "EvalStage",
-                   "Judge explanations; EEA, FCR, EPC, WAR, UAR (paper section 4.2)."))
+                   "Judge explanations; EEA, FCR, EPC, WAR, UAR (paper section 4.2)."),
+             options=EvalTable)
 
 
 def trained_verifier_spec(recipe: Recipe, run_dir: Path) -> PluginSpec | None:
     """The recipe's ``[verifier]``, pointed at the checkpoint this run's verifier stage
-    trains (``<run dir>/verifier/model``) when the recipe has that stage: a run's own
+    trains (``<run dir>/train_verifier/model``) when the recipe has that stage: a run's own
     products are found in its run directory, whatever the table's ``path`` says."""
     import msgspec
 
     spec = recipe.verifier
-    if spec is None or "verifier" not in recipe.stages:
+    if spec is None or "train_verifier" not in recipe.stages:
         return spec
     options = spec.options
     if options is not None and hasattr(options, "path"):
-        options = msgspec.structs.replace(options, path=str(run_dir / "verifier" / "model"))
+        options = msgspec.structs.replace(options, path=str(run_dir / "train_verifier" / "model"))
     return msgspec.structs.replace(spec, options=options)
+
+
+def build_stage(plugins: Plugins, recipe: Recipe, name: str) -> Stage:
+    """The registered stage ``name``, built the same way in ``erv run`` and in the
+    processes it launches (training/launching.py)."""
+    reg = plugins.get("stage", name)
+    return reg.build(recipe.table(name)) if reg.options is not None else reg.build()
+
+
+def stages_to_run(recipe: Recipe, run_dir: Path, *, force: bool = False,
+                  only: Sequence[str] | None = None) -> list[str]:
+    """The stages ``run_recipe`` will run: those selected and not done (unless ``force``)."""
+    return [s for s in recipe.stages if (not only or s in only)
+            and (force or not (run_dir / s / DONE).exists())]
 
 
 def run_recipe(recipe: Recipe, plugins: Plugins, *, force: bool = False,
@@ -95,7 +122,7 @@ def run_recipe(recipe: Recipe, plugins: Plugins, *, force: bool = False,
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     run_dir = recipe.resolved_run_dir()
     if preflight:
-        from erv_plugins.preflight import require_paths, stages_to_run
+        from erv_plugins.preflight import require_paths
 
         require_paths(recipe, plugins, run_dir=run_dir,
                       stages=stages_to_run(recipe, run_dir, force=force, only=only))
@@ -120,7 +147,7 @@ def _run_stages(recipe: Recipe, plugins: Plugins, run_dir: Path, *, force: bool,
         out.mkdir(parents=True, exist_ok=True)
         echo(f"erv: stage {name} ...")
         start = time.perf_counter()
-        stage = plugins.get("stage", name).build()
+        stage = build_stage(plugins, recipe, name)
         summary = stage(StageContext(recipe, run_dir, out, plugins, force, echo)) or {}
         seconds = time.perf_counter() - start
         (out / DONE).write_text(json.dumps({"seconds": round(seconds, 2), **summary}) + "\n")

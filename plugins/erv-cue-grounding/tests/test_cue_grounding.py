@@ -114,7 +114,7 @@ def test_tiny_recipe_with_cue_grounding_runs_grpo_steps(tmp_path, monkeypatch, e
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     quick = tmp_path / "quick.toml"
     quick.write_text(f'extends = "{RECIPE}"\nname = "quick_cue"\n'
-                     'stages = ["sft", "verifier", "grpo"]\n'
+                     'stages = ["sft", "train_verifier", "grpo"]\n'
                      "[sft]\nmax_steps = 4\n[train_verifier]\nepochs = 0.5\n"
                      "[grpo]\nmax_steps = 2\n")
     registry = erv_registry()

@@ -122,7 +122,7 @@ def eval_(predictions: str | None, policy: str | None, dataset: str | None,
     if dataset is None:
         raise ErvError("erv eval: --dataset is required (mafw or dfew)")
 
-    from erv_plugins.evaluation.stage import build_judge, label_space_named
+    from erv_plugins.evaluation.stage import build_judge
     from erv_plugins.plugins import get_plugins
 
     plugins = get_plugins()
@@ -156,7 +156,7 @@ def eval_(predictions: str | None, policy: str | None, dataset: str | None,
         run_name = name or Path(policy).name
     else:
         assert predictions is not None
-        label_space = label_space_named(dataset, plugins)
+        label_space = plugins.label_space(dataset)
         pred_path = Path(predictions)
         run_name = name or pred_path.stem
 
@@ -168,7 +168,7 @@ def eval_(predictions: str | None, policy: str | None, dataset: str | None,
     result = evaluate(preds, label_space, judge, out_dir, run_name=run_name,
                       protocol=protocol, bootstrap=bootstrap, seed=seed,
                       progress=not no_progress, echo=click.echo)
-    report(result.metrics, entries, paper=paper, echo=click.echo)
+    tables.report(result.metrics, entries, paper=paper, echo=click.echo)
     stats = getattr(judge, "stats", None)
     if stats:
         click.echo("judge: " + ", ".join(f"{k} {v}" for k, v in stats.items()))
@@ -183,24 +183,3 @@ def eval_(predictions: str | None, policy: str | None, dataset: str | None,
             f"{len(result.failed)} of {len(preds)} samples could not be judged (e.g. "
             f"{first_id!r}: {first_error}); {counted}. Run the same command again to ask "
             "for them again.")
-
-
-def report(metrics: dict[str, Any], others: list[Any], *, paper: bool,
-           echo: Any = click.echo) -> None:
-    """Print the Table-1-style table (with other runs), the summary and the per-class table."""
-    from erv_plugins.evaluation import tables
-
-    entries = [tables.RunEntry(str(metrics["run"]), str(metrics["dataset"]), metrics), *others]
-    if paper:
-        for line in tables.protocol_warnings(entries):
-            click.echo(line, err=True)
-        entries += list(tables.PAPER_TABLE1)
-    echo(tables.table1_markdown(entries))
-    echo("")
-    echo(f"{metrics['run']} on {metrics['dataset']}: " + tables.summary_line(metrics))
-    echo(f"protocol {metrics.get('protocol', 'erv')}: judged {metrics['judged']} of "
-         f"{metrics['samples']} samples (N = {metrics['n']}); judge replies outside the label "
-         f"list (counted as neutral): {metrics['judge_out_of_list']}; answers outside the "
-         f"label list: {metrics['answer_out_of_list']}")
-    echo("")
-    echo(tables.per_class_markdown(metrics))

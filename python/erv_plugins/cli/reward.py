@@ -99,13 +99,11 @@ def _check_rows(rows: list[dict[str, Any]], engine: RewardEngine, plugins: Plugi
                 path: str) -> None:
     """Refuse, as ``file:line: reason``, a row the rewards cannot score: no label, an
     unknown dataset, a label outside the dataset's label space."""
-    from erv_plugins.rewards.spaces import label_spaces_from_plugins
-
     shown = "<stdin>" if path == "-" else path
     rewards = [engine.reward(n) for n in engine.names]
     if not any("label" in getattr(r, "requires", ()) for r in rewards):
         return
-    spaces = label_spaces_from_plugins(plugins)
+    spaces = plugins.label_spaces()
     # Rows without a dataset are read in each label-reading reward's default label space.
     defaults = sorted({getattr(getattr(r, "options", None), "label_space", None) or "mafw"
                        for r in rewards if "label" in getattr(r, "requires", ())})

@@ -54,11 +54,12 @@ def trainer_arguments_text(recipe: Any, plugins: Any) -> str:
     (TRL's ``use_bias_correction_kl``, ``top_k``, transformers' ``lr_scheduler_type`` ...),
     as TOML comments, so they can be compared with another code base's launch script."""
     from erv_plugins.recipe import to_toml
+    from erv_plugins.stages import build_stage
 
     out = []
     run_dir = recipe.resolved_run_dir()
     for name in recipe.stages:
-        stage = plugins.get("stage", name).build()
+        stage = build_stage(plugins, recipe, name)
         arguments = getattr(stage, "trainer_arguments", None)
         if arguments is None:
             continue

@@ -70,18 +70,18 @@ def train_verifier(train_files: tuple[str, ...], base: str | None, out: str | No
     if not train_files or not base or not out:
         raise ErvError("train-verifier needs --train FILE, --base DIR and --out DIR "
                        "(or --recipe RECIPE)")
-    from erv_plugins.verifiers.data import label_space_for
+    from erv_plugins.plugins import get_plugins
     from erv_plugins.verifiers.training import TINY_BASE, read_records
     from erv_plugins.verifiers.training import train_verifier as train
 
     records = [r for f in train_files for r in read_records(f)]
     held = read_records(eval_file) if eval_file else None
-    labels = label_space_for(label_space).labels if label_space else None
+    labels = get_plugins().label_space(label_space).labels if label_space else None
     if base == TINY_BASE:
         from erv_plugins.verifiers.tiny import build_tiny_verifier
 
         base = str(build_tiny_verifier(Path(out) / "base", labels=labels or
-                                       label_space_for("mafw").labels))
+                                       get_plugins().label_space("mafw").labels))
     train(records, base=base, out=out, eval=held, labels=labels, reinit_head=reinit_head,
           echo=click.echo, **overrides)
     click.echo(f"wrote {Path(out) / 'metrics.json'} and {Path(out) / 'metrics.png'}")
@@ -97,7 +97,7 @@ def _from_recipe(path: str, out: str | None, overrides: dict[str, object],
     from erv_plugins.recipe import load_recipe
     from erv_plugins.stages import StageContext
     from erv_plugins.errors import ErvError
-    from erv_plugins.verifiers.training import VerifierStage
+    from erv_plugins.verifiers.stage import VerifierStage
 
     plugins = get_plugins()
     recipe = load_recipe(path, plugins)
@@ -110,7 +110,7 @@ def _from_recipe(path: str, out: str | None, overrides: dict[str, object],
         changes["reinit_head"] = True
     recipe.train_verifier = msgspec.structs.replace(recipe.train_verifier, **changes)
     run_dir = recipe.resolved_run_dir()
-    target = Path(out) if out else run_dir / "verifier"
+    target = Path(out) if out else run_dir / "train_verifier"
     target.mkdir(parents=True, exist_ok=True)
     summary = VerifierStage()(StageContext(recipe, run_dir, target, plugins, echo=click.echo))
     click.echo(f"verifier checkpoint: {summary['model']}")

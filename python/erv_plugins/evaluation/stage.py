@@ -1,6 +1,6 @@
 """The ``eval`` stage of ``erv run``: generate or read predictions, judge, score, report.
 
-Reads the recipe's ``[eval]`` table (``EvalConfig``): ``predictions`` scores an existing
+Reads the recipe's ``[eval]`` table (``recipe.EvalTable``): ``predictions`` scores an existing
 JSONL (with ``label_space`` or ``dataset`` naming the labels); otherwise the stage
 generates with the recipe's model on ``dataset`` (temperature 0.3, top_p 0.9, up to 2048
 new tokens, as the paper evaluates). The judge is ``[eval.judge]``; the ``verifier`` judge
@@ -17,21 +17,11 @@ import msgspec
 
 from erv_plugins.errors import ErvError
 from erv_plugins.judges.base import Judge, JudgeContext
-from erv_plugins.labels import BUILTIN_LABEL_SPACES, LabelSpace
 
 if TYPE_CHECKING:
     from erv_plugins.plugins import Plugins
     from erv_plugins.recipe import PluginSpec
     from erv_plugins.stages import StageContext
-
-
-def label_space_named(name: str, plugins: Plugins | None = None) -> LabelSpace:
-    """A dataset's label space by name (mafw, dfew, emer, goemotions)."""
-    space = BUILTIN_LABEL_SPACES.get(name.lower())
-    if space is None:
-        raise ErvError(f"unknown label space {name!r}; known: "
-                       f"{', '.join(sorted(BUILTIN_LABEL_SPACES))}")
-    return space
 
 
 def build_judge(plugins: Plugins, name: str, options: Any = None, *, where: str = "judge",
@@ -58,7 +48,6 @@ class EvalStage:
     name: ClassVar[str] = "eval"
 
     def __call__(self, ctx: StageContext) -> dict[str, Any] | None:
-        from erv_plugins.cli.eval import report
         from erv_plugins.evaluation import tables
         from erv_plugins.evaluation.run import evaluate, read_predictions
 
@@ -74,9 +63,9 @@ class EvalStage:
         specs = [cfg.dataset] if cfg.dataset is not None else list(cfg.datasets)
         if cfg.predictions is not None:
             if cfg.label_space is not None:
-                space = label_space_named(cfg.label_space)
+                space = ctx.plugins.label_space(cfg.label_space)
             elif specs:
-                space = label_space_named(specs[0].plugin)
+                space = ctx.plugins.label_space(specs[0].plugin)
             else:
                 raise ErvError(f"{ctx.recipe.source}: $.eval: with predictions, name the "
                                "labels with label_space (mafw, dfew) or dataset")
@@ -102,7 +91,7 @@ class EvalStage:
             result = evaluate(read_predictions(path), space, judge, out,
                               run_name=ctx.recipe.name, protocol=cfg.protocol,
                               bootstrap=cfg.bootstrap, seed=cfg.seed, echo=ctx.echo)
-            report(result.metrics, [], paper=False, echo=ctx.echo)
+            tables.report(result.metrics, [], paper=False, echo=ctx.echo)
             failed += len(result.failed)
             m = result.metrics
             entries.append(tables.RunEntry(ctx.recipe.name, space.name, m))

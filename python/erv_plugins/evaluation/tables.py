@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -158,3 +158,24 @@ def load_run(path: str | os.PathLike[str], name: str | None = None) -> RunEntry:
         raise ErvError(f"{p}: not a metrics.json written by erv eval (no 'dataset')")
     return RunEntry(name or str(metrics.get("run") or p.parent.name), str(metrics["dataset"]),
                     metrics)
+
+
+def report(metrics: dict[str, Any], others: list[Any], *, paper: bool,
+           echo: Callable[[str], None] = print) -> None:
+    """Print the Table-1-style table (with other runs), the summary and the per-class table."""
+    import click
+
+    entries = [RunEntry(str(metrics["run"]), str(metrics["dataset"]), metrics), *others]
+    if paper:
+        for line in protocol_warnings(entries):
+            click.echo(line, err=True)
+        entries += list(PAPER_TABLE1)
+    echo(table1_markdown(entries))
+    echo("")
+    echo(f"{metrics['run']} on {metrics['dataset']}: " + summary_line(metrics))
+    echo(f"protocol {metrics.get('protocol', 'erv')}: judged {metrics['judged']} of "
+         f"{metrics['samples']} samples (N = {metrics['n']}); judge replies outside the label "
+         f"list (counted as neutral): {metrics['judge_out_of_list']}; answers outside the "
+         f"label list: {metrics['answer_out_of_list']}")
+    echo("")
+    echo(per_class_markdown(metrics))

@@ -34,53 +34,19 @@ import numpy as np
 
 from erv_plugins.errors import ErvError, PluginError, RecipeError
 from erv_plugins.labels import LabelSpace
-from erv_plugins.recipe import WeightSchedule
 from erv_plugins.rewards.base import RewardBatch, RewardResult
-from erv_plugins.rewards.spaces import label_spaces_from_plugins
+from erv_plugins.rewards.schedules import check_schedule, scheduled_weight
 from erv_plugins.text import parse_and_split_unique, parse_completions
 
 if TYPE_CHECKING:
     from erv_plugins.plugins import Plugins
-    from erv_plugins.recipe import Recipe
+    from erv_plugins.recipe import Recipe, WeightSchedule
     from erv_plugins.verifiers.base import Verifier
 
 logger = logging.getLogger("erv.rewards")
 
 # Columns a GRPO batch carries for every sample (erv_plugins.datasets.base.Sample).
 DEFAULT_COLUMNS: frozenset[str] = frozenset({"label", "dataset", "id", "video", "prompt"})
-
-
-# -- weights ------------------------------------------------------------------------------
-def check_schedule(weight: float, schedule: WeightSchedule | None) -> None:
-    """Raise ValueError when ``schedule`` cannot be evaluated."""
-    if schedule is None or schedule.kind == "constant":
-        return
-    if schedule.kind in ("linear", "cosine"):
-        if schedule.end is None or schedule.steps is None or schedule.steps <= 0:
-            raise ValueError(f"a {schedule.kind} schedule needs 'end' and 'steps' > 0")
-    elif schedule.kind == "step":
-        if not schedule.milestones or len(schedule.milestones) != len(schedule.values):
-            raise ValueError("a step schedule needs as many 'values' as 'milestones' (at least one)")
-        if sorted(schedule.milestones) != list(schedule.milestones):
-            raise ValueError("step schedule 'milestones' must be increasing")
-
-
-def scheduled_weight(weight: float, schedule: WeightSchedule | None, step: int) -> float:
-    """The weight at ``step``: from ``weight`` to ``schedule.end`` over ``schedule.steps``
-    (linear or half-cosine, then held), or ``values[i]`` from ``milestones[i]`` on."""
-    if schedule is None or schedule.kind == "constant":
-        return weight
-    if schedule.kind == "step":
-        w = weight
-        for milestone, value in zip(schedule.milestones, schedule.values):
-            if step >= milestone:
-                w = value
-        return w
-    assert schedule.end is not None and schedule.steps
-    t = min(max(step, 0) / schedule.steps, 1.0)
-    if schedule.kind == "linear":
-        return weight + (schedule.end - weight) * t
-    return schedule.end + (weight - schedule.end) * 0.5 * (1.0 + math.cos(math.pi * t))
 
 
 @dataclass
@@ -185,7 +151,7 @@ class RewardEngine:
         source = recipe.source or "recipe"
         if not recipe.rewards:
             raise RecipeError(f"{source}: $.rewards: the recipe defines no rewards")
-        spaces = dict(label_spaces) if label_spaces is not None else label_spaces_from_plugins(plugins)
+        spaces = dict(label_spaces) if label_spaces is not None else plugins.label_spaces()
         regs = {}
         for name, spec in recipe.rewards.items():
             plugin = spec.plugin or name

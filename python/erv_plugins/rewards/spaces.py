@@ -7,25 +7,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from erv_plugins.labels import BUILTIN_LABEL_SPACES, LabelSpace
+from erv_plugins.labels import LabelSpace
 
 if TYPE_CHECKING:
-    from erv_plugins.plugins import Plugins
     from erv_plugins.rewards.base import RewardBatch
-
-
-def label_spaces_from_plugins(plugins: Plugins | None) -> dict[str, LabelSpace]:
-    """The built-in label spaces plus those dataset plugins declare as a class attribute
-    ``label_space`` (keyed by the dataset's registered name)."""
-    spaces = dict(BUILTIN_LABEL_SPACES)
-    if plugins is None:
-        return spaces
-    for name, reg in plugins.registries["dataset"].items():
-        space = getattr(reg.factory, "label_space", None)
-        if isinstance(space, LabelSpace):
-            spaces.setdefault(name.lower(), space)
-            spaces.setdefault(space.name.lower(), space)
-    return spaces
 
 
 def row_spaces(columns: Mapping[str, Sequence[Any]], n: int, spaces: Mapping[str, LabelSpace],

@@ -7,17 +7,16 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 from erv_plugins.errors import ErvError
+from erv_plugins.training.launching import LaunchedStage
 
 if TYPE_CHECKING:
     from erv_plugins.datasets.base import Dataset, Sample
     from erv_plugins.recipe import DataSpec, Recipe, SyntheticData
     from erv_plugins.stages import StageContext
 
-# Environment set in the processes ``erv run`` launches (see launching.py).
-LAUNCHED_ENV = "ERV_LAUNCHED"
 
 
 def build_dataset(spec: DataSpec, ctx: StageContext, where: str) -> Dataset:
@@ -31,26 +30,14 @@ def build_dataset(spec: DataSpec, ctx: StageContext, where: str) -> Dataset:
         raise ErvError(f"{ctx.recipe.source}: {where}: {exc}") from None
 
 
-class TrainingStage:
+class TrainingStage(LaunchedStage):
     """A stage that trains the policy (``sft``, ``grpo``; its recipe table has the stage's
-    name): synthetic clips are written once, here, before any process reads them; then the
-    stage runs in this process, or in the processes ``accelerate launch`` starts when the
-    recipe asks for several."""
+    name): synthetic clips are written once, here, before any process reads them."""
 
-    name: ClassVar[str]
-
-    def __call__(self, ctx: StageContext) -> dict[str, Any] | None:
-        from erv_plugins.training import launching
-
+    def prepare(self, ctx: StageContext) -> None:
         cfg = getattr(ctx.recipe, self.name)
         if cfg is not None:
             ensure_synthetic(cfg.synthetic, ctx.echo)
-        if launching.needs_launch(ctx.recipe):
-            return launching.launch_stage(ctx, self.name)
-        return self.run(ctx)
-
-    def run(self, ctx: StageContext) -> dict[str, Any] | None:
-        raise NotImplementedError
 
 
 def ensure_synthetic(spec: SyntheticData | None, echo: Any = print) -> None:

@@ -41,7 +41,7 @@ from erv_plugins.stages import StageContext
 from erv_plugins.training import common
 
 if TYPE_CHECKING:
-    from erv_plugins.recipe import GRPOConfig as GRPOSettings
+    from erv_plugins.recipe import GRPOTable as GRPOSettings
     from erv_plugins.recipe import Recipe
     from erv_plugins.verifiers.base import Verifier
 
@@ -117,13 +117,13 @@ def trl_settings(cfg: GRPOSettings, recipe: Recipe, output_dir: str | Path) -> d
 
 
 def run_verifier(ctx: StageContext) -> Verifier | None:
-    """This run's trained verifier (``<run dir>/verifier/model``) when the recipe trains one;
+    """This run's trained verifier (``<run dir>/train_verifier/model``) when the recipe trains one;
     else None, and the reward engine builds the recipe's ``[verifier]``."""
     from erv_plugins.stages import trained_verifier_spec
 
     recipe = ctx.recipe
-    trained = ctx.run_dir / "verifier" / "model"
-    if "verifier" not in recipe.stages or recipe.verifier is None:
+    trained = ctx.run_dir / "train_verifier" / "model"
+    if "train_verifier" not in recipe.stages or recipe.verifier is None:
         return None
     if not (trained / "config.json").is_file():
         raise ErvError(f"{trained}: the verifier stage has not produced a checkpoint yet")

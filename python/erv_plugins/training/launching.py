@@ -1,8 +1,8 @@
 """Multi-process training: ``erv run`` re-launches a training stage under ``accelerate``.
 
-When ``[launch] num_processes > 1``, the sft and grpo stages start
-``accelerate launch`` on this module, which loads the same recipe and runs the stage in
-each process. The command (printed before it starts, so it can be run by hand) is::
+When ``[launch] num_processes > 1``, a ``LaunchedStage`` (sft, grpo, or a plugin's stage)
+starts ``accelerate launch`` on this module, which loads the same recipe, finds the stage
+in the plugin registry by its name and runs it in each process. The command (printed before it starts, so it can be run by hand) is::
 
     accelerate launch --num_processes 2 --num_machines 1 --mixed_precision no \\
         --dynamo_backend no --multi_gpu \\
@@ -26,16 +26,39 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from erv_plugins.errors import ErvError
-from erv_plugins.training.common import LAUNCHED_ENV
 
 if TYPE_CHECKING:
     from erv_plugins.recipe import Recipe
-    from erv_plugins.stages import StageContext
+    from erv_plugins.stages import StageContext, build_stage
 
 SUMMARY = "launch_summary.json"
+# Environment set in the processes ``erv run`` launches.
+LAUNCHED_ENV = "ERV_LAUNCHED"
+
+
+class LaunchedStage:
+    """A stage that runs in this process, or in the ``[launch] num_processes`` processes
+    ``accelerate launch`` starts when the recipe asks for several (each runs ``run``).
+
+    Subclass it and register the class (``erv_register_stages``) like any stage;
+    ``prepare`` runs once, in the ``erv run`` process, before any process starts."""
+
+    name: ClassVar[str]
+
+    def __call__(self, ctx: StageContext) -> dict[str, Any] | None:
+        self.prepare(ctx)
+        if needs_launch(ctx.recipe):
+            return launch_stage(ctx, self.name)
+        return self.run(ctx)
+
+    def prepare(self, ctx: StageContext) -> None:
+        """Work done once before the processes start (nothing by default)."""
+
+    def run(self, ctx: StageContext) -> dict[str, Any] | None:
+        raise NotImplementedError
 
 
 def needs_launch(recipe: Recipe) -> bool:
@@ -96,28 +119,27 @@ def _child(argv: list[str]) -> int:
 
     from erv_plugins.plugins import Plugins
     from erv_plugins.recipe import load_recipe
-    from erv_plugins.stages import StageContext
+    from erv_plugins.stages import StageContext, build_stage
 
     parser = argparse.ArgumentParser(prog="erv-launched-stage")
     parser.add_argument("recipe")
     parser.add_argument("--run-dir", required=True)
-    parser.add_argument("--stage", required=True, choices=["sft", "grpo"])
+    parser.add_argument("--stage", required=True)  # a registered LaunchedStage
     parser.add_argument("--force", action="store_true")
     parser.add_argument("--plugin", action="append", default=[])
     ns = parser.parse_args(argv)
     os.environ[LAUNCHED_ENV] = "1"
     plugins = Plugins(extra=[importlib.import_module(m) for m in ns.plugin])
     recipe = load_recipe(ns.recipe, plugins)
+    stage = build_stage(plugins, recipe, ns.stage)
+    if not isinstance(stage, LaunchedStage):
+        raise ErvError(f"stage {ns.stage!r} is not a LaunchedStage: it cannot be launched")
     recipe.run_dir = ns.run_dir
     run_dir = Path(ns.run_dir)
     out = run_dir / ns.stage
     ctx = StageContext(recipe, run_dir, out, plugins, ns.force,
                        echo=print if int(os.environ.get("RANK", "0")) == 0 else (lambda _m: None))
-    if ns.stage == "sft":
-        from erv_plugins.training.sft import run_sft as run
-    else:
-        from erv_plugins.training.grpo import run_grpo as run
-    result = run(ctx)
+    result = stage.run(ctx)
     if int(os.environ.get("RANK", "0")) == 0:
         (out / SUMMARY).write_text(json.dumps(result) + "\n")
     # Without these, about one run in eleven aborted at shutdown (docs/stack.md).
@@ -128,4 +150,8 @@ def _child(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(_child(sys.argv[1:]))
+    # Run as a file by accelerate: take _child from the imported module, so that
+    # ``LaunchedStage`` is the class the registered stages subclass (not __main__'s copy).
+    from erv_plugins.training.launching import _child as child
+
+    sys.exit(child(sys.argv[1:]))

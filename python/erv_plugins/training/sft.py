@@ -23,7 +23,7 @@ from erv_plugins.training import common
 
 if TYPE_CHECKING:
     from erv_plugins.recipe import Recipe
-    from erv_plugins.recipe import SFTConfig as SFTSettings
+    from erv_plugins.recipe import SFTTable as SFTSettings
 
 
 class SFTStage(common.TrainingStage):

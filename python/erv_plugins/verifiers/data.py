@@ -27,11 +27,9 @@ from typing import Any
 from erv_plugins.errors import ErvError
 from erv_plugins.jsonl import iter_jsonl, parse_json, read_text
 from erv_plugins.labels import (
-    BUILTIN_LABEL_SPACES,
     EMER,
     MAFW_LABELS,
     TO_GOEMOTIONS,
-    LabelSpace,
     normalize_mafw,
 )
 
@@ -148,14 +146,6 @@ def write_jsonl(records: Iterable[TextRecord], path: str | os.PathLike[str]) -> 
         for r in records:
             f.write(json.dumps(r.to_json(), ensure_ascii=False) + "\n")
     return p
-
-
-def label_space_for(name: str) -> LabelSpace:
-    try:
-        return BUILTIN_LABEL_SPACES[name]
-    except KeyError:
-        raise VerifierDataError(
-            f"unknown label space {name!r}; known: {', '.join(BUILTIN_LABEL_SPACES)}") from None
 
 
 # Words of the datasets that are neither MAFW words nor GoEmotions words.

@@ -4,7 +4,7 @@
 whose keywords it contains, ``neutral_prob`` for neutral when it contains none, and
 ``base`` elsewhere, so rewards can be computed by hand. It is also a plugin object::
 
-    plugins.add(erv_plugins.rewards.testing)   # registers verifier "keywords"
+    plugins.add(erv_plugins.testing.rewards)   # registers verifier "keywords"
 
 ``build_tiny_roberta`` saves a tiny random multi-label RoBERTa (GoEmotions head) with a
 byte-level BPE tokenizer to a directory, loadable by the ``hf`` verifier plugin;

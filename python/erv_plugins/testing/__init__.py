@@ -1,5 +1,10 @@
 """pytest plugin with fixtures for erv plugin authors (loaded through the pytest11 entry point).
 
+The test doubles live beside the fixtures, in this package and nowhere in the product:
+``erv_plugins.testing.rewards`` (the keyword verifier, a tiny random RoBERTa, GRPO-shaped
+batches) and ``erv_plugins.testing.judges`` (a scripted OpenAI-compatible HTTP server).
+erv's own tests use the same fixtures and doubles.
+
 Installing erv makes these fixtures available to every test suite, with no conftest::
 
     def test_my_reward(erv_score, erv_samples):
@@ -12,7 +17,7 @@ Fixtures:
     Eight completions with their ground truth (``label``, ``dataset``) and the values the
     paper's ``format`` and ``answer`` rewards give them (``SampleCompletion``).
 ``erv_verifier``
-    A tiny deterministic verifier (``erv_plugins.rewards.testing.KeywordVerifier``):
+    A tiny deterministic verifier (``erv_plugins.testing.rewards.KeywordVerifier``):
     GoEmotions labels, probability 0.9 for every label whose keyword occurs in the text
     ("tears" -> sadness, "smiling" -> joy, ...), neutral 0.8 when none does, 0.01
     elsewhere, so explanation rewards can be computed by hand. No model, no torch.
@@ -274,7 +279,7 @@ def run_grpo(
     """
     import tomli_w
 
-    import erv_plugins.rewards.testing
+    import erv_plugins.testing.rewards
     import erv_plugins.training.demo
     from erv_plugins.recipe import load_recipe
     from erv_plugins.stages import run_recipe
@@ -297,7 +302,7 @@ def run_grpo(
         "rewards": {reward: table},
         "grpo": {"max_steps": steps},
     }))
-    registry = _registry([erv_plugins.training.demo, erv_plugins.rewards.testing, *plugins])
+    registry = _registry([erv_plugins.training.demo, erv_plugins.testing.rewards, *plugins])
     loaded = load_recipe(recipe_path, registry)
     if recipe is None:
         loaded.stages = ["grpo"]
@@ -363,7 +368,7 @@ def erv_samples() -> list[SampleCompletion]:
 @pytest.fixture
 def erv_verifier() -> Any:
     """A deterministic keyword verifier over the 28 GoEmotions labels (no model)."""
-    from erv_plugins.rewards.testing import KeywordVerifier
+    from erv_plugins.testing.rewards import KeywordVerifier
 
     return KeywordVerifier()
 
