@@ -379,17 +379,6 @@ def test_batches_release_the_gil():
     assert sum(start + quarter < s < end - quarter for s in stamps) > 100
 
 
-def test_the_stub_names_every_native_function():
-    if not text.NATIVE:
-        pytest.skip("erv_plugins._native is not built")
-    import ast
-
-    stub = Path(text.__file__).with_name("_native.pyi").read_text("utf-8")
-    declared = {n.name for n in ast.parse(stub).body if isinstance(n, ast.FunctionDef)}
-    exported = {n for n in dir(text._native) if callable(getattr(text._native, n)) and not n.startswith("_")}
-    assert declared == exported
-
-
 @pytest.mark.parametrize("mode", ["paper", "pragmatic"])
 def test_one_long_text_gives_the_batch_paths_sentences(mode):
     # 9,600 sentences in one text, looked up in chunks: a third repeat, the rest are distinct,
