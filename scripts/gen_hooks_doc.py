@@ -23,7 +23,8 @@ CONTRACTS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("reward", "erv_plugins.rewards.base", ("Reward", "RewardBatch", "RewardResult")),
     ("reward", "erv_plugins._text_pure", ("Parsed",)),
     ("verifier", "erv_plugins.verifiers.base", ("Verifier",)),
-    ("judge", "erv_plugins.judges.base", ("Judge", "JudgeRequest", "Verdict", "JudgeContext")),
+    ("every kind", "erv_plugins.context", ("BuildContext",)),
+    ("judge", "erv_plugins.judges.base", ("Judge", "JudgeRequest", "Verdict")),
     ("dataset", "erv_plugins.datasets.base", ("Dataset", "Sample")),
     ("stage", "erv_plugins.stages", ("Stage", "StageContext")),
 )

@@ -33,7 +33,7 @@ def synthetic(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _dataset(name: str, root: Path, split: str = "train", **options: object) -> Dataset:
     reg = get_plugins().get("dataset", name)
     opts = reg.options(**options) if reg.options is not None else None
-    return reg.build(opts, root=str(root), split=split)
+    return build_dataset(DataSpec(plugin=name, root=str(root), split=split, options=opts))
 
 
 def test_synthetic_layouts_and_splits(synthetic: Path) -> None:

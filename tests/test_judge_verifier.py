@@ -15,7 +15,8 @@ import pytest
 
 from erv_plugins.errors import ErvError
 from erv_plugins.hookspecs import hookimpl
-from erv_plugins.judges.base import JudgeContext, JudgeRequest
+from erv_plugins.context import BuildContext
+from erv_plugins.judges.base import JudgeRequest
 from erv_plugins.judges.verifier import VerifierJudge, VerifierJudgeOptions
 from erv_plugins.labels import DFEW, GOEMOTIONS, MAFW
 from erv_plugins.plugins import Plugins
@@ -89,13 +90,13 @@ class _VerifierPlugin:
 
 def test_built_from_the_recipe_verifier_table_or_its_own_options() -> None:
     plugins = Plugins(entry_points=False, extra=[_VerifierPlugin()])
-    via_recipe = VerifierJudge(context=JudgeContext(plugins=plugins,
-                                                    verifier=PluginSpec(plugin="keyword")))
+    via_recipe = VerifierJudge(context=BuildContext.create(
+        plugins, verifier_spec=PluginSpec(plugin="keyword")))
     assert via_recipe.verifier.cache_key == "keyword-verifier"
-    own = VerifierJudge(VerifierJudgeOptions(plugin="keyword"), context=JudgeContext(plugins))
+    own = VerifierJudge(VerifierJudgeOptions(plugin="keyword"), context=BuildContext.create(plugins))
     assert own.cache_key == via_recipe.cache_key
     with pytest.raises(ErvError, match="judge 'verifier' needs a verifier"):
-        VerifierJudge(context=JudgeContext(plugins))
+        VerifierJudge(context=BuildContext.create(plugins))
 
 
 def test_eval_stage_of_erv_run_with_the_offline_judge(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ from erv_plugins.rewards.schedules import scheduled_weight
 from erv_plugins.rewards.explanation import ExplanationOptions, ExplanationReward
 from erv_plugins.rewards.format_answer import FormatReward
 from erv_plugins.testing.rewards import KeywordVerifier
+from erv_plugins.training.rewards_adapter import TRLRewards
 
 GOOD = "<think>She smiles. The room is bright.</think><answer>happy</answer>"
 BAD = "just text"
@@ -50,7 +51,7 @@ def test_scheduled_weights(schedule: WeightSchedule, steps: list[int],
     assert [scheduled_weight(1.0, schedule, s) for s in steps] == pytest.approx(expected)
     e = RewardEngine([RewardTerm("format", FormatReward(), 1.0, schedule)])
     assert [e.score([GOOD], step=s).total[0] for s in steps] == pytest.approx(expected)
-    assert e.trl_reward_weights(steps[-1]) == pytest.approx([expected[-1]])
+    assert TRLRewards(e).reward_weights(steps[-1]) == pytest.approx([expected[-1]])
 
 
 def test_bad_schedule_is_refused() -> None:
@@ -193,7 +194,7 @@ options = { tau = 0.1 }
     e = RewardEngine.from_recipe(recipe, plugins)
     assert e.names == ["format", "answer", "explanation"]
     assert e.reward("explanation").options.tau == 0.1
-    assert e.trl_reward_weights(5) == [0.5, 1.0, 1.0]
+    assert TRLRewards(e).reward_weights(5) == [0.5, 1.0, 1.0]
     s = e.score([GOOD], {"label": ["happiness"], "dataset": ["mafw"]}, step=5)
     assert s.total == [0.5 * 1.0 + 1.0 * 1.0 + 1.0 * 1.0]
 
@@ -231,7 +232,7 @@ def test_trl_functions_follow_trls_convention_and_score_once_per_batch() -> None
     e = RewardEngine({"format": FormatReward(),
                       "explanation": ExplanationReward(verifier=verifier),
                       "none": lambda b: [None] * len(b)})
-    funcs = e.trl_reward_functions()
+    funcs = TRLRewards(e).reward_functions()
     assert [f.__name__ for f in funcs] == ["format", "explanation", "none"]
     state = types.SimpleNamespace(global_step=3)
     metrics: dict[str, float] = {}

@@ -15,6 +15,7 @@ from erv_plugins.plugins import get_plugins
 from erv_plugins.recipe import load_recipe
 from erv_plugins.rewards.engine import RewardEngine
 from erv_plugins.testing.rewards import KeywordVerifier, build_tiny_roberta, synthetic_batch
+from erv_plugins.training.rewards_adapter import TRLRewards
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow  # real models: torch and transformers imports, a TRL run
@@ -157,6 +158,7 @@ def test_trl_grpo_trainer_logs_erv_rewards(tmp_path: Path) -> None:
         # The random policy never writes the format: a length reward makes advantages vary.
         RewardTerm("length", lambda b: [len(c) / 100 for c in b.completions]),
     ])
+    trl_rewards = TRLRewards(engine)
     question = "Which emotion is the most obvious?"
     data = Dataset.from_list([
         {"prompt": [{"role": "user", "content": question}], "label": label, "dataset": "mafw"}
@@ -166,13 +168,13 @@ def test_trl_grpo_trainer_logs_erv_rewards(tmp_path: Path) -> None:
         output_dir=str(tmp_path / "out"), use_cpu=True, max_steps=2, learning_rate=1e-4,
         per_device_train_batch_size=4, num_generations=4, max_completion_length=12,
         logging_steps=1, report_to=[], save_strategy="no", seed=0, bf16=False,
-        reward_weights=engine.trl_reward_weights(0), dataloader_num_workers=0,
+        reward_weights=trl_rewards.reward_weights(0), dataloader_num_workers=0,
     )
     trainer = GRPOTrainer(
-        model=str(model_dir), reward_funcs=engine.trl_reward_functions(), args=args,
+        model=str(model_dir), reward_funcs=trl_rewards.reward_functions(), args=args,
         train_dataset=data, processing_class=PreTrainedTokenizerFast.from_pretrained(model_dir),
     )
-    trainer.add_callback(engine.trl_callback(trainer))
+    trainer.add_callback(trl_rewards.callback(trainer))
     trainer.train()
 
     logged = {k for entry in trainer.state.log_history for k in entry}

@@ -12,10 +12,14 @@ Each ``erv_register_*`` hook is handed a ``register`` callback::
         register(other_factory, name="other", options=OtherOptions)
 
 ``register(factory, *, name=None, options=None, description=None)``: ``factory`` is
-called by the core with the decoded options struct to build the component; ``options``
-is the ``msgspec.Struct`` type that decodes the component's option table in a recipe
-(defaults to ``factory.Options`` when present). Two plugins registering one name is an
-error naming both.
+called by the core to build the component, the same way for every kind but stages:
+``factory(options, context=context)`` with the decoded options struct and a
+``erv_plugins.context.BuildContext`` (plugins, recipe, run directory, device, label
+spaces, the verifier on demand, ``spec``: the recipe table it is built from);
+``factory(context=context)`` without options; a factory that takes nothing besides its
+options is called without the context. ``options`` is the ``msgspec.Struct`` type that
+decodes the component's option table in a recipe (defaults to ``factory.Options`` when
+present). Two plugins registering one name is an error naming both.
 """
 
 from __future__ import annotations

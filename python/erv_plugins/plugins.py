@@ -10,9 +10,11 @@ from __future__ import annotations
 import difflib
 import importlib
 import importlib.metadata
+import inspect
 import os
 import sys
 import threading
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
     import click
     import msgspec
 
+    from erv_plugins.context import BuildContext
     from erv_plugins.labels import LabelSpace
 
 ENTRY_POINT_GROUP = "erv_plugins"
@@ -67,13 +70,85 @@ class Registration:
     plugin: str
     description: str
 
-    def build(self, options: Any = None, /, **context: Any) -> Any:
-        """Instantiate the component with its decoded options (default options if None)."""
+    def build(self, options: Any = None, /, *, context: BuildContext | None = None) -> Any:
+        """Instantiate the component with its decoded options (default options if None):
+        ``factory(options, context=context)``, or ``factory(context=context)`` for a
+        component without options (``erv_plugins.context``). Without a context, one with
+        the process-wide plugins only."""
+        from erv_plugins.context import BuildContext
+
         if options is None and self.options is not None:
             options = self.options()
+        args = () if self.options is None else (options,)
+        params = _parameters(self.factory)
+        if self.kind == "stage" or (params is not None and len(params) == len(args)):
+            # A stage is built from its recipe table alone; a factory that takes nothing
+            # besides its options needs nothing from the context.
+            return self.factory(*args)
+        if context is None:
+            context = BuildContext(plugins=get_plugins())
+        legacy = self._legacy_keywords(context, params)
+        if legacy is not None:
+            return self.factory(*args, **legacy)
         if self.options is None:
-            return self.factory(**context)
-        return self.factory(options, **context)
+            return self.factory(context=context)
+        return self.factory(options, context=context)
+
+    def _legacy_keywords(self, context: BuildContext,
+                         params: Mapping[str, inspect.Parameter] | None) -> dict[str, Any] | None:
+        """The keywords of the calling convention before ``BuildContext`` when the factory
+        is written to it (with a DeprecationWarning naming the plugin), else None.
+
+        Old rewards list "verifier"/"label_space" in ``requires`` and take ``verifier=``/
+        ``label_spaces=``; old datasets take ``root=``/``split=``/``limit=`` and old models
+        ``path=``/``run_dir=`` without a ``context`` parameter.
+        """
+        takes_context = params is None or "context" in params
+        var_kw = params is not None and any(
+            p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+        keywords: dict[str, Any] = {}
+        if self.kind == "reward":
+            requires = frozenset(getattr(self.factory, "requires", ()))
+            if not requires & {"verifier", "label_space"} and (takes_context or var_kw):
+                return None
+            if "verifier" in requires:
+                keywords["verifier"] = context.verifier()
+            if "label_space" in requires:
+                keywords["label_spaces"] = context.label_spaces
+        elif self.kind in ("dataset", "model"):
+            if takes_context:
+                return None
+            spec = context.spec
+            if self.kind == "dataset":
+                keywords = {"root": getattr(spec, "root", None),
+                            "split": getattr(spec, "split", "train"),
+                            "limit": getattr(spec, "limit", None)}
+            else:
+                keywords = {"path": getattr(spec, "path", None)}
+            if context.run_dir is not None:
+                keywords["run_dir"] = context.run_dir
+            if not var_kw:
+                assert params is not None
+                keywords = {k: v for k, v in keywords.items() if k in params}
+        else:
+            return None
+        fix = ("list only dataset columns in `requires` and read the verifier and label "
+               "spaces from `context`" if self.kind == "reward" else
+               "read the recipe table from `context.spec`")
+        warnings.warn(
+            f"plugin {self.plugin!r}: {self.kind} {self.name!r} is written to the calling "
+            f"convention before erv_plugins.context.BuildContext; take a keyword `context` "
+            f"({fix}); the old keywords go in a later release",
+            DeprecationWarning, stacklevel=3)
+        return keywords
+
+
+def _parameters(factory: Callable[..., Any]) -> Mapping[str, inspect.Parameter] | None:
+    """The factory's parameters, or None when it has no signature (C callables)."""
+    try:
+        return inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return None
 
 
 @dataclass

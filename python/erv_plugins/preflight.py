@@ -217,10 +217,9 @@ def _stage_needs(recipe: Recipe, plugins: Plugins, stage: str, run_dir: Path,
             yield from _product(run_dir, "sft", stage, "the SFT model", running, recipe)
         elif recipe.model is not None and recipe.model.path:
             yield _Need("$.model.path", Path(recipe.model.path), "checkpoint", stage)
-        needs_verifier = any(
-            "verifier" in getattr(_factory(plugins, "reward", s.plugin or k), "requires", ())
-            for k, s in recipe.rewards.items())
-        if needs_verifier and recipe.verifier is not None:
+        # Rewards ask for the verifier on demand (BuildContext.verifier), so the GRPO stage
+        # may build the recipe's [verifier] whenever there is one.
+        if recipe.verifier is not None:
             if "train_verifier" in recipe.stages:
                 yield from _product(run_dir, "train_verifier", stage, "the trained verifier", running,
                                     recipe)
@@ -228,13 +227,6 @@ def _stage_needs(recipe: Recipe, plugins: Plugins, stage: str, run_dir: Path,
                 yield _Need("$.verifier.options.path", Path(path), "verifier", stage)
     elif stage == "eval" and recipe.eval is not None:
         yield from _eval_needs(recipe, plugins, run_dir, running)
-
-
-def _factory(plugins: Plugins, kind: Any, name: str) -> Any:
-    try:
-        return plugins.get(kind, name).factory
-    except ErvError:
-        return None
 
 
 def _eval_needs(recipe: Recipe, plugins: Plugins, run_dir: Path, running: Sequence[str]

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import click
 
@@ -30,6 +30,9 @@ from erv_plugins.recipe import (
     VerifierTrainingTable,
 )
 
+if TYPE_CHECKING:
+    from erv_plugins.context import BuildContext
+
 DONE = ".done"
 
 
@@ -41,6 +44,13 @@ class StageContext:
     plugins: Plugins
     force: bool = False
     echo: Callable[[str], None] = click.echo
+
+    def build_context(self, **fields: Any) -> BuildContext:
+        """The ``BuildContext`` this stage's components are built with."""
+        from erv_plugins.context import BuildContext
+
+        return BuildContext.create(self.plugins, recipe=self.recipe, run_dir=self.run_dir,
+                                   **fields)
 
 
 class Stage(Protocol):

@@ -108,11 +108,12 @@ def test_explanation_reward_with_the_lexicon(tmp_path, lexicon, erv_registry):
 
 
 def test_verifier_judge_reads_with_the_lexicon(lexicon, erv_registry):
-    from erv_plugins.judges.base import JudgeContext, JudgeRequest
+    from erv_plugins.context import BuildContext
+    from erv_plugins.judges.base import JudgeRequest
 
     reg = erv_registry().get("judge", "verifier")
     judge = reg.build(reg.options(plugin="lexicon", options={"path": str(lexicon)}),
-                      context=JudgeContext(plugins=erv_registry()))
+                      context=BuildContext.create(erv_registry()))
     verdicts = {v.id: v.label for v in judge.judge(
         [JudgeRequest("a", "She is happy."), JudgeRequest("b", "Tears fall."),
          JudgeRequest("c", "The door.")], MAFW)}

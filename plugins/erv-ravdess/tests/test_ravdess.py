@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from erv_plugins.datasets.base import Dataset
+from erv_plugins.datasets.base import Dataset, build_dataset
 from erv_plugins.errors import ErvError, RecipeError
 from erv_plugins.recipe import load_recipe
 from erv_ravdess import RAVDESS, Ravdess, RavdessOptions, parse_name
@@ -107,8 +107,7 @@ def test_recipe_decodes_options(tmp_path, root, erv_registry):
         load_recipe(recipe, erv_registry())
     recipe.write_text(recipe.read_text().replace('"merge"', '"drop"'))
     spec = load_recipe(recipe, erv_registry()).grpo.dataset
-    data = erv_registry().get("dataset", "ravdess").build(spec.options, root=spec.root,
-                                                          split=spec.split, limit=spec.limit)
+    data = build_dataset(spec, erv_registry())  # as erv builds it: context.spec = spec
     assert len(data.samples()) == 20 * 52  # 60 clips per actor less 8 calm ones
 
 

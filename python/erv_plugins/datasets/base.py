@@ -6,9 +6,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from erv_plugins.labels import LabelSpace
+
+if TYPE_CHECKING:
+    from erv_plugins.context import BuildContext
 
 
 @dataclass(frozen=True)
@@ -57,36 +60,37 @@ def required_paths(dataset: Any, spec: Any) -> list[RequiredPath]:
     return [RequiredPath(Path(root))] if root else []
 
 
-def build_dataset(spec: Any, plugins: Any = None, **extra: Any) -> Dataset:
+def where_to_read(spec: Any) -> tuple[str | None, str, int | None]:
+    """(root, split, limit) of a recipe's dataset table (``BuildContext.spec``)."""
+    return getattr(spec, "root", None), getattr(spec, "split", "train"), getattr(spec, "limit", None)
+
+
+def build_dataset(spec: Any, plugins: Any = None, *, context: BuildContext | None = None,
+                  run_dir: Path | None = None) -> Dataset:
     """The dataset a recipe's ``DataSpec`` names (plugin, root, split, limit, options).
 
-    Plugin factories are called as ``factory(options, root=..., split=..., limit=...,
-    **extra)``, given only the keywords their signature accepts (a third-party factory
-    may take fewer). Options given as a plain dict (a ``DataSpec`` built in code rather
-    than decoded by ``load_recipe``) are decoded with the plugin's struct.
+    Built as every component is, ``factory(options, context=context)`` with
+    ``context.spec`` = ``spec`` (where the dataset reads: ``root``, ``split``, ``limit``).
+    Options given as a plain dict (a ``DataSpec`` built in code rather than decoded by
+    ``load_recipe``) are decoded with the plugin's struct.
     """
-    import inspect
-
     import msgspec
 
+    from erv_plugins.context import BuildContext
     from erv_plugins.errors import ErvError
 
-    if plugins is None:
-        from erv_plugins.plugins import get_plugins
+    if context is None:
+        if plugins is None:
+            from erv_plugins.plugins import get_plugins
 
-        plugins = get_plugins()
-    reg = plugins.get("dataset", spec.plugin)
-    context = {"root": spec.root, "split": spec.split, "limit": spec.limit, **extra}
-    try:
-        params = inspect.signature(reg.factory).parameters
-        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-            context = {k: v for k, v in context.items() if k in params}
-    except (TypeError, ValueError):  # builtins and C callables have no signature
-        pass
+            plugins = get_plugins()
+        context = BuildContext.create(plugins, run_dir=run_dir)
+    context = context.with_(spec=spec)
+    reg = context.plugins.get("dataset", spec.plugin)
     options = spec.options
     if reg.options is not None and not isinstance(options, reg.options):
         try:
             options = msgspec.convert(options or {}, reg.options)
         except msgspec.ValidationError as exc:
             raise ErvError(f"dataset {spec.plugin!r} options: {exc}") from None
-    return reg.build(options, **context)
+    return reg.build(options, context=context)

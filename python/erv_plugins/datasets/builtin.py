@@ -18,11 +18,11 @@ import csv
 import io
 import os
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import msgspec
 
-from erv_plugins.datasets.base import RequiredPath, Sample
+from erv_plugins.datasets.base import RequiredPath, Sample, where_to_read
 from erv_plugins.errors import ErvError
 from erv_plugins.jsonl import iter_jsonl, parse_json, read_text
 from erv_plugins.hookspecs import hookimpl
@@ -37,6 +37,9 @@ from erv_plugins.labels import (
     normalize_plain,
 )
 from erv_plugins.plugins import Register
+
+if TYPE_CHECKING:
+    from erv_plugins.context import BuildContext
 
 OnError = Literal["skip", "stop"]
 
@@ -57,8 +60,10 @@ class _ClipDataset:
     label_space: LabelSpace
     splits: ClassVar[tuple[str, ...]] = ("train", "test")
 
-    def __init__(self, options: _Options, *, root: str | None = None, split: str = "train",
-                 limit: int | None = None, **_: Any) -> None:
+    def __init__(self, options: _Options, *, context: BuildContext | None = None,
+                 root: str | None = None, split: str = "train", limit: int | None = None) -> None:
+        if context is not None and context.spec is not None:  # built from a recipe table
+            root, split, limit = where_to_read(context.spec)
         if root is None:
             raise ErvError(f"dataset {self.name}: `root` (the dataset directory) is required")
         if split not in self.splits:
@@ -299,8 +304,9 @@ class Jsonl(_ClipDataset):
     Options = JsonlOptions
     splits: ClassVar[tuple[str, ...]] = ("train", "test", "validation", "all")
 
-    def __init__(self, options: JsonlOptions, **kwargs: Any) -> None:
-        super().__init__(options, **kwargs)
+    def __init__(self, options: JsonlOptions, *, context: BuildContext | None = None,
+                 **where: Any) -> None:
+        super().__init__(options, context=context, **where)
         if options.label_space is not None and options.label_space not in BUILTIN_LABEL_SPACES:
             raise ErvError(f"dataset jsonl: label_space {options.label_space!r} is not one of "
                            f"{', '.join(BUILTIN_LABEL_SPACES)}")

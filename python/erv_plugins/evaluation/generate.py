@@ -163,8 +163,11 @@ def _as_list(value: Any) -> list[Any]:
 
 def _dataset(plugins: Plugins, name: str, options: Any, root: str | None, split: str,
              limit: int | None) -> Any:
-    reg = plugins.get("dataset", name)
-    return reg.build(options, root=root, split=split, limit=limit)
+    from erv_plugins.datasets.base import build_dataset
+    from erv_plugins.recipe import DataSpec
+
+    return build_dataset(DataSpec(plugin=name, root=root, split=split, limit=limit,
+                                  options=options), plugins)
 
 
 def generate_for_dataset(plugins: Plugins, policy: str, dataset: str, *, root: str | None,

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import msgspec
 
 from erv_plugins.errors import ErvError
-from erv_plugins.judges.base import Judge, JudgeContext
+from erv_plugins.context import BuildContext
+from erv_plugins.judges.base import Judge
 
 if TYPE_CHECKING:
     from erv_plugins.plugins import Plugins
@@ -34,7 +35,7 @@ def build_judge(plugins: Plugins, name: str, options: Any = None, *, where: str 
             options = msgspec.convert(options or {}, type=reg.options, strict=False)
         except msgspec.ValidationError as exc:
             raise ErvError(f"{where}: judge {name!r}: {exc}") from None
-    context = JudgeContext(plugins=plugins, verifier=verifier, cache_dir=cache_dir)
+    context = BuildContext.create(plugins, verifier_spec=verifier, cache_dir=cache_dir)
     judge = reg.build(options, context=context)
     if not isinstance(judge, Judge):
         raise ErvError(f"judge plugin {name!r} ({reg.plugin}) built a {type(judge).__name__}, "

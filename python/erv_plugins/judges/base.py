@@ -5,7 +5,9 @@ emotion it argues for; comparing that judge label j with the predicted answer p 
 ground truth g gives EEA, FCR and EPC (``erv_plugins.evaluation.metrics``).
 
 A judge plugin registers a factory through ``erv_register_judges``; the core calls it as
-``factory(options, context=JudgeContext(...))`` and uses the result as a ``Judge``::
+every component's, ``factory(options, context=BuildContext(...))`` (``erv_plugins.context``:
+``context.cache_dir`` for a cache, ``context.verifier_spec`` the recipe's ``[verifier]``),
+and uses the result as a ``Judge``::
 
     class MyJudge:
         name = "mine"
@@ -33,6 +35,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 from erv_plugins.labels import NEUTRAL, LabelSpace
 
 if TYPE_CHECKING:
+    from erv_plugins.context import BuildContext
     from erv_plugins.plugins import Plugins
     from erv_plugins.recipe import PluginSpec
 
@@ -80,15 +83,20 @@ class Verdict:
         return self.error is None
 
 
-@dataclass
-class JudgeContext:
-    """What the core hands a judge factory besides its options."""
+def JudgeContext(plugins: Plugins | None = None, verifier: PluginSpec | None = None,
+                 cache_dir: Path | None = None) -> BuildContext:  # noqa: N802 - was a class
+    """Deprecated: judges get a ``erv_plugins.context.BuildContext`` (``verifier_spec``,
+    ``cache_dir``) like every component."""
+    import warnings
 
-    plugins: Plugins | None = None
-    # The recipe's [verifier] table, for judges that classify with a verifier.
-    verifier: PluginSpec | None = None
-    # Where a judge may keep its cache when its options name none.
-    cache_dir: Path | None = None
+    from erv_plugins.context import BuildContext
+    from erv_plugins.plugins import get_plugins
+
+    warnings.warn("erv_plugins.judges.base.JudgeContext is deprecated: build a "
+                  "erv_plugins.context.BuildContext (verifier_spec=..., cache_dir=...)",
+                  DeprecationWarning, stacklevel=2)
+    return BuildContext.create(plugins or get_plugins(), verifier_spec=verifier,
+                               cache_dir=cache_dir)
 
 
 @runtime_checkable

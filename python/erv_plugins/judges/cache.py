@@ -15,6 +15,7 @@ import threading
 from pathlib import Path
 
 from erv_plugins.errors import ErvError
+from erv_plugins.fifo import FifoSlots
 
 CACHE_ENV = "ERV_CACHE_DIR"
 
@@ -32,10 +33,14 @@ def cache_key(*parts: object) -> str:
 
 
 class ReplyCache:
-    """key -> reply text, persisted in ``path`` (created on first use)."""
+    """key -> reply text, persisted in ``path`` (created on first use). The last
+    ``memory_size`` replies read or written are also held in memory (FIFO), so a reply
+    asked for again in this process costs no database query."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, memory_size: int = 4096) -> None:
         self.path = Path(path)
+        self._memory: FifoSlots[str] = FifoSlots(memory_size)
+        self._replies: list[str] = []  # the reply of each memory slot
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
@@ -48,14 +53,34 @@ class ReplyCache:
 
     def get(self, key: str) -> str | None:
         with self._lock:
+            slot = self._memory.get(key)
+            if slot is not None:
+                return self._replies[slot]
             row = self._db.execute("SELECT reply FROM replies WHERE key = ?", (key,)).fetchone()
-        return None if row is None else str(row[0])
+            if row is None:
+                return None
+            self._hold(key, str(row[0]))
+            return str(row[0])
 
     def put(self, key: str, reply: str) -> None:
         with self._lock:
             self._db.execute("INSERT OR REPLACE INTO replies (key, reply) VALUES (?, ?)",
                              (key, reply))
             self._db.commit()
+            self._hold(key, reply)
+
+    def _hold(self, key: str, reply: str) -> None:
+        """Keep ``reply`` in memory (the caller holds the lock)."""
+        slot = self._memory.get(key)
+        if slot is None:
+            slots = self._memory.add([key])
+            if not slots:  # memory_size 0
+                return
+            slot = slots[0]
+        if slot == len(self._replies):
+            self._replies.append(reply)
+        else:
+            self._replies[slot] = reply
 
     def __len__(self) -> int:
         with self._lock:

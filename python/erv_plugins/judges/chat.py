@@ -22,13 +22,12 @@ import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import msgspec
 
 from erv_plugins.errors import ErvError
 from erv_plugins.judges.base import (
-    JudgeContext,
     JudgeRequest,
     Verdict,
     judge_prompt,
@@ -38,6 +37,9 @@ from erv_plugins.judges.base import (
 from erv_plugins.judges.cache import ReplyCache, cache_key, default_cache_dir
 from erv_plugins.labels import LabelSpace
 from erv_plugins.llm import ChatClient, ChatRefused, ChatStopped
+
+if TYPE_CHECKING:
+    from erv_plugins.context import BuildContext
 from erv_plugins.recipe import NonNegative, NonNegativeFloat, Positive, PositiveFloat
 
 CACHE_FILE = "judge-cache.sqlite"
@@ -79,7 +81,7 @@ class OpenAIJudge:
     Options: ClassVar[type[OpenAIJudgeOptions]] = OpenAIJudgeOptions
 
     def __init__(self, options: OpenAIJudgeOptions | None = None, *,
-                 context: JudgeContext | None = None) -> None:
+                 context: BuildContext | None = None) -> None:
         self.options = o = options or OpenAIJudgeOptions()
         where = "judge 'openai'"
         if o.concurrency < 1:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import msgspec
 
 from erv_plugins.errors import ErvError
-from erv_plugins.judges.base import JudgeContext, JudgeRequest, Verdict
+from erv_plugins.judges.base import JudgeRequest, Verdict
 from erv_plugins.judges.cache import cache_key
 from erv_plugins.labels import LabelSpace
 from erv_plugins.recipe import Positive
@@ -22,6 +22,7 @@ from erv_plugins.recipe import Positive
 if TYPE_CHECKING:  # numpy loads when the judge runs, not when `erv --help` lists plugins
     import numpy as np
 
+    from erv_plugins.context import BuildContext
     from erv_plugins.verifiers.base import Verifier
 
 
@@ -41,7 +42,7 @@ class VerifierJudge:
     Options: ClassVar[type[VerifierJudgeOptions]] = VerifierJudgeOptions
 
     def __init__(self, options: VerifierJudgeOptions | None = None, *,
-                 context: JudgeContext | None = None,
+                 context: BuildContext | None = None,
                  verifier: Verifier | None = None) -> None:
         self.options = o = options or VerifierJudgeOptions()
         if o.batch_size < 1:
@@ -81,14 +82,19 @@ class VerifierJudge:
                 yield Verdict(request.id, label, reply=verifier_labels[cols[b]], in_list=True)
 
 
-def _build_verifier(o: VerifierJudgeOptions, context: JudgeContext | None) -> Verifier:
-    from erv_plugins.plugins import get_plugins
+def _build_verifier(o: VerifierJudgeOptions, context: BuildContext | None) -> Verifier:
+    from erv_plugins.context import BuildContext
 
-    plugins = context.plugins if context and context.plugins else get_plugins()
+    if context is None:
+        from erv_plugins.plugins import get_plugins
+
+        context = BuildContext.create(get_plugins())
+    plugins = context.plugins
+    table = context.verifier_table()
     if o.plugin is not None:
         name, raw = o.plugin, o.options
-    elif context is not None and context.verifier is not None:
-        name, raw = context.verifier.plugin, context.verifier.options
+    elif table is not None:
+        name, raw = table.plugin, table.options
     else:
         raise ErvError("judge 'verifier' needs a verifier: set [eval.judge.options] plugin "
                        "(e.g. \"hf\") or give the recipe a [verifier] table")
@@ -99,4 +105,4 @@ def _build_verifier(o: VerifierJudgeOptions, context: JudgeContext | None) -> Ve
             options = msgspec.convert(raw or {}, type=reg.options)
         except msgspec.ValidationError as exc:
             raise ErvError(f"judge 'verifier': options of verifier {name!r}: {exc}") from None
-    return reg.build(options)
+    return reg.build(options, context=context)

@@ -1,13 +1,27 @@
 """The policy-model contract (paper eq. 1: an omni MLLM over video, audio and prompt).
 
-A model plugin's factory is called with its decoded options (and, from a recipe's
-``[model]`` table, ``path=``) and returns a ``PolicyModel``: something that loads a
-transformers causal LM and the processor that prepares its inputs.
+A model plugin's factory is called as every component's, ``factory(options,
+context=BuildContext(...))``: ``context.spec`` is the recipe's ``[model]`` table (its
+``path``), ``context.run_dir`` where a model built from options may be written. It returns
+a ``PolicyModel``: something that loads a transformers causal LM and the processor that
+prepares its inputs.
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol, runtime_checkable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from erv_plugins.context import BuildContext
+
+
+def model_location(context: BuildContext | None) -> tuple[str | None, Path]:
+    """(checkpoint path of the ``[model]`` table or None, run directory or ".")."""
+    if context is None:
+        return None, Path(".")
+    path = getattr(context.spec, "path", None)
+    return path, Path(context.run_dir) if context.run_dir is not None else Path(".")
 
 
 @runtime_checkable

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import msgspec
 
 from erv_plugins.errors import ErvError
 from erv_plugins.hookspecs import hookimpl
+from erv_plugins.models.base import model_location
 from erv_plugins.plugins import Register
+
+if TYPE_CHECKING:
+    from erv_plugins.context import BuildContext
 
 
 class OmniOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -48,11 +51,10 @@ class OmniPolicy:
     name: ClassVar[str] = "omni"
     Options = OmniOptions
 
-    def __init__(self, options: OmniOptions | None = None, *, path: str | None = None,
-                 run_dir: str | os.PathLike[str] | None = None, **_: Any) -> None:
+    def __init__(self, options: OmniOptions | None = None, *,
+                 context: BuildContext | None = None) -> None:
         self.options = options or OmniOptions()
-        self.path = path
-        self.run_dir = Path(run_dir) if run_dir is not None else Path(".")
+        self.path, self.run_dir = model_location(context)
 
     def model_path(self) -> str:
         if self.path:

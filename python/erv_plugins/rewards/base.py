@@ -6,10 +6,10 @@ distinct sentence once). It returns one value per completion: a float, or None w
 does not apply; or a ``RewardResult`` that adds batch statistics for logging. It may be a
 coroutine function; the engine awaits those concurrently.
 
-What a reward ``requires`` decides what the engine hands it when it is built from a
-recipe: ``"verifier"`` -> keyword ``verifier=`` (a ``erv_plugins.verifiers.base.Verifier``),
-``"label_space"`` -> keyword ``label_spaces=`` (a ``Mapping[str, LabelSpace]`` keyed by
-dataset name); any other name is a dataset column the batch must carry.
+A reward is built as every component, ``factory(options, context=BuildContext(...))``:
+``context.verifier()`` is the recipe's verifier (a ``erv_plugins.verifiers.base.Verifier``,
+built once for all rewards), ``context.label_spaces`` the label spaces by dataset name.
+``requires`` lists only the dataset columns the batch must carry (``"label"``...).
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ class RewardResult:
 class Reward(Protocol):
     name: ClassVar[str]
     Options: ClassVar[type[msgspec.Struct]]
-    # What the reward needs: dataset columns ("label"), "verifier", "label_space".
+    # The dataset columns the reward reads ("label", "dataset"...).
     requires: ClassVar[frozenset[str]]
 
     def __call__(self, batch: RewardBatch) -> Sequence[float | None] | RewardResult: ...

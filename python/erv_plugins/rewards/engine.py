@@ -6,16 +6,7 @@ verify each distinct sentence once), enforces each reward's timeout and retries,
 a failure into NaN that is logged and counted, never a silent 0.0. Async rewards run
 concurrently. Weights are constant or scheduled over training steps.
 
-With TRL::
-
-    engine = RewardEngine.from_recipe(recipe, plugins)
-    trainer = GRPOTrainer(..., reward_funcs=engine.trl_reward_functions(),
-                          args=GRPOConfig(..., reward_weights=engine.trl_reward_weights(0)))
-    trainer.add_callback(engine.trl_callback(trainer))   # scheduled weights, each step
-
-TRL calls one function per reward; the first call of a batch scores all rewards (one
-``score``), the others read that result. TRL logs ``rewards/<name>/mean``; the engine's
-extra statistics (``explanation/neutral_share``...) go to TRL's ``log_metric``.
+TRL sees the engine through ``erv_plugins.training.rewards_adapter.TRLRewards``.
 """
 
 from __future__ import annotations
@@ -134,7 +125,6 @@ class RewardEngine:
         self.failures: dict[str, int] = {t.name: 0 for t in terms}  # failed calls so far
         self.last_errors: dict[str, str] = {}  # reward -> the error of its last failed call
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
-        self._trl_last: tuple[Any, RewardScores] | None = None
         self._lock = threading.Lock()
 
     # -- construction from a recipe ---------------------------------------------------------
@@ -144,14 +134,19 @@ class RewardEngine:
                     columns: Collection[str] = DEFAULT_COLUMNS) -> RewardEngine:
         """Build every ``[rewards.<name>]`` of the recipe through the plugin registry.
 
-        Checks what each reward requires against what the recipe provides (``columns``
-        the batches will carry, a verifier from ``verifier`` or the recipe's ``[verifier]``
-        table) and fails here, naming ``<recipe file>: $.rewards.<name>``, not mid-training.
+        Each reward is built with one ``BuildContext`` (``verifier``, else the recipe's
+        ``[verifier]`` built on demand; ``label_spaces``, else the plugins'). Checks the
+        dataset columns each reward ``requires`` against ``columns`` the batches will carry;
+        fails here, naming ``<recipe file>: $.rewards.<name>``, not mid-training.
         """
+        from erv_plugins.context import BuildContext, NoVerifier, VerifierBuildError
+
         source = recipe.source or "recipe"
         if not recipe.rewards:
             raise RecipeError(f"{source}: $.rewards: the recipe defines no rewards")
-        spaces = dict(label_spaces) if label_spaces is not None else plugins.label_spaces()
+        # One context for every reward: the verifier is built once, by the first that asks.
+        context = BuildContext.create(plugins, recipe=recipe, verifier=verifier,
+                                      label_spaces=label_spaces)
         regs = {}
         for name, spec in recipe.rewards.items():
             plugin = spec.plugin or name
@@ -159,9 +154,8 @@ class RewardEngine:
                 regs[name] = plugins.get("reward", plugin)
             except PluginError as exc:
                 raise RecipeError(f"{source}: $.rewards.{name}.plugin: {exc}") from None
-        needs_verifier = [n for n, r in regs.items()
-                          if "verifier" in getattr(r.factory, "requires", ())]
         for name, reg in regs.items():
+            # ``requires`` lists dataset columns ("verifier"/"label_space": the old convention).
             requires = frozenset(getattr(reg.factory, "requires", ()))
             missing = sorted(requires - {"verifier", "label_space"} - set(columns))
             if missing:
@@ -170,33 +164,18 @@ class RewardEngine:
                     f"column(s) {', '.join(missing)}, which the batches do not carry "
                     f"(they carry {', '.join(sorted(columns))})"
                 )
-            if "verifier" in requires and verifier is None and recipe.verifier is None:
-                raise RecipeError(
-                    f"{source}: $.rewards.{name}: reward {reg.name!r} needs a verifier; add a "
-                    f"[verifier] table (e.g. plugin = \"hf\", options.path = \"...\")"
-                )
-        if needs_verifier and verifier is None:
-            assert recipe.verifier is not None
-            try:
-                verifier = plugins.get("verifier", recipe.verifier.plugin).build(
-                    recipe.verifier.options)
-            except ErvError as exc:
-                raise RecipeError(f"{source}: $.verifier: {exc}") from None
-            except Exception as exc:  # a verifier that cannot load: say which and why
-                raise RecipeError(
-                    f"{source}: $.verifier: verifier {recipe.verifier.plugin!r} could not be "
-                    f"built: {type(exc).__name__}: {exc}") from exc
         terms = []
         for name, spec in recipe.rewards.items():
             reg = regs[name]
-            requires = frozenset(getattr(reg.factory, "requires", ()))
-            context: dict[str, Any] = {}
-            if "verifier" in requires:
-                context["verifier"] = verifier
-            if "label_space" in requires:
-                context["label_spaces"] = spaces
             try:
-                reward = reg.build(spec.options, **context)
+                reward = reg.build(spec.options, context=context.with_(spec=spec))
+            except VerifierBuildError:
+                raise
+            except NoVerifier:
+                raise RecipeError(
+                    f"{source}: $.rewards.{name}: reward {reg.name!r} needs a verifier; add a "
+                    f"[verifier] table (e.g. plugin = \"hf\", options.path = \"...\")"
+                ) from None
             except ErvError as exc:
                 raise RecipeError(f"{source}: $.rewards.{name}: {exc}") from None
             except (TypeError, ValueError) as exc:
@@ -376,89 +355,6 @@ class RewardEngine:
         if self.plugins is not None:
             self.plugins.rewards_computed(batch.step, per_reward, total_list, info)
         return scores
-
-    # -- TRL ---------------------------------------------------------------------------------
-    def trl_reward_functions(self) -> list[Callable[..., list[float | None]]]:
-        """One function per reward, TRL's calling convention, ``__name__`` = reward name.
-
-        ``f(prompts=..., completions=..., completion_ids=..., trainer_state=..., **columns)``
-        returns one float per completion (None where the reward failed or does not apply).
-        """
-        return [self._trl_function(name) for name in self.names]
-
-    def _trl_function(self, name: str) -> Callable[..., list[float | None]]:
-        engine = self
-
-        def reward(prompts: Sequence[Any] | None = None, completions: Sequence[Any] | None = None,
-                   completion_ids: Any = None, trainer_state: Any = None, **kwargs: Any
-                   ) -> list[float | None]:
-            scores = engine._trl_scores(prompts, completions or [], trainer_state, kwargs)
-            return [None if math.isnan(v) else float(v) for v in scores.per_reward[name]]
-
-        reward.__name__ = reward.__qualname__ = name
-        reward.__doc__ = f"erv reward {name!r} in TRL's reward-function convention."
-        return reward
-
-    def _trl_scores(self, prompts: Sequence[Any] | None, completions: Sequence[Any],
-                    trainer_state: Any, kwargs: dict[str, Any]) -> RewardScores:
-        log_metric = kwargs.pop("log_metric", None)
-        for key in ("log_extra", "environments"):
-            kwargs.pop(key, None)
-        step = int(getattr(trainer_state, "global_step", 0) or 0)
-        texts = tuple(completion_text(c) for c in completions)
-        key = (step, texts, tuple((k, tuple(map(repr, v))) for k, v in sorted(kwargs.items())
-                                  if k in ("label", "dataset")))
-        with self._lock:
-            last = self._trl_last
-        if last is not None and last[0] == key:
-            return last[1]
-        scores = self.score(list(texts), kwargs, prompts=prompts, step=step)
-        with self._lock:
-            self._trl_last = (key, scores)
-        if log_metric is not None:
-            for stat, value in scores.info.items():
-                if not stat.endswith(("/mean", "/std")) and not math.isnan(value):
-                    log_metric(f"erv/{stat}", value)
-        return scores
-
-    def trl_reward_weights(self, step: int = 0) -> list[float]:
-        """The weights at ``step`` in the order of ``trl_reward_functions()``."""
-        return [t.weight_at(step) for t in self.terms]
-
-    def trl_callback(self, trainer: Any = None) -> Any:
-        """A ``transformers.TrainerCallback`` that sets ``trainer.reward_weights`` to the
-        scheduled weights before every optimisation step: ``trainer.add_callback(
-        engine.trl_callback(trainer))``."""
-        from transformers import TrainerCallback
-
-        engine = self
-
-        class RewardWeightsCallback(TrainerCallback):
-            def __init__(self) -> None:
-                self.trainer = trainer
-
-            def bind(self, bound: Any) -> RewardWeightsCallback:
-                self.trainer = bound
-                return self
-
-            def _apply(self, step: int) -> None:
-                if self.trainer is None:
-                    raise RuntimeError("the erv reward-weights callback is not bound to a "
-                                       "trainer: use engine.trl_callback(trainer)")
-                import torch
-
-                current = getattr(self.trainer, "reward_weights", None)
-                device = current.device if isinstance(current, torch.Tensor) else None
-                self.trainer.reward_weights = torch.tensor(
-                    engine.trl_reward_weights(step), dtype=torch.float32, device=device)
-
-            def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-                self._apply(state.global_step)
-
-            def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-                self._apply(state.global_step)
-
-        return RewardWeightsCallback()
 
     def close(self) -> None:
         """Release the worker threads used for timeouts."""

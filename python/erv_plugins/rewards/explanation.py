@@ -25,11 +25,12 @@ from __future__ import annotations
 from operator import itemgetter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Annotated, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, ClassVar, Literal
 
 import msgspec
 import numpy as np
 
+from erv_plugins.fifo import FifoSlots
 from erv_plugins.labels import BUILTIN_LABEL_SPACES, NEUTRAL, LabelSpace
 from erv_plugins.rewards.base import RewardBatch, RewardResult
 from erv_plugins.rewards.spaces import (
@@ -41,6 +42,9 @@ from erv_plugins.rewards.spaces import (
 )
 from erv_plugins.text import split_sentences_unique
 from erv_plugins.verifiers.base import Verifier
+
+if TYPE_CHECKING:
+    from erv_plugins.context import BuildContext
 
 try:  # the native label sets (same results as the numpy code below, ~10x faster)
     from erv_plugins._native import label_sets as _native_label_sets
@@ -121,26 +125,32 @@ class ExplanationReward:
 
     name: ClassVar[str] = "explanation"
     Options: ClassVar[type[msgspec.Struct]] = ExplanationOptions
-    requires: ClassVar[frozenset[str]] = frozenset({"label", "verifier", "label_space"})
+    requires: ClassVar[frozenset[str]] = frozenset({"label"})
 
-    def __init__(self, options: ExplanationOptions | None = None, *, verifier: Verifier,
+    def __init__(self, options: ExplanationOptions | None = None, *,
+                 context: BuildContext | None = None, verifier: Verifier | None = None,
                  label_spaces: Mapping[str, LabelSpace] | None = None) -> None:
+        """Built by erv with ``context`` (the recipe's verifier, the label spaces); in code,
+        with ``verifier`` (and ``label_spaces``) directly."""
         self.options = options or ExplanationOptions()
+        if verifier is None:
+            if context is None:
+                raise TypeError("explanation reward: give a verifier (or a BuildContext)")
+            verifier = context.verifier()
+        if label_spaces is None:
+            label_spaces = context.label_spaces if context is not None else BUILTIN_LABEL_SPACES
         if not isinstance(verifier, Verifier):
             raise TypeError(
                 f"explanation reward: {verifier!r} is not a Verifier "
                 "(needs labels, cache_key and predict_proba)"
             )
         self.verifier = verifier
-        self.label_spaces = dict(label_spaces if label_spaces is not None else BUILTIN_LABEL_SPACES)
+        self.label_spaces = dict(label_spaces)
         self._labels = tuple(verifier.labels)
         self._label_index = {label: i for i, label in enumerate(self._labels)}
         self._neutral_idx = self._label_index.get(self.options.neutral_label)
-        # The verifier cache: sentence -> row of _store, oldest first. Rows are handed out
-        # round-robin, so the next row to reuse always belongs to the oldest entry (FIFO).
-        self._cache: dict[str, int] = {}
-        self._cache_keys: list[str] = []  # the sentence of each used row
-        self._cache_next = 0  # the row the next new entry takes
+        # The verifier cache: sentence -> row of _store, the oldest forgotten first.
+        self._cache: FifoSlots[str] = FifoSlots(self.options.cache_size)
         self._store = np.empty((0, len(self._labels)), dtype=np.float32)
         self._cache_key: str | None = None
         self._gt_memo: dict[tuple[str, str], int] = {}
@@ -155,13 +165,13 @@ class ExplanationReward:
         """Verifier probabilities of distinct ``sentences`` (U, L) and how many were computed."""
         key = self.verifier.cache_key
         if key != self._cache_key:  # outputs of another verifier never mix with these
-            self._clear_cache()
+            self._cache.clear()
             self._cache_key = key
         width = len(self._labels)
         out = np.empty((len(sentences), width), dtype=np.float32)
         missing: list[int] | None = None  # None: all of them
-        if self._cache:
-            rows = list(map(self._cache.get, sentences))
+        if len(self._cache):
+            rows = self._cache.lookup(sentences)
             missing = [i for i, r in enumerate(rows) if r is None]
             if len(missing) < len(sentences):
                 hits = [i for i, r in enumerate(rows) if r is not None]
@@ -190,41 +200,16 @@ class ExplanationReward:
             self._remember(todo, new)
         return out, len(todo)
 
-    def _clear_cache(self) -> None:
-        self._cache.clear()
-        self._cache_keys = []
-        self._cache_next = 0
-
     def _remember(self, sentences: list[str], probs: np.ndarray) -> None:
         """Cache new (not cached) ``sentences``; past ``cache_size`` the oldest are forgotten."""
-        capacity = self.options.cache_size
-        if len(sentences) > capacity:  # only the newest fit
-            sentences, probs = sentences[-capacity:], probs[-capacity:]
-        cache, keys = self._cache, self._cache_keys
-        start, count = self._cache_next, len(sentences)
-        used = len(keys)
-        if used < capacity:  # still filling: rows start..start+count, the store grows
-            fresh = min(count, capacity - used)
-            if used + fresh > len(self._store):
-                grown = np.empty((min(capacity, max(2 * len(self._store), used + fresh, 1024)),
-                                  probs.shape[1]), dtype=np.float32)
-                grown[:used] = self._store[:used]
-                self._store = grown
-            self._store[used:used + fresh] = probs[:fresh]
-            keys.extend(sentences[:fresh])
-            cache.update(zip(sentences[:fresh], range(used, used + fresh)))
-            sentences, probs, start = sentences[fresh:], probs[fresh:], (used + fresh) % capacity
-            count -= fresh
-        # Full: reuse the rows of the oldest entries, round-robin.
-        while count:
-            n = min(count, capacity - start)
-            for old in keys[start:start + n]:
-                del cache[old]
-            keys[start:start + n] = sentences[:n]
-            self._store[start:start + n] = probs[:n]
-            cache.update(zip(sentences[:n], range(start, start + n)))
-            sentences, probs, count, start = sentences[n:], probs[n:], count - n, (start + n) % capacity
-        self._cache_next = start
+        slots = self._cache.add(sentences)
+        if len(self._cache) > len(self._store):  # still filling: the store grows
+            grown = np.empty((min(self._cache.capacity, max(2 * len(self._store),
+                                                            len(self._cache), 1024)),
+                              probs.shape[1]), dtype=np.float32)
+            grown[:len(self._store)] = self._store
+            self._store = grown
+        self._store[slots] = probs[len(probs) - len(slots):]
 
     # -- Algorithm 1, lines 7-17, for all distinct sentences at once ------------------------
     def label_sets(self, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 import msgspec
 import numpy as np
@@ -18,6 +18,9 @@ from erv_plugins.rewards.spaces import (
     row_spaces,
     space_of,
 )
+
+if TYPE_CHECKING:
+    from erv_plugins.context import BuildContext
 
 
 class FormatReward:
@@ -54,12 +57,15 @@ class AnswerReward:
 
     name: ClassVar[str] = "answer"
     Options: ClassVar[type[msgspec.Struct]] = AnswerOptions
-    requires: ClassVar[frozenset[str]] = frozenset({"label", "label_space"})
+    requires: ClassVar[frozenset[str]] = frozenset({"label"})
 
     def __init__(self, options: AnswerOptions | None = None, *,
+                 context: BuildContext | None = None,
                  label_spaces: Mapping[str, LabelSpace] | None = None) -> None:
         self.options = options or AnswerOptions()
-        self.label_spaces = dict(label_spaces if label_spaces is not None else BUILTIN_LABEL_SPACES)
+        if label_spaces is None:  # given: a reward built in code
+            label_spaces = context.label_spaces if context is not None else BUILTIN_LABEL_SPACES
+        self.label_spaces = dict(label_spaces)
 
     def __call__(self, batch: RewardBatch) -> list[float]:
         labels = batch.columns.get("label")

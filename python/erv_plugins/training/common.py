@@ -20,12 +20,12 @@ if TYPE_CHECKING:
 
 
 def build_dataset(spec: DataSpec, ctx: StageContext, where: str) -> Dataset:
-    """The dataset plugin named by ``spec``, given the context its factory accepts
-    (``root``, ``split``, ``limit``, ``run_dir``: synthetic data is generated there)."""
+    """The dataset plugin named by ``spec``, built with the stage's ``BuildContext``
+    (``context.spec`` = ``spec``: root, split, limit; ``run_dir``)."""
     from erv_plugins.datasets import base
 
     try:
-        return base.build_dataset(spec, ctx.plugins, run_dir=ctx.run_dir)
+        return base.build_dataset(spec, context=ctx.build_context())
     except (FileNotFoundError, ValueError) as exc:
         raise ErvError(f"{ctx.recipe.source}: {where}: {exc}") from None
 
@@ -86,7 +86,7 @@ def policy_source(ctx: StageContext, *, after_sft: bool) -> Path:
         raise ErvError(f"{recipe.source}: $.model: a [model] table is needed to train")
     # The model plugin resolves the checkpoint: its path, or a tiny model it builds.
     reg = ctx.plugins.get("model", recipe.model.plugin)
-    model = reg.build(recipe.model.options, path=recipe.model.path, run_dir=ctx.run_dir)
+    model = reg.build(recipe.model.options, context=ctx.build_context(spec=recipe.model))
     path = Path(model.model_path())
     if not (path / "config.json").is_file():
         raise ErvError(f"{recipe.source}: $.model: {path} is not a model directory")

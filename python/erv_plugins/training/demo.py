@@ -11,14 +11,18 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import msgspec
 
-from erv_plugins.datasets.base import Sample
+from erv_plugins.datasets.base import Sample, where_to_read
 from erv_plugins.hookspecs import hookimpl
 from erv_plugins.labels import LabelSpace, normalize_mafw
+from erv_plugins.models.base import model_location
 from erv_plugins.plugins import Register
+
+if TYPE_CHECKING:
+    from erv_plugins.context import BuildContext
 
 # One colour and one tone per emotion; the words the explanation uses are the verifier's cues.
 CUES: dict[str, tuple[str, str, str]] = {
@@ -45,12 +49,12 @@ class CueTextDataset:
     Options: ClassVar[type[CueTextOptions]] = CueTextOptions
     label_space: ClassVar[LabelSpace] = CUE_SPACE
 
-    def __init__(self, options: CueTextOptions, **context: Any) -> None:
+    def __init__(self, options: CueTextOptions, *, context: BuildContext | None = None) -> None:
         unknown = [w for w in options.labels if w not in CUES]
         if unknown:
             raise ValueError(f"cue-text: unknown label(s) {unknown}; known: {list(CUES)}")
         self.options = options
-        self.split = context.get("split", "train")
+        self.split = where_to_read(context.spec)[1] if context is not None else "train"
 
     def samples(self) -> list[Sample]:
         o = self.options
@@ -78,11 +82,10 @@ class TinyTextModel:
     name: ClassVar[str] = "tiny-text"
     Options: ClassVar[type[TinyTextOptions]] = TinyTextOptions
 
-    def __init__(self, options: TinyTextOptions | None = None, *, path: str | None = None,
-                 run_dir: str | Path | None = None, **_: Any) -> None:
+    def __init__(self, options: TinyTextOptions | None = None, *,
+                 context: BuildContext | None = None) -> None:
         self.options = options or TinyTextOptions()
-        self.path = path
-        self.run_dir = Path(run_dir) if run_dir is not None else Path(".")
+        self.path, self.run_dir = model_location(context)
 
     def model_path(self) -> str:
         if self.path:

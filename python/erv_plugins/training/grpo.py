@@ -171,6 +171,7 @@ def run_grpo(ctx: StageContext) -> dict[str, Any]:
     from trl import GRPOConfig
 
     from erv_plugins.rewards.engine import RewardEngine
+    from erv_plugins.training.rewards_adapter import TRLRewards
     from erv_plugins.training.runlog import (
         MetricsLog,
         fifth_means,
@@ -212,15 +213,16 @@ def run_grpo(ctx: StageContext) -> dict[str, Any]:
     settings = trl_settings(cfg, recipe, checkpoints)
     # No suppress_tokens for the media placeholders: their ids are negative (the
     # release's), so they can never be sampled.
-    args = GRPOConfig(**settings, reward_weights=engine.trl_reward_weights(0))
+    trl_rewards = TRLRewards(engine)
+    args = GRPOConfig(**settings, reward_weights=trl_rewards.reward_weights(0))
     trainer = OmniGRPOTrainer(
         model=str(source), processing_class=policy.tokenizer,
-        reward_funcs=engine.trl_reward_functions(), args=args,
+        reward_funcs=trl_rewards.reward_functions(), args=args,
         train_dataset=Dataset.from_list(rows), callbacks=[MetricsCallback(log)],
         batch_fn=batch_fn, logprob_dtype=cfg.logprob_dtype,
     )
     common.freeze(trainer.model, cfg.freeze, f"{recipe.source}: $.grpo.freeze")
-    trainer.add_callback(engine.trl_callback(trainer))
+    trainer.add_callback(trl_rewards.callback(trainer))
     use_compact_progress(trainer)
     start = time.perf_counter()
     try:

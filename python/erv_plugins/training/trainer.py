@@ -40,9 +40,13 @@ from erv_plugins.training.runlog import MetricsLog
 def _create_model_from_path(model_id: str, architecture: Any = None, **kwargs: Any) -> Any:
     """TRL's model loader, which also loads omni checkpoints.
 
-    TRL builds the policy and the reference model by path; for a config class that is not
-    in ``transformers`` it reads ``config.auto_map``, which ``OmniConfig`` lacks. Omni
-    directories go through ``load_omni`` (which also restores encoders a release leaves out).
+    TRL builds the policy and the reference model by path. ``erv_plugins.models.omni``
+    registers the omni classes with ``AutoConfig``/``AutoModelForCausalLM``, so TRL's own
+    loader (no ``config.auto_map``: it falls back to ``AutoModelForCausalLM``) gives an
+    ``OmniForCausalLM`` for an erv checkpoint; it stays in TRL's hands only through this
+    function because a HumanOmni release leaves its encoders out (``load_omni`` restores
+    them from their directories and applies the model options' encoder sources), which
+    ``from_pretrained`` alone would leave randomly initialised.
     """
     from erv_plugins.training.policy import is_omni
 

@@ -14,11 +14,11 @@ from erv_plugins.plugins import Register
 from erv_plugins.verifiers.hf import HFVerifierOptions
 
 
-def _hf(options: HFVerifierOptions, **context: Any) -> Any:
+def _hf(options: HFVerifierOptions, *, context: Any = None) -> Any:
     """Hugging Face multi-label sequence classifier from a local directory (paper section 3.2)."""
     from erv_plugins.verifiers.hf import HFVerifier
 
-    return HFVerifier.from_options(options, **context)
+    return HFVerifier.from_options(options)
 
 
 @hookimpl

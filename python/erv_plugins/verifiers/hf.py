@@ -239,7 +239,7 @@ class HFVerifier:
         )
 
     @classmethod
-    def from_options(cls, options: HFVerifierOptions, **_context: Any) -> HFVerifier:
+    def from_options(cls, options: HFVerifierOptions) -> HFVerifier:
         return cls(options.path, device=options.device, dtype=options.dtype,
                    batch_size=options.batch_size, max_length=options.max_length,
                    labels=options.labels, id2label=options.id2label)

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from erv_plugins.datasets.base import RequiredPath, Sample
+from erv_plugins.datasets.base import RequiredPath, Sample, where_to_read
 from erv_plugins.labels import MAFW, MAFW_LABELS, EMER, LabelSpace
 from erv_plugins.verifiers.data import (
     TextRecord,
@@ -27,6 +27,9 @@ from erv_plugins.verifiers.data import (
     read_merr_fine_json,
     read_text_jsonl,
 )
+
+if TYPE_CHECKING:
+    from erv_plugins.context import BuildContext
 
 
 class _Opts(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -82,6 +85,10 @@ class TextDataset:
                 for r in self.records()]
 
 
+def _where(context: BuildContext | None) -> tuple[str | None, str, int | None]:
+    return where_to_read(context.spec) if context is not None else (None, "train", None)
+
+
 def _path(options: Any, root: str | None, what: str) -> Path:
     path = options.path or root
     if not path:
@@ -89,31 +96,32 @@ def _path(options: Any, root: str | None, what: str) -> Path:
     return Path(path)
 
 
-def text_jsonl(options: TextJsonlOptions, *, root: str | None = None, limit: int | None = None,
-               **_: Any) -> TextDataset:
+def text_jsonl(options: TextJsonlOptions, *, context: BuildContext | None = None) -> TextDataset:
     """Pseudo-labelled or Complemented JSONL: {"text", "labels"} per line (erv augment)."""
+    root, _, limit = _where(context)
     p = _path(options, root, "text_jsonl")
     return TextDataset(lambda: read_text_jsonl(p, source=options.source,
                                                max_labels=options.max_labels), MAFW, limit, p)
 
 
-def text_emer(options: TextFileOptions, *, root: str | None = None, limit: int | None = None,
-              **_: Any) -> TextDataset:
+def text_emer(options: TextFileOptions, *, context: BuildContext | None = None) -> TextDataset:
     """EMER CSV (names, emotions, subtitles, reasons): the reasons as verifier text."""
+    root, _, limit = _where(context)
     p = _path(options, root, "text_emer")
     return TextDataset(lambda: read_emer_csv(p), EMER, limit, p)
 
 
-def text_merr_fine(options: MerrOptions, *, root: str | None = None,
-                   limit: int | None = None, **_: Any) -> TextDataset:
+def text_merr_fine(options: MerrOptions, *, context: BuildContext | None = None) -> TextDataset:
     """MERR-fine JSON (pseu_emotion, smp_reason_caption) as verifier text."""
+    root, _, limit = _where(context)
     p = _path(options, root, "text_merr_fine")
     return TextDataset(lambda: read_merr_fine_json(p, options.text_field), MAFW, limit, p)
 
 
-def text_generated(options: GeneratedOptions, *, limit: int | None = None,
-                   **_: Any) -> TextDataset:
+def text_generated(options: GeneratedOptions, *, context: BuildContext | None = None
+                   ) -> TextDataset:
     """Generated emotion sentences over MAFW's labels (tiny runs; see verifiers.tiny)."""
+    _, _, limit = _where(context)
     from erv_plugins.verifiers.tiny import generate_emotion_corpus
 
     return TextDataset(lambda: generate_emotion_corpus(options.n, labels=options.labels,

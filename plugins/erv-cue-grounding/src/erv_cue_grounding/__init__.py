@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 import msgspec
 
+from erv_plugins.context import BuildContext
 from erv_plugins.hookspecs import hookimpl
 from erv_plugins.plugins import Register
 from erv_plugins.rewards.base import RewardBatch, RewardResult
@@ -127,7 +128,8 @@ class CueGrounding:
     # Needs nothing but the completions: no dataset column, no verifier.
     requires: ClassVar[frozenset[str]] = frozenset()
 
-    def __init__(self, options: CueGroundingOptions | None = None, /, **context: Any) -> None:
+    def __init__(self, options: CueGroundingOptions | None = None, /, *,
+                 context: BuildContext | None = None) -> None:
         self.options = options if options is not None else CueGroundingOptions()
         lexicon: dict[str, list[str]] = (
             {} if self.options.replace_lexicon else {k: list(v) for k, v in DEFAULT_LEXICON.items()}

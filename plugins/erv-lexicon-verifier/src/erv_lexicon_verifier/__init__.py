@@ -23,12 +23,13 @@ import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 import msgspec
 import numpy as np
 
 from erv_plugins.errors import ErvError
+from erv_plugins.context import BuildContext
 from erv_plugins.hookspecs import hookimpl
 from erv_plugins.labels import GOEMOTIONS, NEUTRAL
 from erv_plugins.plugins import Register
@@ -115,7 +116,8 @@ class LexiconVerifier:
     name: ClassVar[str] = "lexicon"
     Options: ClassVar[type[msgspec.Struct]] = LexiconVerifierOptions
 
-    def __init__(self, options: LexiconVerifierOptions, /, **context: Any) -> None:
+    def __init__(self, options: LexiconVerifierOptions, /, *,
+                 context: BuildContext | None = None) -> None:
         self.options = o = options
         raw: dict[str, set[str]] = read_lexicon(Path(o.path), o.format) if o.path else {}
         for label, words in o.words.items():

@@ -37,7 +37,8 @@ from typing import Any, ClassVar, Literal
 
 import msgspec
 
-from erv_plugins.datasets.base import Sample
+from erv_plugins.context import BuildContext
+from erv_plugins.datasets.base import Sample, where_to_read
 from erv_plugins.errors import ErvError
 from erv_plugins.hookspecs import hookimpl
 from erv_plugins.labels import TO_GOEMOTIONS, LabelSpace
@@ -143,8 +144,13 @@ class Ravdess:
     # Read by the reward engine to normalise answers of rows whose dataset is "ravdess".
     label_space: LabelSpace = RAVDESS
 
-    def __init__(self, options: RavdessOptions | None = None, /, *, root: str | Path | None = None,
-                 split: str = "train", limit: int | None = None, **context: Any) -> None:
+    def __init__(self, options: RavdessOptions | None = None, /, *,
+                 context: BuildContext | None = None, root: str | Path | None = None,
+                 split: str = "train", limit: int | None = None) -> None:
+        # erv builds it with the recipe's dataset table in context.spec; code may pass
+        # root, split and limit directly.
+        if context is not None and context.spec is not None:
+            root, split, limit = where_to_read(context.spec)
         self.options = options if options is not None else RavdessOptions()
         if root is None:
             raise ErvError("dataset ravdess: set root to the folder that holds Actor_01 ... Actor_24")
