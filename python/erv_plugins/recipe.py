@@ -63,6 +63,9 @@ NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
 # the installed packages).
 LossType = Literal["grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo", "luspo", "vespo"]
 ScaleRewards = Literal["group", "batch", "none"]
+# TRL 1.16 GRPOConfig.multi_objective_aggregation: sum the weighted rewards, then normalise
+# (paper eq. 5, then the group advantage), or GDPO's normalise each reward per group, then sum.
+Aggregation = Literal["sum_then_normalize", "normalize_then_sum"]
 Scheduler = Literal["linear", "cosine", "cosine_with_restarts", "polynomial", "constant",
                     "constant_with_warmup", "inverse_sqrt"]
 Layout = Literal["mafw", "dfew", "jsonl", "emer", "merr"]
@@ -243,6 +246,9 @@ class GRPOTable(_Strict):
     prompt_template: Literal["policy", "qwen2_vl"] = "policy"
     loss_type: LossType = "grpo"
     scale_rewards: ScaleRewards = "group"
+    # "normalize_then_sum" is GDPO (arXiv 2601.05242): R_E, R_format and R_answer are on
+    # different scales. A failed reward (NaN, passed to TRL as None) is left out of both.
+    multi_objective_aggregation: Aggregation = "sum_then_normalize"
     epsilon: PositiveFloat = 0.2
     # TRL 1.16 multiplies the k3 KL term by the importance ratio by default; the paper's
     # eq. 3 and the release have no such correction.

@@ -86,7 +86,9 @@ def trl_settings(cfg: GRPOSettings, recipe: Recipe, output_dir: str | Path) -> d
         "max_completion_length": cfg.max_completion_length,
         "loss_type": cfg.loss_type,
         "scale_rewards": cfg.scale_rewards,
-        "multi_objective_aggregation": "sum_then_normalize",  # R = sum of the terms (eq. 5)
+        # "sum_then_normalize": R = the weighted sum of the terms (eq. 5), then A (eq. 4);
+        # "normalize_then_sum": GDPO, each term normalised within its group first.
+        "multi_objective_aggregation": cfg.multi_objective_aggregation,
         "epsilon": cfg.epsilon,
         "num_iterations": 1,  # one update per rollout: the ratio is exp(logp - logp.detach())
         "importance_sampling_level": "token",
