@@ -124,6 +124,30 @@ class LaunchConfig(_Strict):
     use_cpu: bool = False
 
 
+# transformers' reporting integrations (INTEGRATION_TO_CALLBACK; tests/test_tracking.py
+# checks this list against the installed transformers).
+Tracker = Literal["azure_ml", "clearml", "codecarbon", "comet_ml", "dagshub", "dvclive",
+                  "flyte", "kubeflow", "mlflow", "neptune", "swanlab", "tensorboard",
+                  "trackio", "wandb"]
+# The package each tracker imports (a tracker whose package is missing is a recipe error).
+TRACKER_PACKAGES = {"azure_ml": "azureml", "comet_ml": "comet_ml", "tensorboard": "tensorboard",
+                    "wandb": "wandb", "trackio": "trackio", "mlflow": "mlflow",
+                    "neptune": "neptune", "clearml": "clearml", "dvclive": "dvclive",
+                    "swanlab": "swanlab", "codecarbon": "codecarbon", "dagshub": "dagshub",
+                    "flyte": "flytekit", "kubeflow": "kubeflow"}
+
+
+class LoggingTable(_Strict):
+    """Experiment trackers the training stages report to (TRL's and transformers'
+    ``report_to``). Each stage writes under its own directory: TensorBoard event files in
+    ``<stage>/tensorboard``, W&B's in ``<stage>/wandb``."""
+
+    report_to: list[Tracker] = msgspec.field(default_factory=list)
+    # GRPO: the per-completion table (prompt id, completion, each reward, the advantage,
+    # the explanation's label sets) at every logging step, to every tracker.
+    log_completions: bool = True
+
+
 class SyntheticData(_Strict):
     """Synthetic clips a training stage writes (once) before it reads its dataset: the
     learnable colour + tone task of ``erv data synth`` (tiny demos, tests)."""
@@ -325,6 +349,7 @@ class Recipe(_Strict):
     verifier: PluginSpec | None = None
     rewards: dict[str, RewardSpec] = msgspec.field(default_factory=dict)
     launch: LaunchConfig = msgspec.field(default_factory=LaunchConfig)
+    logging: LoggingTable = msgspec.field(default_factory=LoggingTable)
     sft: SFTTable | None = None
     train_verifier: VerifierTrainingTable | None = None
     grpo: GRPOTable | None = None
@@ -844,5 +869,19 @@ def _synthetic_labels(recipe: Recipe) -> Iterator[tuple[_Path, str]]:
                     f"must be a MAFW label ({', '.join(MAFW_LABELS)}), got {label!r}")
 
 
+def _trackers(recipe: Recipe) -> Iterator[tuple[_Path, str]]:
+    import importlib.util
+
+    seen: set[str] = set()
+    for i, tracker in enumerate(recipe.logging.report_to):
+        if tracker in seen:
+            yield ("logging", "report_to", i), f"{tracker!r} is listed twice"
+        seen.add(tracker)
+        package = TRACKER_PACKAGES[tracker]
+        if importlib.util.find_spec(package) is None:
+            yield ("logging", "report_to", i), (
+                f"{tracker!r} needs the {package!r} package, which is not installed")
+
+
 RULES: list[Rule] = [_stage_order, _training_steps, _grpo_groups, _schedules, _label_spaces,
-                     _eval_inputs, _synthetic_labels]
+                     _eval_inputs, _synthetic_labels, _trackers]

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from erv_plugins.errors import ErvError
 from erv_plugins.stages import StageContext
-from erv_plugins.training import common
+from erv_plugins.training import common, tracking
 
 if TYPE_CHECKING:
     from erv_plugins.recipe import GRPOTable as GRPOSettings
@@ -108,7 +108,10 @@ def trl_settings(cfg: GRPOSettings, recipe: Recipe, output_dir: str | Path) -> d
         "save_steps": cfg.save_steps,
         "save_total_limit": 2,
         "seed": cfg.seed,
-        "report_to": "none",
+        "report_to": tracking.report_to(recipe),  # [logging]; each reward's mean/std is TRL's
+        # The per-completion table (training/tracking.py adds the ids and label sets).
+        "log_completions": bool(recipe.logging.report_to) and recipe.logging.log_completions,
+        "num_completions_to_print": 2,  # on the terminal; the trackers get every completion
         "remove_unused_columns": False,
         "gradient_checkpointing": cfg.gradient_checkpointing,  # TRL's default is on
         # The omni model hands its media to the first generation step only, so decoding
@@ -212,17 +215,23 @@ def run_grpo(ctx: StageContext) -> dict[str, Any]:
              f"{cfg.num_generations}, policy {source}"
              + (f", resuming from {resume.name}" if resume else ""))
     settings = trl_settings(cfg, recipe, checkpoints)
+    tracking.use_trackers(recipe, ctx.out)
+    reward_funcs = engine.trl_reward_functions()
+    if settings["log_completions"]:
+        reward_funcs = tracking.with_completion_columns(reward_funcs, engine)
     # No suppress_tokens for the media placeholders: their ids are negative (the
     # release's), so they can never be sampled.
     args = GRPOConfig(**settings, reward_weights=engine.trl_reward_weights(0))
     trainer = OmniGRPOTrainer(
         model=str(source), processing_class=policy.tokenizer,
-        reward_funcs=engine.trl_reward_functions(), args=args,
+        reward_funcs=reward_funcs, args=args,
         train_dataset=Dataset.from_list(rows), callbacks=[MetricsCallback(log)],
         batch_fn=batch_fn, logprob_dtype=cfg.logprob_dtype,
     )
     common.freeze(trainer.model, cfg.freeze, f"{recipe.source}: $.grpo.freeze")
     trainer.add_callback(engine.trl_callback(trainer))
+    if settings["log_completions"] and "tensorboard" in recipe.logging.report_to:
+        trainer.add_callback(tracking.completion_table_callback(trainer))
     use_compact_progress(trainer)
     start = time.perf_counter()
     try:
