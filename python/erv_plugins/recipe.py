@@ -118,10 +118,17 @@ class ModelSpec(_Strict):
 class LaunchConfig(_Strict):
     """How stages that train are launched (accelerate, DeepSpeed)."""
 
-    num_processes: Positive = 1
+    num_processes: Positive = 1  # in all, over every machine (accelerate's --num_processes)
     deepspeed: str | None = None  # a DeepSpeed JSON config, relative to the recipe
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
     use_cpu: bool = False
+    # Several machines (accelerate's multi-node launch): each machine runs `erv run` with
+    # its own machine_rank (0 = the one at main_process_ip); recipes/slurm_*.sh set it from
+    # SLURM_NODEID through ERV_MACHINE_RANK, which overrides this field.
+    num_machines: Positive = 1
+    machine_rank: NonNegative = 0
+    main_process_ip: NonEmpty | None = None
+    main_process_port: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 29500
 
 
 # transformers' reporting integrations (INTEGRATION_TO_CALLBACK; tests/test_tracking.py
@@ -869,6 +876,20 @@ def _synthetic_labels(recipe: Recipe) -> Iterator[tuple[_Path, str]]:
                     f"must be a MAFW label ({', '.join(MAFW_LABELS)}), got {label!r}")
 
 
+def _machines(recipe: Recipe) -> Iterator[tuple[_Path, str]]:
+    launch = recipe.launch
+    if launch.machine_rank >= launch.num_machines:
+        yield ("launch", "machine_rank"), (f"must be below num_machines = "
+                                           f"{launch.num_machines}, got {launch.machine_rank}")
+    if launch.num_processes % launch.num_machines:
+        yield ("launch", "num_processes"), (
+            f"{launch.num_processes} processes in all do not split evenly over "
+            f"num_machines = {launch.num_machines}")
+    if launch.num_machines > 1 and launch.main_process_ip is None:
+        yield ("launch", "main_process_ip"), (
+            "is needed with num_machines > 1: the address of machine_rank 0")
+
+
 def _trackers(recipe: Recipe) -> Iterator[tuple[_Path, str]]:
     import importlib.util
 
@@ -884,4 +905,4 @@ def _trackers(recipe: Recipe) -> Iterator[tuple[_Path, str]]:
 
 
 RULES: list[Rule] = [_stage_order, _training_steps, _grpo_groups, _schedules, _label_spaces,
-                     _eval_inputs, _synthetic_labels, _trackers]
+                     _eval_inputs, _synthetic_labels, _trackers, _machines]

@@ -244,7 +244,9 @@ def run_grpo(ctx: StageContext) -> dict[str, Any]:
     # Every process: under ZeRO-3 saving gathers the shards (a collective).
     trainer.save_model(str(model_dir))
     if not trainer.is_world_process_zero():
-        return {}
+        # What this process trained (a multi-machine run's other machines report it).
+        return {"global_step": trainer.state.global_step, "world_size": trainer.args.world_size,
+                "process_index": trainer.args.process_index}
     policy.tokenizer.save_pretrained(model_dir)
     if policy.processor is not None and hasattr(policy.processor, "save_pretrained"):
         policy.processor.save_pretrained(model_dir)
@@ -257,7 +259,8 @@ def run_grpo(ctx: StageContext) -> dict[str, Any]:
                  plots=plots, seconds=seconds)
     total = reward_series(rows_logged).get("total", ([], []))[1]
     first, last = fifth_means(total)
-    return {"steps": len(rows_logged), "reward_first_fifth": round(first, 4),
+    return {"steps": len(rows_logged), "global_step": trainer.state.global_step,
+            "process_index": trainer.args.process_index, "reward_first_fifth": round(first, 4),
             "reward_last_fifth": round(last, 4), "model": str(model_dir),
             "world_size": trainer.args.world_size,
             "deepspeed": trainer.is_deepspeed_enabled}
