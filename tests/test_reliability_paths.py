@@ -36,7 +36,8 @@ TINY = REPO / "recipes" / "tiny_cpu.toml"
 PAPER_MISSING = [
     "data/EMER: no such directory ($.sft.dataset: emer dataset directory; "
     "$.train_verifier.train[0]: text_emer file EMER.csv)",
-    "checkpoints/HumanOmni-0.5B: no such directory ($.model.path)",
+    "checkpoints/HumanOmni-0.5B: no such directory (nor a model in the local Hugging Face "
+    "cache) ($.model.path)",
     "checkpoints/roberta-base-go_emotions: no such directory (nor a model in the local "
     "Hugging Face cache) ($.train_verifier.base)",
     "data/MERR/MERR_fine_grained.json: no such file ($.train_verifier.train[1]: "
@@ -211,7 +212,8 @@ CASES = [
      ["$.grpo.dataset: dataset mafw: `root` (the dataset directory) is required (stage grpo)"]),
     ("model-path", GRPO.format(plugin="mafw", root="M").replace(
         "options = { tiny = true }", 'path = "ckpt/policy"'), lambda t: _mafw(t / "M"), [],
-     ["ckpt/policy: no such directory ($.model.path)"]),
+     ["ckpt/policy: no such directory (nor a model in the local Hugging Face cache) "
+      "($.model.path)"]),
     ("model-without-config", GRPO.format(plugin="mafw", root="M").replace(
         "options = { tiny = true }", 'path = "ckpt"'),
      lambda t: (_mafw(t / "M"), _ckpt(t / "ckpt", config=False)), [],

@@ -120,13 +120,21 @@ def _missing(need: _Need) -> str | None:
     if need.kind == "verifier":
         if p.is_dir():
             return None if (p / "config.json").is_file() else "no config.json in the directory"
+        from erv_plugins.hub import is_hub_id, split_ref
+
         text = os.fspath(p)
-        if text.count("/") == 1 and not text.startswith((".", "/", "~")) and _in_hub_cache(text):
+        if is_hub_id(text) and _in_hub_cache(*split_ref(text)):
             return None
         return "no such directory (nor a model in the local Hugging Face cache)"
     if need.kind == "checkpoint":
         if p.is_dir():
             return None if (p / "config.json").is_file() else "no config.json in the directory"
+        from erv_plugins.hub import is_hub_id, split_ref
+
+        if is_hub_id(os.fspath(p)):  # owner/name[@rev], read from the local cache
+            repo, revision = split_ref(os.fspath(p))
+            return None if _in_hub_cache(repo, revision) else (
+                "no such directory (nor a model in the local Hugging Face cache)")
         return "not a directory" if p.exists() else "no such directory"
     if need.kind == "dir":
         return None if p.is_dir() else ("not a directory" if p.exists() else "no such directory")
@@ -135,7 +143,7 @@ def _missing(need: _Need) -> str | None:
     return None if p.exists() else "no such file or directory"
 
 
-def _in_hub_cache(repo: str) -> bool:
+def _in_hub_cache(repo: str, revision: str | None = None) -> bool:
     # Look for the repo's folder first: importing huggingface_hub takes a second.
     home = os.environ.get("HF_HOME") or os.path.join(os.path.expanduser("~"), ".cache",
                                                      "huggingface")
@@ -145,7 +153,8 @@ def _in_hub_cache(repo: str) -> bool:
     try:
         from huggingface_hub import snapshot_download
 
-        snapshot_download(repo, local_files_only=True, cache_dir=os.environ.get("HF_HUB_CACHE"))
+        snapshot_download(repo, revision=revision, local_files_only=True,
+                          cache_dir=os.environ.get("HF_HUB_CACHE"))
         return True
     except Exception:  # noqa: BLE001 - not cached (or no hub client): missing
         return False

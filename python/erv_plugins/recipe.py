@@ -63,6 +63,9 @@ NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
 # the installed packages).
 LossType = Literal["grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo", "luspo", "vespo"]
 ScaleRewards = Literal["group", "batch", "none"]
+# TRL 1.16 GRPOConfig.multi_objective_aggregation: sum the weighted rewards, then normalise
+# (paper eq. 5, then the group advantage), or GDPO's normalise each reward per group, then sum.
+Aggregation = Literal["sum_then_normalize", "normalize_then_sum"]
 Scheduler = Literal["linear", "cosine", "cosine_with_restarts", "polynomial", "constant",
                     "constant_with_warmup", "inverse_sqrt"]
 Layout = Literal["mafw", "dfew", "jsonl", "emer", "merr"]
@@ -115,10 +118,41 @@ class ModelSpec(_Strict):
 class LaunchConfig(_Strict):
     """How stages that train are launched (accelerate, DeepSpeed)."""
 
-    num_processes: Positive = 1
+    num_processes: Positive = 1  # in all, over every machine (accelerate's --num_processes)
     deepspeed: str | None = None  # a DeepSpeed JSON config, relative to the recipe
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
     use_cpu: bool = False
+    # Several machines (accelerate's multi-node launch): each machine runs `erv run` with
+    # its own machine_rank (0 = the one at main_process_ip); recipes/slurm_*.sh set it from
+    # SLURM_NODEID through ERV_MACHINE_RANK, which overrides this field.
+    num_machines: Positive = 1
+    machine_rank: NonNegative = 0
+    main_process_ip: NonEmpty | None = None
+    main_process_port: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 29500
+
+
+# transformers' reporting integrations (INTEGRATION_TO_CALLBACK; tests/test_tracking.py
+# checks this list against the installed transformers).
+Tracker = Literal["azure_ml", "clearml", "codecarbon", "comet_ml", "dagshub", "dvclive",
+                  "flyte", "kubeflow", "mlflow", "neptune", "swanlab", "tensorboard",
+                  "trackio", "wandb"]
+# The package each tracker imports (a tracker whose package is missing is a recipe error).
+TRACKER_PACKAGES = {"azure_ml": "azureml", "comet_ml": "comet_ml", "tensorboard": "tensorboard",
+                    "wandb": "wandb", "trackio": "trackio", "mlflow": "mlflow",
+                    "neptune": "neptune", "clearml": "clearml", "dvclive": "dvclive",
+                    "swanlab": "swanlab", "codecarbon": "codecarbon", "dagshub": "dagshub",
+                    "flyte": "flytekit", "kubeflow": "kubeflow"}
+
+
+class LoggingTable(_Strict):
+    """Experiment trackers the training stages report to (TRL's and transformers'
+    ``report_to``). Each stage writes under its own directory: TensorBoard event files in
+    ``<stage>/tensorboard``, W&B's in ``<stage>/wandb``."""
+
+    report_to: list[Tracker] = msgspec.field(default_factory=list)
+    # GRPO: the per-completion table (prompt id, completion, each reward, the advantage,
+    # the explanation's label sets) at every logging step, to every tracker.
+    log_completions: bool = True
 
 
 class SyntheticData(_Strict):
@@ -243,6 +277,9 @@ class GRPOTable(_Strict):
     prompt_template: Literal["policy", "qwen2_vl"] = "policy"
     loss_type: LossType = "grpo"
     scale_rewards: ScaleRewards = "group"
+    # "normalize_then_sum" is GDPO (arXiv 2601.05242): R_E, R_format and R_answer are on
+    # different scales. A failed reward (NaN, passed to TRL as None) is left out of both.
+    multi_objective_aggregation: Aggregation = "sum_then_normalize"
     epsilon: PositiveFloat = 0.2
     # TRL 1.16 multiplies the k3 KL term by the importance ratio by default; the paper's
     # eq. 3 and the release have no such correction.
@@ -319,6 +356,7 @@ class Recipe(_Strict):
     verifier: PluginSpec | None = None
     rewards: dict[str, RewardSpec] = msgspec.field(default_factory=dict)
     launch: LaunchConfig = msgspec.field(default_factory=LaunchConfig)
+    logging: LoggingTable = msgspec.field(default_factory=LoggingTable)
     sft: SFTTable | None = None
     train_verifier: VerifierTrainingTable | None = None
     grpo: GRPOTable | None = None
@@ -838,5 +876,33 @@ def _synthetic_labels(recipe: Recipe) -> Iterator[tuple[_Path, str]]:
                     f"must be a MAFW label ({', '.join(MAFW_LABELS)}), got {label!r}")
 
 
+def _machines(recipe: Recipe) -> Iterator[tuple[_Path, str]]:
+    launch = recipe.launch
+    if launch.machine_rank >= launch.num_machines:
+        yield ("launch", "machine_rank"), (f"must be below num_machines = "
+                                           f"{launch.num_machines}, got {launch.machine_rank}")
+    if launch.num_processes % launch.num_machines:
+        yield ("launch", "num_processes"), (
+            f"{launch.num_processes} processes in all do not split evenly over "
+            f"num_machines = {launch.num_machines}")
+    if launch.num_machines > 1 and launch.main_process_ip is None:
+        yield ("launch", "main_process_ip"), (
+            "is needed with num_machines > 1: the address of machine_rank 0")
+
+
+def _trackers(recipe: Recipe) -> Iterator[tuple[_Path, str]]:
+    import importlib.util
+
+    seen: set[str] = set()
+    for i, tracker in enumerate(recipe.logging.report_to):
+        if tracker in seen:
+            yield ("logging", "report_to", i), f"{tracker!r} is listed twice"
+        seen.add(tracker)
+        package = TRACKER_PACKAGES[tracker]
+        if importlib.util.find_spec(package) is None:
+            yield ("logging", "report_to", i), (
+                f"{tracker!r} needs the {package!r} package, which is not installed")
+
+
 RULES: list[Rule] = [_stage_order, _training_steps, _grpo_groups, _schedules, _label_spaces,
-                     _eval_inputs, _synthetic_labels]
+                     _eval_inputs, _synthetic_labels, _trackers, _machines]

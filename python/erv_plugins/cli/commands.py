@@ -19,6 +19,7 @@ BUILTIN_COMMANDS: tuple[tuple[str, str], ...] = (
     ("erv_plugins.cli.data", "data"),
     ("erv_plugins.cli.eval", "eval_"),
     ("erv_plugins.cli.new_plugin", "new_plugin"),
+    ("erv_plugins.cli.download", "download"),
 )
 
 

@@ -39,10 +39,15 @@ class OmniOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     audio_tower: str | None = None
 
     def sources(self) -> dict[str, str]:
-        """The encoder sources to pass to ``load_omni`` (only those given)."""
-        return {k: v for k, v in (("text_model_path", self.text_model_path),
-                                  ("vision_tower", self.vision_tower),
-                                  ("audio_tower", self.audio_tower)) if v}
+        """The encoder sources to pass to ``load_omni`` (only those given); a hub id
+        ``owner/name[@revision]`` becomes its snapshot in the local cache (never fetched
+        here: ``erv download`` fills the cache)."""
+        from erv_plugins.hub import local_model
+
+        return {k: str(local_model(v, where=f"$.model.options.{k}"))
+                for k, v in (("text_model_path", self.text_model_path),
+                             ("vision_tower", self.vision_tower),
+                             ("audio_tower", self.audio_tower)) if v}
 
 
 class OmniPolicy:
@@ -58,6 +63,9 @@ class OmniPolicy:
 
     def model_path(self) -> str:
         if self.path:
+            from erv_plugins.hub import local_model
+
+            self.path = str(local_model(self.path, where="$.model.path"))
             if not Path(self.path).is_dir():
                 raise ErvError(f"model path {self.path} is not a directory")
             return self.path

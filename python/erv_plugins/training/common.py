@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+
+import msgspec
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from erv_plugins.errors import ErvError
+from erv_plugins.hub import local_model
 from erv_plugins.training.launching import LaunchedStage
 
 if TYPE_CHECKING:
@@ -86,7 +89,11 @@ def policy_source(ctx: StageContext, *, after_sft: bool) -> Path:
         raise ErvError(f"{recipe.source}: $.model: a [model] table is needed to train")
     # The model plugin resolves the checkpoint: its path, or a tiny model it builds.
     reg = ctx.plugins.get("model", recipe.model.plugin)
-    model = reg.build(recipe.model.options, context=ctx.build_context(spec=recipe.model))
+    # A hub id is read from the local Hugging Face cache (erv download fills it).
+    local = (str(local_model(recipe.model.path, where=f"{recipe.source}: $.model.path"))
+             if recipe.model.path else None)
+    spec = msgspec.structs.replace(recipe.model, path=local)
+    model = reg.build(recipe.model.options, context=ctx.build_context(spec=spec))
     path = Path(model.model_path())
     if not (path / "config.json").is_file():
         raise ErvError(f"{recipe.source}: $.model: {path} is not a model directory")

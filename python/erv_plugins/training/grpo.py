@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from erv_plugins.errors import ErvError
 from erv_plugins.stages import StageContext
-from erv_plugins.training import common
+from erv_plugins.training import common, tracking
 
 if TYPE_CHECKING:
     from erv_plugins.recipe import GRPOTable as GRPOSettings
@@ -86,7 +86,9 @@ def trl_settings(cfg: GRPOSettings, recipe: Recipe, output_dir: str | Path) -> d
         "max_completion_length": cfg.max_completion_length,
         "loss_type": cfg.loss_type,
         "scale_rewards": cfg.scale_rewards,
-        "multi_objective_aggregation": "sum_then_normalize",  # R = sum of the terms (eq. 5)
+        # "sum_then_normalize": R = the weighted sum of the terms (eq. 5), then A (eq. 4);
+        # "normalize_then_sum": GDPO, each term normalised within its group first.
+        "multi_objective_aggregation": cfg.multi_objective_aggregation,
         "epsilon": cfg.epsilon,
         "num_iterations": 1,  # one update per rollout: the ratio is exp(logp - logp.detach())
         "importance_sampling_level": "token",
@@ -106,7 +108,10 @@ def trl_settings(cfg: GRPOSettings, recipe: Recipe, output_dir: str | Path) -> d
         "save_steps": cfg.save_steps,
         "save_total_limit": 2,
         "seed": cfg.seed,
-        "report_to": "none",
+        "report_to": tracking.report_to(recipe),  # [logging]; each reward's mean/std is TRL's
+        # The per-completion table (training/tracking.py adds the ids and label sets).
+        "log_completions": bool(recipe.logging.report_to) and recipe.logging.log_completions,
+        "num_completions_to_print": 2,  # on the terminal; the trackers get every completion
         "remove_unused_columns": False,
         "gradient_checkpointing": cfg.gradient_checkpointing,  # TRL's default is on
         # The omni model hands its media to the first generation step only, so decoding
@@ -211,18 +216,24 @@ def run_grpo(ctx: StageContext) -> dict[str, Any]:
              f"{cfg.num_generations}, policy {source}"
              + (f", resuming from {resume.name}" if resume else ""))
     settings = trl_settings(cfg, recipe, checkpoints)
+    tracking.use_trackers(recipe, ctx.out)
     # No suppress_tokens for the media placeholders: their ids are negative (the
     # release's), so they can never be sampled.
     trl_rewards = TRLRewards(engine)
+    reward_funcs = trl_rewards.reward_functions()
+    if settings["log_completions"]:
+        reward_funcs = tracking.with_completion_columns(reward_funcs, engine)
     args = GRPOConfig(**settings, reward_weights=trl_rewards.reward_weights(0))
     trainer = OmniGRPOTrainer(
         model=str(source), processing_class=policy.tokenizer,
-        reward_funcs=trl_rewards.reward_functions(), args=args,
+        reward_funcs=reward_funcs, args=args,
         train_dataset=Dataset.from_list(rows), callbacks=[MetricsCallback(log)],
         batch_fn=batch_fn, logprob_dtype=cfg.logprob_dtype,
     )
     common.freeze(trainer.model, cfg.freeze, f"{recipe.source}: $.grpo.freeze")
     trainer.add_callback(trl_rewards.callback(trainer))
+    if settings["log_completions"] and "tensorboard" in recipe.logging.report_to:
+        trainer.add_callback(tracking.completion_table_callback(trainer))
     use_compact_progress(trainer)
     start = time.perf_counter()
     try:
@@ -235,7 +246,9 @@ def run_grpo(ctx: StageContext) -> dict[str, Any]:
     # Every process: under ZeRO-3 saving gathers the shards (a collective).
     trainer.save_model(str(model_dir))
     if not trainer.is_world_process_zero():
-        return {}
+        # What this process trained (a multi-machine run's other machines report it).
+        return {"global_step": trainer.state.global_step, "world_size": trainer.args.world_size,
+                "process_index": trainer.args.process_index}
     policy.tokenizer.save_pretrained(model_dir)
     if policy.processor is not None and hasattr(policy.processor, "save_pretrained"):
         policy.processor.save_pretrained(model_dir)
@@ -248,7 +261,8 @@ def run_grpo(ctx: StageContext) -> dict[str, Any]:
                  plots=plots, seconds=seconds)
     total = reward_series(rows_logged).get("total", ([], []))[1]
     first, last = fifth_means(total)
-    return {"steps": len(rows_logged), "reward_first_fifth": round(first, 4),
+    return {"steps": len(rows_logged), "global_step": trainer.state.global_step,
+            "process_index": trainer.args.process_index, "reward_first_fifth": round(first, 4),
             "reward_last_fifth": round(last, 4), "model": str(model_dir),
             "world_size": trainer.args.world_size,
             "deepspeed": trainer.is_deepspeed_enabled}

@@ -37,6 +37,13 @@ if TYPE_CHECKING:
 SUMMARY = "launch_summary.json"
 # Environment set in the processes ``erv run`` launches.
 LAUNCHED_ENV = "ERV_LAUNCHED"
+# This machine's rank in a multi-machine run (overrides [launch] machine_rank).
+MACHINE_RANK_ENV = "ERV_MACHINE_RANK"
+
+
+def summary_name(machine: int) -> str:
+    """The summary file of machine ``machine`` (machine 0's is the run's)."""
+    return SUMMARY if machine == 0 else f"launch_summary.machine{machine}.json"
 
 
 class LaunchedStage:
@@ -63,7 +70,22 @@ class LaunchedStage:
 
 def needs_launch(recipe: Recipe) -> bool:
     """True in the ``erv run`` process of a multi-process recipe (not in its children)."""
-    return recipe.launch.num_processes > 1 and not os.environ.get(LAUNCHED_ENV)
+    launch = recipe.launch
+    return ((launch.num_processes > 1 or launch.num_machines > 1)
+            and not os.environ.get(LAUNCHED_ENV))
+
+
+def machine_rank(recipe: Recipe) -> int:
+    """This machine's rank: ``ERV_MACHINE_RANK`` (set per node by recipes/slurm_*.sh), else
+    ``[launch] machine_rank``."""
+    value = os.environ.get(MACHINE_RANK_ENV)
+    if value is None:
+        return recipe.launch.machine_rank
+    if not value.isdigit() or int(value) >= recipe.launch.num_machines:
+        raise ErvError(f"{MACHINE_RANK_ENV}={value!r}: must be a machine rank from 0 to "
+                       f"{recipe.launch.num_machines - 1} ($.launch.num_machines in "
+                       f"{recipe.source})")
+    return int(value)
 
 
 def launch_command(recipe: Recipe, run_dir: Path, stage: str, *, force: bool = False,
@@ -75,8 +97,13 @@ def launch_command(recipe: Recipe, run_dir: Path, stage: str, *, force: bool = F
     """
     launch = recipe.launch
     cmd = [sys.executable, "-m", "accelerate.commands.launch",
-           "--num_processes", str(launch.num_processes), "--num_machines", "1",
+           "--num_processes", str(launch.num_processes),
+           "--num_machines", str(launch.num_machines),
            "--mixed_precision", launch.mixed_precision, "--dynamo_backend", "no"]
+    if launch.num_machines > 1:
+        cmd += ["--machine_rank", str(machine_rank(recipe)),
+                "--main_process_ip", str(launch.main_process_ip),
+                "--main_process_port", str(launch.main_process_port)]
     if launch.deepspeed:
         cmd += ["--use_deepspeed", "--deepspeed_config_file", str(launch.deepspeed),
                 "--zero3_init_flag", "true"]
@@ -102,7 +129,7 @@ def launch_stage(ctx: StageContext, stage: str) -> dict[str, Any]:
     # `ninja` installed beside it, even when the virtual environment is not activated.
     path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     env = {**os.environ, LAUNCHED_ENV: "1", "PATH": path}
-    summary = ctx.out / SUMMARY
+    summary = ctx.out / summary_name(machine_rank(ctx.recipe))
     summary.unlink(missing_ok=True)
     proc = subprocess.run(cmd, env=env)
     if proc.returncode != 0:
@@ -140,8 +167,9 @@ def _child(argv: list[str]) -> int:
     ctx = StageContext(recipe, run_dir, out, plugins, ns.force,
                        echo=print if int(os.environ.get("RANK", "0")) == 0 else (lambda _m: None))
     result = stage.run(ctx)
-    if int(os.environ.get("RANK", "0")) == 0:
-        (out / SUMMARY).write_text(json.dumps(result) + "\n")
+    # Each machine's first process writes its machine's summary (rank 0's is the run's).
+    if int(os.environ.get("LOCAL_RANK", "0")) == 0:
+        (out / summary_name(machine_rank(recipe))).write_text(json.dumps(result) + "\n")
     # Without these, about one run in eleven aborted at shutdown (docs/stack.md).
     if dist.is_available() and dist.is_initialized():
         dist.barrier()

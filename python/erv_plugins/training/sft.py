@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from erv_plugins.errors import ErvError
 from erv_plugins.stages import StageContext
-from erv_plugins.training import common
+from erv_plugins.training import common, tracking
 
 if TYPE_CHECKING:
     from erv_plugins.recipe import Recipe
@@ -57,7 +57,7 @@ def sft_settings(cfg: SFTSettings, recipe: Recipe, output_dir: str | Path) -> di
         "save_strategy": "steps",
         "save_steps": cfg.save_steps,
         "save_total_limit": 2,
-        "report_to": "none",
+        "report_to": tracking.report_to(recipe),  # [logging]
         "seed": cfg.seed,
         "remove_unused_columns": False,
         "dataloader_num_workers": 0,
@@ -143,6 +143,7 @@ def run_sft(ctx: StageContext) -> dict[str, Any]:
         log.truncate_after(common.checkpoint_step(resume))
     ctx.echo(f"erv: sft: {len(examples)} samples from {cfg.dataset.plugin}, policy {source}"
              + (f", resuming from {resume.name}" if resume else ""))
+    tracking.use_trackers(ctx.recipe, ctx.out)
     args = TrainingArguments(**sft_settings(cfg, ctx.recipe, checkpoints))
     start = time.perf_counter()
     trainer = Trainer(model=policy.model, args=args, train_dataset=examples,

@@ -100,20 +100,23 @@ def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
     if p.exists():
         raise VerifierLoadError(f"verifier checkpoint {p}: not a directory")
     text = os.fspath(path)
-    if text.count("/") == 1 and not text.startswith((".", "/", "~")):
+    from erv_plugins.hub import is_hub_id, split_ref
+
+    if is_hub_id(text):  # owner/name[@revision]
         try:
             from huggingface_hub import snapshot_download
 
             # The cache location is read now, not at import (HF_HUB_CACHE may change).
             cache = os.environ.get("HF_HUB_CACHE")
-            return Path(snapshot_download(text, local_files_only=True,
+            repo, revision = split_ref(text)
+            return Path(snapshot_download(repo, revision=revision, local_files_only=True,
                                           cache_dir=cache)).resolve()
         except Exception:
             pass
     raise VerifierLoadError(
         f"verifier checkpoint {text}: no such directory (and not in the local Hugging Face "
-        "cache; erv never downloads at run time - download it first, e.g. "
-        f"`huggingface-cli download {text}`, or pass a local directory)"
+        "cache; erv never downloads at run time - download it first with "
+        "`erv download RECIPE`, or pass a local directory)"
     )
 
 
