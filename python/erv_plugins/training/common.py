@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-
-import msgspec
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import msgspec
 
 from erv_plugins.errors import ErvError
 from erv_plugins.hub import local_model
