@@ -217,7 +217,7 @@ def run_grpo(ctx: StageContext) -> dict[str, Any]:
         model=str(source), processing_class=policy.tokenizer,
         reward_funcs=engine.trl_reward_functions(), args=args,
         train_dataset=Dataset.from_list(rows), callbacks=[MetricsCallback(log)],
-        batch_fn=batch_fn, logprob_dtype=cfg.logprob_dtype,
+        batch_fn=batch_fn, logprob_dtype=cfg.logprob_dtype, fast_path=cfg.fast_path,
     )
     common.freeze(trainer.model, cfg.freeze, f"{recipe.source}: $.grpo.freeze")
     trainer.add_callback(engine.trl_callback(trainer))
