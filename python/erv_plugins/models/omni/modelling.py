@@ -221,10 +221,10 @@ class CompletionLogProbs(ModelOutput):
     entropy: torch.Tensor | None = None
 
 
-# Tokens whose logits exist at once in completion_token_log_probs: 4096 x 151,936 float32
-# is 2.5 GB at most, against B x K x V for the whole batch (16 x 512: 5 GB, and its
-# log-softmax as much again).
-LOGPROB_CHUNK_TOKENS = 4096
+# Completion tokens whose logits exist at once in completion_token_log_probs: 256 x
+# 151,936 float32 is 156 MB, against B x K x V for a whole batch (16 x 512: 5 GB, and
+# the temperature-scaled copy as much again).
+LOGPROB_CHUNK_TOKENS = 256
 
 
 def completion_token_log_probs(hidden: torch.Tensor, lm_head: nn.Module, targets: torch.Tensor,
@@ -234,37 +234,44 @@ def completion_token_log_probs(hidden: torch.Tensor, lm_head: nn.Module, targets
                                ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """log pi(o_t | ...) of ``targets`` (B, K) from the hidden states (B, K, H) before them.
 
-    The LM head runs on a few rows of the batch at a time (``chunk_tokens`` // K rows, at
-    least one), each chunk under activation checkpointing when a gradient is needed, so
-    only one chunk's logits exist at once, in the forward and in the backward (TRL's
-    fused head computes only completion positions in tiles the same way). Per row, the
-    arithmetic is the full-logits path's: logits (float32 when ``upcast``, else their own
-    dtype, as ``logprob_dtype``) divided by the temperature, TRL's
-    ``selective_log_softmax``; entropies (no gradient) by ``entropy_from_logits``.
+    The LM head runs on ``chunk_tokens`` completion positions at a time, each chunk under
+    activation checkpointing when a gradient is needed, so only one chunk's logits exist
+    at once, in the forward and in the backward (TRL's fused LM head likewise projects
+    only completion positions, in tiles). Per token, the arithmetic is the full-logits
+    path's: logits (float32 when ``upcast``, else their own dtype, as ``logprob_dtype``)
+    divided by the temperature, then as TRL's ``selective_log_softmax`` (logit minus
+    logsumexp in float32, log-softmax in a half dtype); entropies without gradient by
+    TRL's ``entropy_from_logits``.
     """
     from torch.utils.checkpoint import checkpoint
-    from trl.trainer.utils import entropy_from_logits, selective_log_softmax
+    from trl.trainer.utils import entropy_from_logits
 
     def chunk(h: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         logits = lm_head(h)
         if upcast:
             logits = logits.float()
         logits = logits / temperature
-        logps = selective_log_softmax(logits, t)
+        if logits.dtype in (torch.float32, torch.float64):
+            logps = logits.gather(-1, t[:, None]).squeeze(-1) - torch.logsumexp(logits, -1)
+        else:  # logsumexp is unstable in bfloat16 (TRL)
+            logps = torch.log_softmax(logits, -1).gather(-1, t[:, None]).squeeze(-1)
         with torch.no_grad():
             ent = entropy_from_logits(logits) if entropy else logps.new_zeros(())
         return logps, ent
 
-    rows = max(1, chunk_tokens // max(1, targets.shape[1]))
+    batch, keep = targets.shape
+    flat_hidden, flat_targets = hidden.reshape(batch * keep, -1), targets.reshape(-1)
     grad = torch.is_grad_enabled() and (hidden.requires_grad or any(
         p.requires_grad for p in lm_head.parameters()))
     logps, ents = [], []
-    for start in range(0, hidden.shape[0], rows):
-        h, t = hidden[start:start + rows], targets[start:start + rows]
-        lp, ent = (checkpoint(chunk, h, t, use_reentrant=False) if grad else chunk(h, t))
+    for start in range(0, flat_hidden.shape[0], max(1, chunk_tokens)):
+        h = flat_hidden[start:start + chunk_tokens]
+        t = flat_targets[start:start + chunk_tokens]
+        lp, ent = checkpoint(chunk, h, t, use_reentrant=False) if grad else chunk(h, t)
         logps.append(lp)
         ents.append(ent)
-    return torch.cat(logps), (torch.cat(ents) if entropy else None)
+    return (torch.cat(logps).view(batch, keep),
+            torch.cat(ents).view(batch, keep) if entropy else None)
 
 
 class MediaFeatureCache(dict):
