@@ -268,6 +268,10 @@ class GRPOTable(_Strict):
     # log-probs from the completion positions with the LM head in chunks; false: the old
     # path (every row encodes its clip in every pass, full logits), for comparison.
     fast_path: bool = True
+    # The rollouts' KV cache: "dynamic" (transformers' default) or "static" (preallocated;
+    # on a GPU transformers then compiles the decoding step). Issue 16 measured CPU only,
+    # where static did not pay (benchmarks/RESULTS.md); the GPU figure is open.
+    generation_cache: Literal["dynamic", "static"] = "dynamic"
 
     def data_specs(self) -> list[tuple[tuple[str | int, ...], DataSpec]]:
         """(recipe path, spec) of every dataset the stage trains on."""

@@ -111,7 +111,8 @@ def trl_settings(cfg: GRPOSettings, recipe: Recipe, output_dir: str | Path) -> d
         "gradient_checkpointing": cfg.gradient_checkpointing,  # TRL's default is on
         # The omni model hands its media to the first generation step only, so decoding
         # must use the KV cache (a checkpoint saved by a Trainer may say use_cache=false).
-        "generation_kwargs": {"use_cache": True},
+        "generation_kwargs": {"use_cache": True, **(
+            {"cache_implementation": "static"} if cfg.generation_cache == "static" else {})},
         **common.device_args(recipe, bf16=cfg.bf16),
     }
 

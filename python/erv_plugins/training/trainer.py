@@ -130,7 +130,8 @@ class OmniGRPOTrainer(GRPOTrainer):
 
     # -- log-probabilities ---------------------------------------------------------------
     def _compute_loss(self, model, inputs):
-        self._media = {k: inputs[k] for k in (*MEDIA_KEYS, "clip_ids") if k in inputs}
+        keys = (*MEDIA_KEYS, "clip_ids") if self.fast_path else MEDIA_KEYS
+        self._media = {k: inputs[k] for k in keys if k in inputs}
         try:
             return super()._compute_loss(model, inputs)
         finally:
