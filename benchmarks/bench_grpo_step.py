@@ -12,10 +12,10 @@ Shapes (random weights; random pixels and log-mels of the processor's shapes in 
 decoded clips):
   paper: HumanOmni-0.5B (Qwen2 896 x 24 layers, vocab 151,936; SigLIP base 224 px x 8
          frames; whisper-large-v3 encoder; BERT-base gate), 512 new tokens, bf16 (GPU);
-  small: the CPU shape, keeping the paper's ratios: the Whisper encoder (256 x 16 layers,
-         ~12.9 M) larger than the language model (Qwen2 64 x 2 layers, vocab 151,936,
-         ~9.8 M) as whisper-large-v3 (635 M) is larger than Qwen2-0.5B (494 M); 300 audio
-         positions, 8 frames of 64 px, 128 new tokens, float32;
+  small: the CPU shape, keeping the paper's ratios: the Whisper encoder (192 x 14 layers,
+         ~6.4 M) larger than the language model (Qwen2 32 x 2 layers, the paper's vocab
+         151,936, ~4.9 M) as whisper-large-v3 (635 M) is larger than Qwen2-0.5B (494 M);
+         150 audio positions, 8 frames of 64 px, 96 new tokens, float32;
   tiny:  the test model (smoke test).
 Random weights rarely emit EOS, so every completion has the full length.
 
@@ -95,15 +95,15 @@ def small_shape() -> dict:
     from transformers import SiglipVisionConfig, WhisperConfig
 
     return dict(
-        vocab_size=151936, hidden_size=64, intermediate_size=256, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2,
+        vocab_size=151936, hidden_size=32, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=2, num_key_value_heads=1,
         vision_config=SiglipVisionConfig(
-            hidden_size=128, intermediate_size=512, num_hidden_layers=4, num_attention_heads=4,
+            hidden_size=64, intermediate_size=256, num_hidden_layers=2, num_attention_heads=2,
             image_size=64, patch_size=8).to_dict(),
         audio_config=WhisperConfig(
-            d_model=256, encoder_layers=16, encoder_attention_heads=4, encoder_ffn_dim=1024,
+            d_model=192, encoder_layers=14, encoder_attention_heads=4, encoder_ffn_dim=768,
             decoder_layers=1, decoder_attention_heads=2, decoder_ffn_dim=64, num_mel_bins=80,
-            max_source_positions=300, max_target_positions=16, vocab_size=64,
+            max_source_positions=150, max_target_positions=16, vocab_size=64,
             pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=1).to_dict(),
     )
 
@@ -387,7 +387,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--tiny", action="store_true", help="same as --shape tiny")
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--completion", type=int, default=None,
-                        help="max new tokens (default: paper 512, small 128, tiny 16)")
+                        help="max new tokens (default: paper 512, small 96, tiny 16)")
     parser.add_argument("--workdir", default=None)
     parser.add_argument("--out", default=None, help="write the results JSON here")
     parser.add_argument("--decode-only", action="store_true",
@@ -395,7 +395,7 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     shape = "tiny" if args.tiny else args.shape
     if args.completion is None:
-        args.completion = {"paper": 512, "small": 128, "tiny": 16}[shape]
+        args.completion = {"paper": 512, "small": 96, "tiny": 16}[shape]
 
     import torch
     from erv_plugins.training.policy import Policy
