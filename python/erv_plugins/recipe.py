@@ -269,8 +269,8 @@ class GRPOTable(_Strict):
     # path (every row encodes its clip in every pass, full logits), for comparison.
     fast_path: bool = True
     # The rollouts' KV cache: "dynamic" (transformers' default) or "static" (preallocated;
-    # on a GPU transformers then compiles the decoding step). Issue 16 measured CPU only,
-    # where static did not pay (benchmarks/RESULTS.md); the GPU figure is open.
+    # on a GPU transformers then compiles the decoding step); not measured yet
+    # (benchmarks/RESULTS.md), so the default stays dynamic.
     generation_cache: Literal["dynamic", "static"] = "dynamic"
 
     def data_specs(self) -> list[tuple[tuple[str | int, ...], DataSpec]]:
