@@ -301,6 +301,14 @@ class GRPOTable(_Strict):
     train_vision_tower: bool | None = None  # as in [sft]; Table 8: GRPO does not train it
     synthetic: SyntheticData | None = None
     gradient_checkpointing: bool = False
+    # Issue 16: each distinct clip encoded once per pass, frozen encoders once per step,
+    # log-probs from the completion positions with the LM head in chunks; false: the old
+    # path (every row encodes its clip in every pass, full logits), for comparison.
+    fast_path: bool = True
+    # The rollouts' KV cache: "dynamic" (transformers' default) or "static" (preallocated;
+    # on a GPU transformers then compiles the decoding step); not measured yet
+    # (benchmarks/RESULTS.md), so the default stays dynamic.
+    generation_cache: Literal["dynamic", "static"] = "dynamic"
 
     def data_specs(self) -> list[tuple[tuple[str | int, ...], DataSpec]]:
         """(recipe path, spec) of every dataset the stage trains on."""

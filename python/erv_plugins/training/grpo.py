@@ -116,7 +116,8 @@ def trl_settings(cfg: GRPOSettings, recipe: Recipe, output_dir: str | Path) -> d
         "gradient_checkpointing": cfg.gradient_checkpointing,  # TRL's default is on
         # The omni model hands its media to the first generation step only, so decoding
         # must use the KV cache (a checkpoint saved by a Trainer may say use_cache=false).
-        "generation_kwargs": {"use_cache": True},
+        "generation_kwargs": {"use_cache": True, **(
+            {"cache_implementation": "static"} if cfg.generation_cache == "static" else {})},
         **common.device_args(recipe, bf16=cfg.bf16),
     }
 
@@ -228,7 +229,7 @@ def run_grpo(ctx: StageContext) -> dict[str, Any]:
         model=str(source), processing_class=policy.tokenizer,
         reward_funcs=reward_funcs, args=args,
         train_dataset=Dataset.from_list(rows), callbacks=[MetricsCallback(log)],
-        batch_fn=batch_fn, logprob_dtype=cfg.logprob_dtype,
+        batch_fn=batch_fn, logprob_dtype=cfg.logprob_dtype, fast_path=cfg.fast_path,
     )
     common.freeze(trainer.model, cfg.freeze, f"{recipe.source}: $.grpo.freeze")
     trainer.add_callback(trl_rewards.callback(trainer))

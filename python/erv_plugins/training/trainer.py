@@ -13,8 +13,16 @@ subclass uses these extension points of its ``GRPOTrainer`` and leaves the algor
 * ``_compute_loss`` / ``_get_per_token_logps_and_entropies``: log-probabilities of the
   completion tokens under the policy (and the reference model, for the k3 KL term) with
   the media passed to the forward. TRL's fused LM head runs only the text backbone, so
-  the log-probs are taken from the full forward's logits (divided by the rollout
+  the omni forward takes the targets (``logprob_targets``) and applies its LM head to
+  the completion positions' hidden states, a few rows at a time (divided by the rollout
   temperature, as TRL does).
+
+The fast path (``fast_path``, recipe ``[grpo] fast_path``, issue 16): rows carry a clip
+id, so each distinct clip is encoded once per pass and expanded over its G rows, and the
+frozen towers' outputs are kept for the step in one ``MediaFeatureCache`` that generation,
+the reference and the policy passes share (keyed by clip and by what changes the
+numbers: dtype, autocast). ``fast_path=False`` is the old path: every row
+encodes its clip in every pass and the log-probs come from the full logits.
 
 Everything else is TRL's: advantages ``(r - mean_group) / (std_group + 1e-4)``
 (``scale_rewards="group"``), the clipped surrogate with ``loss_type="grpo"``, KL with the
@@ -75,8 +83,14 @@ class OmniGRPOTrainer(GRPOTrainer):
     """
 
     def __init__(self, *args: Any, batch_fn: BatchFn | None = None,
-                 logprob_dtype: str = "float32", **kwargs: Any) -> None:
+                 logprob_dtype: str = "float32", fast_path: bool = True, **kwargs: Any) -> None:
         self._batch_fn = batch_fn
+        # Issue 16. True: each distinct clip encoded once per pass and a frozen tower once
+        # per step (clip ids + one MediaFeatureCache for the policy and the reference),
+        # log-probs from the completion positions' hidden states, the LM head in chunks.
+        # False: every row encodes its clip in every pass, full logits (the old path).
+        self.fast_path = fast_path
+        self._media_cache: dict[Any, torch.Tensor] = {}
         # "logits": log-softmax in the dtype of the logits (bf16 under bf16), as the release
         # computes it; "float32": upcast first, as TRL does.
         self._upcast_logits = logprob_dtype == "float32"
@@ -91,12 +105,26 @@ class OmniGRPOTrainer(GRPOTrainer):
         device = self.accelerator.device
         self._prompt_ids, media = self._batch_fn(inputs)
         self._media = {k: v.to(device) for k, v in media.items()}
+        if self.fast_path:
+            self._media["clip_ids"] = clip_ids(inputs).to(device)
+            self._share_media_cache()
         try:
             output = super()._generate_and_score_completions(inputs)
         finally:
             media, self._media, self._prompt_ids = self._media, {}, None
         output.update(media)
         return output
+
+    def _share_media_cache(self) -> None:
+        """A fresh cache for this generation batch, on the policy and the reference model."""
+        from erv_plugins.models.omni import MediaFeatureCache
+
+        self._media_cache = MediaFeatureCache()
+        for model in (self.model, self.ref_model):
+            if model is not None:
+                unwrapped = self.accelerator.unwrap_model(model)
+                if hasattr(unwrapped, "media_cache"):
+                    unwrapped.media_cache = self._media_cache
 
     def _tokenize_prompts(self, prompts: list) -> tuple[Any, Any, dict[str, Any]]:
         if self._prompt_ids is None:
@@ -106,7 +134,8 @@ class OmniGRPOTrainer(GRPOTrainer):
 
     # -- log-probabilities ---------------------------------------------------------------
     def _compute_loss(self, model, inputs):
-        self._media = {k: inputs[k] for k in MEDIA_KEYS if k in inputs}
+        keys = (*MEDIA_KEYS, "clip_ids") if self.fast_path else MEDIA_KEYS
+        self._media = {k: inputs[k] for k in keys if k in inputs}
         try:
             return super()._compute_loss(model, inputs)
         finally:
@@ -125,6 +154,17 @@ class OmniGRPOTrainer(GRPOTrainer):
             end = min(start + batch_size, input_ids.size(0))
             ids = input_ids[start:end]
             media = {k: v[start:end] for k, v in self._media.items()}
+            if self.fast_path:
+                with self.accelerator.autocast():
+                    out = model(input_ids=ids, attention_mask=attention_mask[start:end],
+                                logprob_targets=ids[:, -logits_to_keep:],
+                                logprob_temperature=self.temperature,
+                                logprob_upcast=self._upcast_logits,
+                                logprob_entropy=compute_entropy, **media)
+                all_logps.append(out.log_probs)
+                if compute_entropy:
+                    all_entropies.append(out.entropy)
+                continue
             with self.accelerator.autocast():
                 logits = model(input_ids=ids, attention_mask=attention_mask[start:end],
                                logits_to_keep=logits_to_keep + 1, **media).logits
@@ -141,6 +181,15 @@ class OmniGRPOTrainer(GRPOTrainer):
         logps = torch.cat(all_logps)
         entropies = torch.cat(all_entropies) if compute_entropy else None
         return logps, entropies, None
+
+
+def clip_ids(rows: Sequence[dict[str, Any]]) -> torch.Tensor:
+    """One int per row, equal for rows of the same clip (its video path, else its id),
+    numbered in order of first appearance (TRL repeats each prompt G times)."""
+    index: dict[str, int] = {}
+    return torch.tensor([index.setdefault(str(r.get("video") or r.get("id") or f"row {i}"),
+                                          len(index)) for i, r in enumerate(rows)],
+                        dtype=torch.long)
 
 
 class MetricsCallback(TrainerCallback):

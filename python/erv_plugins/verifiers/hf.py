@@ -35,6 +35,8 @@ class HFVerifierOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True
     """Options of the ``hf`` verifier plugin (a recipe's ``[verifier.options]`` table)."""
 
     path: str
+    # "auto": the process's accelerator (cuda:LOCAL_RANK) when there is one, else the CPU
+    # (resolve_device); or a torch device name.
     device: str = "cpu"
     dtype: Dtype = "auto"  # auto: bfloat16 on a GPU, float32 on CPU
     batch_size: int = 64
@@ -205,7 +207,7 @@ class HFVerifier:
         names = named_labels(checkpoint_labels(self.path), id2label, where)
         if labels is not None:
             check_label_space(names, expected_labels(labels), where)
-        self.device = torch.device(device)
+        self.device = torch.device(resolve_device(device))
         self.dtype = _torch_dtype(dtype, self.device)
         self.batch_size = batch_size
         self.length_bucketing = length_bucketing  # False: input order (benchmark baseline)
@@ -312,6 +314,23 @@ def _quiet_loading() -> Iterator[None]:
     finally:
         if was_on:
             hf_logging.enable_progress_bar()
+
+
+def resolve_device(name: str, *, cuda: bool | None = None,
+                   local_rank: int | None = None) -> str:
+    """A verifier device name: "auto" is the process's GPU (``cuda:LOCAL_RANK``, the GPU
+    accelerate gives each training process) when CUDA is there, else "cpu"; other names
+    are kept. ``cuda``/``local_rank`` default to this process's."""
+    if name != "auto":
+        return name
+    if cuda is None:
+        import torch
+
+        cuda = torch.cuda.is_available()
+    if local_rank is None:
+        rank = os.environ.get("LOCAL_RANK", "")
+        local_rank = int(rank) if rank.isdigit() else None
+    return f"cuda:{local_rank or 0}" if cuda else "cpu"
 
 
 def _torch_dtype(dtype: Dtype, device: torch.device) -> torch.dtype:

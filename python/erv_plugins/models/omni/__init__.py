@@ -15,7 +15,7 @@ from erv_plugins.models.omni.configuration import (
     VIDEO_TOKEN_INDEX,
     OmniConfig,
 )
-from erv_plugins.models.omni.modelling import OmniForCausalLM
+from erv_plugins.models.omni.modelling import MediaFeatureCache, OmniForCausalLM
 from erv_plugins.models.omni.processing import (
     AUDIO_TOKEN,
     EMOTION_QUESTION,
@@ -33,6 +33,6 @@ AutoModelForCausalLM.register(OmniConfig, OmniForCausalLM, exist_ok=True)
 
 __all__ = [
     "AUDIO_TOKEN", "AUDIO_TOKEN_INDEX", "EMOTION_QUESTION", "MODEL_TYPE", "RELEASE_EVAL_QUESTION",
-    "VIDEO_TOKEN", "VIDEO_TOKEN_INDEX", "OmniConfig", "OmniForCausalLM", "OmniProcessor",
+    "VIDEO_TOKEN", "VIDEO_TOKEN_INDEX", "MediaFeatureCache", "OmniConfig", "OmniForCausalLM", "OmniProcessor",
     "build_tiny_omni", "load_omni", "media_prefix", "question_of", "qwen2_vl_chat_template",
 ]

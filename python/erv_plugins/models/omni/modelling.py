@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import dataclass
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -42,6 +44,7 @@ from transformers import (
     WhisperForAudioClassification,
 )
 from transformers.modeling_outputs import CausalLMOutputWithPast
+from transformers.utils import ModelOutput
 
 from erv_plugins.models.omni.configuration import OmniConfig
 
@@ -201,6 +204,85 @@ class AudioTower(nn.Module):
         return enc.last_hidden_state
 
 
+def _distinct(ids: torch.Tensor) -> tuple[list[int], torch.Tensor, torch.Tensor]:
+    """(distinct ids, the first row of each, each row's index into them)."""
+    distinct, inverse = torch.unique(ids, return_inverse=True)
+    rows = torch.arange(ids.shape[0], device=ids.device)
+    first = torch.full((distinct.shape[0],), ids.shape[0], device=ids.device, dtype=rows.dtype)
+    first = first.scatter_reduce(0, inverse, rows, reduce="amin")
+    return distinct.tolist(), first, inverse
+
+
+@dataclass
+class CompletionLogProbs(ModelOutput):
+    """``OmniForCausalLM.forward`` with ``logprob_targets``: (B, K) log-probs, entropies."""
+
+    log_probs: torch.Tensor | None = None
+    entropy: torch.Tensor | None = None
+
+
+# Completion tokens whose logits exist at once in completion_token_log_probs: 256 x
+# 151,936 float32 is 156 MB, against B x K x V for a whole batch (16 x 512: 5 GB, and
+# the temperature-scaled copy as much again).
+LOGPROB_CHUNK_TOKENS = 256
+
+
+def completion_token_log_probs(hidden: torch.Tensor, lm_head: nn.Module, targets: torch.Tensor,
+                               *, temperature: float = 1.0, upcast: bool = True,
+                               entropy: bool = False,
+                               chunk_tokens: int = LOGPROB_CHUNK_TOKENS
+                               ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """log pi(o_t | ...) of ``targets`` (B, K) from the hidden states (B, K, H) before them.
+
+    The LM head runs on ``chunk_tokens`` completion positions at a time, each chunk under
+    activation checkpointing when a gradient is needed, so only one chunk's logits exist
+    at once, in the forward and in the backward (TRL's fused LM head likewise projects
+    only completion positions, in tiles). Per token, the arithmetic is the full-logits
+    path's: logits (float32 when ``upcast``, else their own dtype, as ``logprob_dtype``)
+    divided by the temperature, then as TRL's ``selective_log_softmax`` (logit minus
+    logsumexp in float32, log-softmax in a half dtype); entropies without gradient by
+    TRL's ``entropy_from_logits``.
+    """
+    from torch.utils.checkpoint import checkpoint
+    from trl.trainer.utils import entropy_from_logits
+
+    def chunk(h: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = lm_head(h)
+        if upcast:
+            logits = logits.float()
+        logits = logits / temperature
+        if logits.dtype in (torch.float32, torch.float64):
+            logps = logits.gather(-1, t[:, None]).squeeze(-1) - torch.logsumexp(logits, -1)
+        else:  # logsumexp is unstable in bfloat16 (TRL)
+            logps = torch.log_softmax(logits, -1).gather(-1, t[:, None]).squeeze(-1)
+        with torch.no_grad():
+            ent = entropy_from_logits(logits) if entropy else logps.new_zeros(())
+        return logps, ent
+
+    batch, keep = targets.shape
+    flat_hidden, flat_targets = hidden.reshape(batch * keep, -1), targets.reshape(-1)
+    grad = torch.is_grad_enabled() and (hidden.requires_grad or any(
+        p.requires_grad for p in lm_head.parameters()))
+    logps, ents = [], []
+    for start in range(0, flat_hidden.shape[0], max(1, chunk_tokens)):
+        h = flat_hidden[start:start + chunk_tokens]
+        t = flat_targets[start:start + chunk_tokens]
+        lp, ent = checkpoint(chunk, h, t, use_reentrant=False) if grad else chunk(h, t)
+        logps.append(lp)
+        ents.append(ent)
+    return (torch.cat(logps).view(batch, keep),
+            torch.cat(ents).view(batch, keep) if entropy else None)
+
+
+class MediaFeatureCache(dict):
+    """Frozen towers' outputs per clip, shared by the passes of one GRPO step (issue 16).
+
+    Keys: ((tower, parameter dtype, device, autocast dtype), clip id); the GRPO trainer
+    clears it when it draws a new generation batch (clip ids are batch-local) and hands the
+    same cache to the policy and the reference model.
+    """
+
+
 class OmniModel(Qwen2Model):
     """Qwen2 decoder plus the encoders, projectors and text gate (release HumanOmniQwen2Model)."""
 
@@ -250,6 +332,8 @@ class OmniForCausalLM(Qwen2ForCausalLM):
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         self.post_init()
         self.freeze_encoders()
+        # Set by the GRPO trainer (MediaFeatureCache); None: every pass encodes its media.
+        self.media_cache: MediaFeatureCache | None = None
 
     def freeze_encoders(self) -> None:
         """requires_grad=False on the encoders the config marks frozen (release: both)."""
@@ -268,21 +352,65 @@ class OmniForCausalLM(Qwen2ForCausalLM):
 
     # -- encoders (release encode_images_or_videos / encode_audios) ------------------------
     def encode_videos(self, videos: torch.Tensor, gate_input_ids: torch.Tensor | None = None,
-                      gate_attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, T, 3, H, W) pixels -> (B, num_video_tokens, hidden) LM inputs."""
+                      gate_attention_mask: torch.Tensor | None = None,
+                      clip_keys: list[int] | None = None) -> torch.Tensor:
+        """(B, T, 3, H, W) pixels -> (B, num_video_tokens, hidden) LM inputs.
+
+        ``clip_keys`` (one per clip): lets a frozen vision tower's output come from
+        ``media_cache``."""
+        video, body, face = self.video_branches(videos, clip_keys)
+        weights = self.branch_weights(videos.shape[0], gate_input_ids, gate_attention_mask,
+                                      video.device)
+        return self.mix_branches(video, body, face, weights)
+
+    def video_branches(self, videos: torch.Tensor, clip_keys: list[int] | None = None
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The video, body and face branch features of each clip (before the text gate)."""
         if videos.dim() != 5:
             raise ValueError(f"videos must be (batch, frames, 3, H, W); got shape {tuple(videos.shape)}")
         m = self.model
         b, t = videos.shape[:2]
-        frame_features = m.vision_tower(videos.flatten(0, 1))  # (B*T, N, C)
-        n, c = frame_features.shape[1:]
-        per_clip = frame_features.reshape(b, t, n, c)
-        video, body, face = m.mm_projector(per_clip, per_clip, frame_features)
+        frame_features = self._tower_features(
+            "video", m.vision_tower, videos, clip_keys,
+            lambda x: m.vision_tower(x.flatten(0, 1)).unflatten(0, (x.shape[0], t)))
+        per_clip = frame_features  # (B, T, N, C)
+        video, body, face = m.mm_projector(per_clip, per_clip, frame_features.flatten(0, 1))
         face = self._pool_2d(face).reshape(b, -1, face.shape[-1])
-        weights = self.branch_weights(b, gate_input_ids, gate_attention_mask, video.device)
+        return video, body, face
+
+    @staticmethod
+    def mix_branches(video: torch.Tensor, body: torch.Tensor, face: torch.Tensor,
+                     weights: torch.Tensor) -> torch.Tensor:
+        """The gate's weighted sum of the three visual branches (release: per clip)."""
         weights = weights.to(video.dtype)
         return (video * weights[:, 0, None, None] + body * weights[:, 1, None, None]
                 + face * weights[:, 2, None, None])
+
+    def _tower_features(self, kind: str, tower: nn.Module, inputs: torch.Tensor,
+                        clip_keys: list[int] | None,
+                        encode: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """``encode(inputs)``, one row per clip, with a frozen tower's rows from the cache.
+
+        Only frozen towers are cached: their output needs no gradient and, within a step,
+        is the same for the policy and its reference model (a frozen copy of the same
+        checkpoint). The key also holds what changes the numbers (parameter dtype,
+        autocast), so a pass under autocast never reuses a full-precision result.
+        """
+        cache = self.media_cache
+        if cache is None or clip_keys is None or not getattr(tower, "frozen", False):
+            return encode(inputs)
+        param = next(tower.parameters())
+        device = inputs.device.type
+        context = (kind, str(param.dtype), str(inputs.device),
+                   str(torch.get_autocast_dtype(device)) if torch.is_autocast_enabled(device)
+                   else None)
+        missing = [i for i, key in enumerate(clip_keys) if (context, key) not in cache]
+        if missing:
+            with torch.no_grad():
+                fresh = encode(inputs[missing])
+            for i, row in zip(missing, fresh, strict=True):
+                cache[(context, clip_keys[i])] = row
+        return torch.stack([cache[(context, key)] for key in clip_keys])
 
     @staticmethod
     def _pool_2d(features: torch.Tensor, stride: int = 2) -> torch.Tensor:
@@ -306,21 +434,29 @@ class OmniForCausalLM(Qwen2ForCausalLM):
         cls = out.last_hidden_state[:, 0, :]
         return torch.softmax(m.bert_gate(cls), dim=1)
 
-    def encode_audios(self, audios: torch.Tensor) -> torch.Tensor:
+    def encode_audios(self, audios: torch.Tensor, clip_keys: list[int] | None = None
+                      ) -> torch.Tensor:
         """(B, n_mels, T) log-mel -> (B, num_audio_tokens, hidden) LM inputs."""
         if audios.dim() == 4 and audios.shape[1] == 1:
             audios = audios.squeeze(1)
         if audios.dim() != 3:
             raise ValueError(f"audios must be (batch, n_mels, frames); got shape {tuple(audios.shape)}")
-        features = self.model.audio_tower(audios).permute(0, 2, 1)
+        features = self._tower_features("audio", self.model.audio_tower, audios, clip_keys,
+                                        self.model.audio_tower).permute(0, 2, 1)
         features = F.avg_pool1d(features, kernel_size=3, stride=3).permute(0, 2, 1)
         return self.model.audio_projector(features.to(self.model.audio_projector[0].weight.dtype))
 
     def embed_multimodal(self, input_ids: torch.Tensor, videos: torch.Tensor | None = None,
                          audios: torch.Tensor | None = None,
                          gate_input_ids: torch.Tensor | None = None,
-                         gate_attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Token embeddings with the media features written over the placeholder tokens."""
+                         gate_attention_mask: torch.Tensor | None = None,
+                         clip_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """Token embeddings with the media features written over the placeholder tokens.
+
+        ``clip_ids`` (one int per row, equal for rows of the same clip; GRPO repeats each
+        prompt G times): each distinct clip is encoded once and its features expanded
+        to its rows (``index_select``, so a training tower's gradient sums over them).
+        """
         # Placeholder ids are negative (the release's): embed a valid id, then overwrite.
         embeds = self.model.embed_tokens(input_ids.clamp(min=0))
         for kind, media, token_id, count in (
@@ -351,11 +487,37 @@ class OmniForCausalLM(Qwen2ForCausalLM):
                 if gi is not None and gi.shape[0] != media.shape[0]:
                     gi = gi[rows]
                     gm = gm[rows] if gm is not None else None
-                features = self.encode_videos(media, gi, gm)
-            else:
+                if clip_ids is None:
+                    features = self.encode_videos(media, gi, gm)
+                else:
+                    keys, first, inverse = _distinct(clip_ids.to(rows.device)[rows])
+                    branches = self.video_branches(media[first], keys)
+                    weights = self._distinct_branch_weights(media.shape[0], gi, gm,
+                                                            media.device)
+                    features = self.mix_branches(*(x.index_select(0, inverse) for x in branches),
+                                                 weights)
+            elif clip_ids is None:
                 features = self.encode_audios(media)
+            else:
+                keys, first, inverse = _distinct(clip_ids.to(rows.device)[rows])
+                features = self.encode_audios(media[first], keys).index_select(0, inverse)
             embeds = embeds.masked_scatter(mask.unsqueeze(-1), features.to(embeds.dtype))
         return embeds
+
+    def _distinct_branch_weights(self, batch: int, gate_input_ids: torch.Tensor | None,
+                                 gate_attention_mask: torch.Tensor | None,
+                                 device: torch.device) -> torch.Tensor:
+        """``branch_weights`` with the BERT gate run once per distinct question."""
+        if gate_input_ids is None:
+            return self.branch_weights(batch, None, None, device)
+        rows = (gate_input_ids if gate_attention_mask is None
+                else torch.cat([gate_input_ids, gate_attention_mask.to(gate_input_ids)], dim=1))
+        _, inverse = torch.unique(rows, dim=0, return_inverse=True)
+        _, first, inverse = _distinct(inverse)
+        weights = self.branch_weights(
+            len(first), gate_input_ids[first],
+            None if gate_attention_mask is None else gate_attention_mask[first], device)
+        return weights.index_select(0, inverse.to(weights.device))
 
     # -- causal LM ------------------------------------------------------------------------
     def forward(  # type: ignore[override]
@@ -373,12 +535,24 @@ class OmniForCausalLM(Qwen2ForCausalLM):
         gate_input_ids: torch.Tensor | None = None,
         gate_attention_mask: torch.Tensor | None = None,
         images: torch.Tensor | None = None,
+        clip_ids: torch.Tensor | None = None,
+        logprob_targets: torch.LongTensor | None = None,
+        logprob_temperature: float = 1.0,
+        logprob_upcast: bool = True,
+        logprob_entropy: bool = False,
         **kwargs,  # noqa: ANN003
-    ) -> CausalLMOutputWithPast:
+    ) -> CausalLMOutputWithPast | CompletionLogProbs:
+        """The causal LM forward; ``clip_ids``: see ``embed_multimodal``.
+
+        ``logprob_targets`` (B, K), the last K tokens of ``input_ids``: instead of logits,
+        return their log-probabilities (and entropies with ``logprob_entropy``) from the
+        hidden states of the K positions before them only, the LM head applied a few
+        rows at a time (``completion_token_log_probs``).
+        """
         videos = videos if videos is not None else images
         if inputs_embeds is None and input_ids is not None:
             inputs_embeds = self.embed_multimodal(input_ids, videos, audios, gate_input_ids,
-                                                  gate_attention_mask)
+                                                  gate_attention_mask, clip_ids)
             if labels is not None:
                 # Features are inputs, never targets.
                 cfg = self.config
@@ -386,6 +560,17 @@ class OmniForCausalLM(Qwen2ForCausalLM):
                     if token_id is not None:
                         labels = labels.masked_fill(input_ids == token_id, IGNORE_INDEX)
             input_ids = None
+        if logprob_targets is not None:
+            keep = logprob_targets.shape[1]
+            hidden = self.model(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
+                                position_ids=position_ids, use_cache=False,
+                                **kwargs).last_hidden_state
+            # Position t predicts token t + 1: the K positions before the last.
+            log_probs, entropy = completion_token_log_probs(
+                hidden[:, -keep - 1:-1], self.lm_head, logprob_targets,
+                temperature=logprob_temperature, upcast=logprob_upcast,
+                entropy=logprob_entropy)
+            return CompletionLogProbs(log_probs=log_probs, entropy=entropy)
         return super().forward(
             input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
             past_key_values=past_key_values, inputs_embeds=inputs_embeds, labels=labels,
@@ -402,14 +587,16 @@ class OmniForCausalLM(Qwen2ForCausalLM):
         """
         input_ids = kwargs.pop("input_ids", inputs)
         media = {k: kwargs.pop(k, None) for k in
-                 ("videos", "audios", "gate_input_ids", "gate_attention_mask", "images")}
+                 ("videos", "audios", "gate_input_ids", "gate_attention_mask", "images",
+                  "clip_ids")}
         videos = media["videos"] if media["videos"] is not None else media["images"]
         if input_ids is None or kwargs.get("inputs_embeds") is not None or (
                 videos is None and media["audios"] is None
                 and not bool((input_ids < 0).any())):
             return super().generate(input_ids, **kwargs)
         embeds = self.embed_multimodal(input_ids, videos, media["audios"],
-                                       media["gate_input_ids"], media["gate_attention_mask"])
+                                       media["gate_input_ids"], media["gate_attention_mask"],
+                                       media["clip_ids"])
         with warnings.catch_warnings():
             # Intended: the release's penalties, too, cover the generated tokens only.
             warnings.filterwarnings("ignore", message=r".*with `inputs_embeds` and without "

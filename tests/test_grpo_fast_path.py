@@ -1,0 +1,224 @@
+"""GRPO step speed (issue 16): each clip encoded once per step, log-probs from the
+completion positions with the LM head in chunks, the verifier on the process's device;
+the fast path gives the old path's loss and gradients."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import torch  # noqa: E402
+
+from erv_plugins.datasets.synthetic import STYLE, write_clip  # noqa: E402
+from erv_plugins.models.omni import (  # noqa: E402
+    MediaFeatureCache,
+    OmniForCausalLM,
+    OmniProcessor,
+    build_tiny_omni,
+    load_omni,
+)
+from erv_plugins.models.omni.modelling import completion_token_log_probs  # noqa: E402
+from erv_plugins.training.trainer import clip_ids  # noqa: E402
+from erv_plugins.verifiers.hf import resolve_device  # noqa: E402
+
+torch.set_num_threads(1)
+G = 4  # completions per clip
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[OmniForCausalLM, OmniProcessor]:
+    return load_omni(build_tiny_omni(tmp_path_factory.mktemp("fast_omni"), seed=0))
+
+
+@pytest.fixture(scope="module")
+def group_batch(tiny: tuple[OmniForCausalLM, OmniProcessor],
+                tmp_path_factory: pytest.TempPathFactory) -> dict[str, torch.Tensor]:
+    """Two clips, each repeated G times (as TRL repeats a prompt), with G completions."""
+    _, processor = tiny
+    d = tmp_path_factory.mktemp("fast_clips")
+    clips = [write_clip(d / f"{label}.mp4", STYLE[label][0], STYLE[label][1], seed=i)
+             for i, label in enumerate(("happiness", "sadness"))]
+    rows = [clips[0]] * G + [clips[1]] * G
+    batch = processor([processor.prompt()] * len(rows), videos=rows)
+    torch.manual_seed(1)
+    completions = torch.randint(10, len(processor.tokenizer), (len(rows), 7))
+    batch["input_ids"] = torch.cat([batch["input_ids"], completions], dim=1)
+    batch["attention_mask"] = torch.ones_like(batch["input_ids"])
+    batch["clip_ids"] = clip_ids([{"video": str(c)} for c in rows])
+    return dict(batch)
+
+
+class EncoderCalls:
+    """Clips each encoder saw (forward hooks on the SigLIP and Whisper modules)."""
+
+    def __init__(self, model: OmniForCausalLM, frames: int) -> None:
+        self.clips = {"video": 0, "audio": 0}
+        towers = model.model
+        self._hooks = [
+            towers.vision_tower.vision_tower.register_forward_hook(
+                lambda m, args, out: self._add("video", args[0].shape[0] // frames)),
+            towers.audio_tower.audio_tower.encoder.register_forward_hook(
+                lambda m, args, out: self._add("audio", args[0].shape[0])),
+        ]
+
+    def _add(self, kind: str, n: int) -> None:
+        self.clips[kind] += n
+
+    def remove(self) -> None:
+        for h in self._hooks:
+            h.remove()
+
+
+def _loss_old(model: OmniForCausalLM, batch: dict[str, torch.Tensor], k: int) -> torch.Tensor:
+    media = {key: batch[key] for key in ("videos", "audios", "gate_input_ids",
+                                         "gate_attention_mask")}
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                   logits_to_keep=k + 1, **media).logits[:, :-1].float()
+    logps = torch.log_softmax(logits, -1).gather(
+        -1, batch["input_ids"][:, -k:, None]).squeeze(-1)
+    return _surrogate(logps)
+
+
+def _loss_new(model: OmniForCausalLM, batch: dict[str, torch.Tensor], k: int) -> torch.Tensor:
+    media = {key: batch[key] for key in ("videos", "audios", "gate_input_ids",
+                                         "gate_attention_mask", "clip_ids")}
+    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                logprob_targets=batch["input_ids"][:, -k:], **media)
+    return _surrogate(out.log_probs)
+
+
+def _surrogate(logps: torch.Tensor) -> torch.Tensor:
+    # The gradient of GRPO's on-policy surrogate (eq. 3, ratio 1) with fixed advantages,
+    # written so that its value depends on the log-probs too.
+    advantages = torch.linspace(-1.0, 1.0, logps.shape[0])[:, None]
+    return -(logps * advantages).mean()
+
+
+def _grads(model: OmniForCausalLM) -> dict[str, torch.Tensor]:
+    return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def test_fast_path_loss_and_gradients_equal_the_old_path(
+    tiny: tuple[OmniForCausalLM, OmniProcessor], group_batch: dict[str, torch.Tensor]
+) -> None:
+    model, _ = tiny
+    model.eval()  # dropout off: the two paths draw different masks
+    model.zero_grad()
+    old = _loss_old(model, group_batch, 7)
+    old.backward()
+    old_grads = _grads(model)
+    model.zero_grad()
+    new = _loss_new(model, group_batch, 7)
+    new.backward()
+    new_grads = _grads(model)
+    model.zero_grad()
+    torch.testing.assert_close(new, old, rtol=1e-5, atol=1e-5)
+    assert new_grads.keys() == old_grads.keys()
+    # The projectors and the BERT gate train: their gradient sums over a clip's G rows.
+    assert "model.mm_projector.readout_video.2.weight" in new_grads
+    assert "model.bert_gate.2.weight" in new_grads
+    assert "model.audio_projector.0.weight" in new_grads
+    for name, grad in old_grads.items():
+        torch.testing.assert_close(new_grads[name], grad, rtol=1e-5, atol=1e-5, msg=name)
+
+
+def test_a_training_vision_tower_gets_the_old_paths_gradient_through_the_expansion(
+    tmp_path: Path, group_batch: dict[str, torch.Tensor]
+) -> None:
+    model, _ = load_omni(build_tiny_omni(tmp_path / "m", seed=0))
+    model.config.freeze_vision_tower = False
+    model.model.vision_tower.frozen = False
+    model.model.vision_tower.requires_grad_(True)
+    model.media_cache = MediaFeatureCache()  # a training tower is never cached
+    model.eval()
+    _loss_old(model, group_batch, 7).backward()
+    old = _grads(model)
+    model.zero_grad()
+    _loss_new(model, group_batch, 7).backward()
+    new = _grads(model)
+    assert not any(key[0][0] == "video" for key in model.media_cache)
+    name = "model.vision_tower.vision_tower.encoder.layers.0.mlp.fc1.weight"
+    assert name in new and float(new[name].abs().sum()) > 0
+    for key, grad in old.items():
+        torch.testing.assert_close(new[key], grad, rtol=1e-5, atol=1e-5, msg=key)
+
+
+def test_encoders_run_once_per_distinct_clip_per_step(
+    tmp_path: Path, group_batch: dict[str, torch.Tensor]
+) -> None:
+    # One GRPO step: rollout (generate), reference log-probs, policy log-probs + backward.
+    policy, processor = load_omni(build_tiny_omni(tmp_path / "m", seed=0))
+    reference, _ = load_omni(tmp_path / "m")
+    cache = MediaFeatureCache()
+    policy.media_cache = reference.media_cache = cache
+    k = 7
+    prompt_width = group_batch["input_ids"].shape[1] - k
+    prompt = {**group_batch, "input_ids": group_batch["input_ids"][:, :prompt_width],
+              "attention_mask": group_batch["attention_mask"][:, :prompt_width]}
+    counts = [EncoderCalls(m, processor.num_frames) for m in (policy, reference)]
+    policy.generate(**prompt, do_sample=True, max_new_tokens=3)
+    with torch.no_grad():
+        _loss_new(reference, group_batch, k)
+    _loss_new(policy, group_batch, k).backward()
+    for c in counts:
+        c.remove()
+    # 2 distinct clips among 2 x G rows: each encoder sees each clip once in the step.
+    assert counts[0].clips == {"video": 2, "audio": 2}
+    assert counts[1].clips == {"video": 0, "audio": 0}
+    # The old path: every row in every pass (3 passes x 2 G rows).
+    old = [EncoderCalls(m, processor.num_frames) for m in (policy, reference)]
+    plain = {key: v for key, v in prompt.items() if key != "clip_ids"}
+    policy.generate(**plain, do_sample=True, max_new_tokens=3)
+    with torch.no_grad():
+        _loss_old(reference, group_batch, k)
+    _loss_old(policy, group_batch, k).backward()
+    for c in old:
+        c.remove()
+    assert [c.clips["audio"] for c in old] == [2 * 2 * G, 2 * G]
+    assert [c.clips["video"] for c in old] == [2 * 2 * G, 2 * G]
+
+
+def test_cache_keys_separate_precisions() -> None:
+    # A pass under autocast does not reuse a full-precision tower output (or the reverse).
+    model, _ = load_omni(build_tiny_omni(Path(os.environ.get("TMPDIR", "/tmp")) / "fast_keys"))
+    model.media_cache = MediaFeatureCache()
+    mels = torch.randn(1, model.config.audio_config.num_mel_bins, 198)
+    model.encode_audios(mels, [0])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        model.encode_audios(mels, [0])
+    assert sorted(str(key[0][3]) for key in model.media_cache) == ["None", "torch.bfloat16"]
+
+
+def test_chunked_lm_head_equals_full_logits_and_gradients() -> None:
+    torch.manual_seed(0)
+    head = torch.nn.Linear(8, 50, bias=False)
+    hidden = torch.randn(5, 3, 8, requires_grad=True)
+    targets = torch.randint(0, 50, (5, 3))
+    logps, ent = completion_token_log_probs(hidden, head, targets, temperature=0.7,
+                                            entropy=True, chunk_tokens=6)  # 2 rows a chunk
+    full = torch.log_softmax(head(hidden) / 0.7, -1)
+    torch.testing.assert_close(logps, full.gather(-1, targets[..., None]).squeeze(-1))
+    torch.testing.assert_close(ent, -(full.exp() * full).sum(-1))
+    g_new = torch.autograd.grad(logps.sum(), (hidden, head.weight))
+    g_old = torch.autograd.grad(full.gather(-1, targets[..., None]).sum(), (hidden, head.weight))
+    for a, b in zip(g_new, g_old, strict=True):
+        torch.testing.assert_close(a, b)
+    assert not ent.requires_grad
+
+
+def test_clip_ids_number_clips_in_order_of_first_appearance() -> None:
+    rows = [{"video": "b.mp4", "id": "1"}, {"video": "a.mp4", "id": "2"},
+            {"video": "b.mp4", "id": "1"}, {"video": "", "id": "t"}]
+    assert clip_ids(rows).tolist() == [0, 1, 0, 2]
+
+
+def test_verifier_device_auto_is_the_processes_accelerator() -> None:
+    assert resolve_device("auto", cuda=False, local_rank=3) == "cpu"
+    assert resolve_device("auto", cuda=True, local_rank=3) == "cuda:3"
+    assert resolve_device("auto", cuda=True, local_rank=None) == "cuda:0"
+    assert resolve_device("cuda:1", cuda=False, local_rank=0) == "cuda:1"  # as written
+    assert resolve_device("auto") == ("cuda:0" if torch.cuda.is_available() else "cpu")
