@@ -16,7 +16,7 @@ logs it per step as ``rewards/epc/mean``, and EEA (j = g) as ``epc/EEA``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import msgspec
 
@@ -24,6 +24,9 @@ from erv_plugins.labels import BUILTIN_LABEL_SPACES, LabelSpace
 from erv_plugins.recipe import EvalProtocol, PluginSpec
 from erv_plugins.rewards.base import RewardBatch, RewardResult
 from erv_plugins.rewards.spaces import row_spaces
+
+if TYPE_CHECKING:
+    from erv_plugins.context import BuildContext
 
 
 class CoherenceOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -38,16 +41,21 @@ class CoherenceMonitor:
 
     name: ClassVar[str] = "epc"
     Options: ClassVar[type[msgspec.Struct]] = CoherenceOptions
-    requires: ClassVar[frozenset[str]] = frozenset({"label", "label_space"})
+    requires: ClassVar[frozenset[str]] = frozenset({"label"})
 
-    def __init__(self, options: CoherenceOptions, *,
+    def __init__(self, options: CoherenceOptions, *, context: BuildContext | None = None,
                  label_spaces: Mapping[str, LabelSpace] | None = None) -> None:
+        """Built by erv with ``context`` (its plugins and label spaces); in code, with
+        ``label_spaces`` or none (the built-in spaces)."""
         from erv_plugins.evaluation.stage import build_judge
         from erv_plugins.plugins import get_plugins
 
         self.options = options
-        self.label_spaces = dict(label_spaces if label_spaces is not None else BUILTIN_LABEL_SPACES)
-        self.judge = build_judge(get_plugins(), options.judge.plugin, options.judge.options,
+        if label_spaces is None:  # given: a reward built in code
+            label_spaces = context.label_spaces if context is not None else BUILTIN_LABEL_SPACES
+        self.label_spaces = dict(label_spaces)
+        plugins = context.plugins if context is not None else get_plugins()
+        self.judge = build_judge(plugins, options.judge.plugin, options.judge.options,
                                  where="reward 'epc': judge")
 
     def __call__(self, batch: RewardBatch) -> RewardResult:
