@@ -101,9 +101,14 @@ def test_rerun_asks_nothing_and_compare_puts_runs_side_by_side(server: ScriptedC
     both = CliRunner().invoke(build_cli(), ["eval", "--compare", str(tmp_path / "a"),
                                             "--compare", str(tmp_path / "b")])
     assert both.exit_code == 0, both.output
+    interval = ("on mafw: EEA 60.00 [40.00, 80.00], FCR 55.00 [34.88, 75.12], EPC 65.00 "
+                "[40.00, 85.00], WAR 75.00 [55.00, 95.00], UAR 78.33 [56.66, 96.31], FCR/WAR "
+                "73.33 [49.90, 91.68] (95% bootstrap intervals)")
     assert both.output.splitlines()[2:] == [
         "| A | 60.00 | 55.00 | 65.00 | 75.00 | 78.33 |",
-        "| B | 60.00 | 55.00 | 65.00 | 75.00 | 78.33 |"]
+        "| B | 60.00 | 55.00 | 65.00 | 75.00 | 78.33 |",
+        # each run's bootstrap intervals under the table
+        f"A {interval}", f"B {interval}"]
 
 
 def test_bad_predictions_line_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

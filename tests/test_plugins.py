@@ -27,7 +27,7 @@ def test_plugins_json_lists_the_builtin_plugins(capsys):
     builtin = [i["name"] for i in infos if i["source"] == "builtin"]
     assert builtin == sorted(DEFAULT_PLUGINS)
     stages = next(i for i in infos if i["name"] == "erv_plugins.stages")
-    assert stages["registered"]["stage"] == ["eval", "grpo", "sft", "train_verifier"]
+    assert stages["registered"]["stage"] == ["compare", "eval", "grpo", "sft", "train_verifier"]
     assert stages["hooks"] == ["erv_register_stages"]
 
 

@@ -168,6 +168,12 @@ class SyntheticData(_Strict):
     size: Annotated[int, msgspec.Meta(ge=16)] = 32
     seconds: Annotated[float, msgspec.Meta(ge=0.1)] = 1.0
     fps: Positive = 8
+    # The share of each label's train clips whose explanation drifts to another emotion
+    # (cites its cues while the answer stays right), as R1-Omni's do (datasets/synthetic.py).
+    drift: Ratio = 0.0
+    # "varied": three explanation templates (the default demo's); "short": one ~25-token
+    # template a tiny policy reproduces cleanly (the effect experiment's).
+    explanations: Literal["varied", "short"] = "varied"
 
 
 class SFTTable(_Strict):
@@ -347,6 +353,18 @@ class EvalTable(_Strict):
     max_new_tokens: Positive = 2048
     bootstrap: NonNegative = 1000
     seed: Seed = 0
+
+
+class CompareTable(_Strict):
+    """Stage ``compare``'s table: the answer-only baseline run beside this one (paper
+    Table 1 puts R1-Omni, R = R_format + R_answer, beside ERV). The baseline recipe trains
+    from this run's SFT model with this run's verifier, into ``<run dir>/baseline/``; then
+    the two evaluations go side by side with their bootstrap intervals and the paired
+    difference (evaluation/compare.py)."""
+
+    baseline: NonEmpty  # a recipe file, relative to the recipe that names it
+    name: NonEmpty = "ours"  # this run's row in the table
+    baseline_name: NonEmpty | None = None  # the baseline's row; None: its recipe's name
 
 
 class Recipe(_Strict):
@@ -786,6 +804,11 @@ def _resolve_plugins(recipe: Recipe, loaded: _Loaded, plugins: Plugins) -> None:
                         ("eval", "judge"), loaded, plugins)
     for path, spec in datasets:
         _decode_options(spec, "dataset", spec.plugin, path, loaded, plugins)
+    for key, table in (recipe.stage_tables or {}).items():
+        if isinstance(table, CompareTable):
+            # Relative to the recipe file that named it, as extends is.
+            table.baseline = os.fspath(
+                Path(loaded.file_for((key, "baseline"))).parent / table.baseline)
     if recipe.launch.deepspeed is not None:
         # Relative to the recipe file that named it (which may be an ancestor); whether it
         # exists is checked with the other paths (preflight.py) before anything starts.
@@ -805,6 +828,8 @@ _STAGE_PRODUCTS: tuple[tuple[str, str, str], ...] = (
     ("train_verifier", "grpo", "the verifier of the explanation reward"),
     ("sft", "eval", "the policy eval generates with"),
     ("grpo", "eval", "the policy eval generates with"),
+    ("sft", "compare", "the SFT model the baseline starts from"),
+    ("eval", "compare", "the evaluation compared with the baseline's"),
 )
 
 

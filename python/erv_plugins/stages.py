@@ -22,6 +22,7 @@ import click
 from erv_plugins.hookspecs import hookimpl
 from erv_plugins.plugins import Plugins, Register
 from erv_plugins.recipe import (
+    CompareTable,
     EvalTable,
     GRPOTable,
     PluginSpec,
@@ -88,6 +89,9 @@ def erv_register_stages(register: Register) -> None:
     register(_lazy("eval", "erv_plugins.evaluation.stage", "EvalStage",
                    "Judge explanations; EEA, FCR, EPC, WAR, UAR (paper section 4.2)."),
              options=EvalTable)
+    register(_lazy("compare", "erv_plugins.evaluation.compare", "CompareStage",
+                   "The answer-only baseline from the same SFT model, side by side (Table 1)."),
+             options=CompareTable)
 
 
 def trained_verifier_spec(recipe: Recipe, run_dir: Path) -> PluginSpec | None:

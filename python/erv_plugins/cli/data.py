@@ -38,8 +38,14 @@ def _csv(value: str) -> tuple[str, ...]:
               help="Frame width and height in pixels.")
 @click.option("--seconds", default=1.0, show_default=True, type=click.FloatRange(min=0.1))
 @click.option("--fps", default=8, show_default=True, type=click.IntRange(min=1))
+@click.option("--drift", default=0.0, show_default=True, type=click.FloatRange(0.0, 1.0),
+              help="Share of each label's train clips whose explanation argues for another "
+                   "emotion while the label stays right (as R1-Omni's outputs do).")
+@click.option("--explanations", default="varied", show_default=True,
+              type=click.Choice(["varied", "short"]),
+              help="Explanation templates: three phrasings, or one short one.")
 def synth(out_dir: str, per_label: int, labels: str, layouts: str, seed: int, size: int,
-          seconds: float, fps: int) -> None:
+          seconds: float, fps: int, drift: float, explanations: str) -> None:
     """Write small synthetic mp4 clips (a colour and a tone per emotion) with labels and
     explanations, laid out as MAFW, DFEW, EMER, MERR-fine and a JSONL manifest.
 
@@ -49,12 +55,16 @@ def synth(out_dir: str, per_label: int, labels: str, layouts: str, seed: int, si
 
     try:
         result = write_synthetic(out_dir, per_label, _csv(labels), _csv(layouts), seed,
-                                 seconds=seconds, fps=fps, size=size, progress=True)
+                                 seconds=seconds, fps=fps, size=size, drift=drift,
+                                 explanations=explanations,
+                                 progress=True)
     except ValueError as exc:
         raise ErvError(str(exc)) from None
     splits = {s: sum(c.split == s for c in result.clips) for s in ("train", "test")}
+    drifting = sum(c.drifts for c in result.clips)
     click.echo(f"wrote {len(result.clips)} clips to {result.root} "
-               f"({splits['train']} train, {splits['test']} test)")
+               f"({splits['train']} train, {splits['test']} test"
+               + (f"; {drifting} drifting explanations" if drifting else "") + ")")
     roots = {"mafw": "mafw", "dfew": "dfew", "emer": "emer", "merr": "merr",
              "jsonl": "manifest.jsonl"}
     for layout in result.files:

@@ -114,6 +114,10 @@ def eval_(predictions: str | None, policy: str | None, dataset: str | None,
                 click.echo(line, err=True)
             entries += list(tables.PAPER_TABLE1)
         click.echo(tables.table1_markdown(entries))
+        # The table has point values only; each compared run's intervals follow it.
+        for e in entries:
+            if e.metrics.get("ci"):
+                click.echo(f"{e.name} on {e.dataset}: " + tables.summary_line(e.metrics))
         return
     if predictions is not None and policy is not None:
         raise ErvError("erv eval: --predictions and --policy exclude each other")

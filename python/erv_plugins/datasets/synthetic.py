@@ -3,7 +3,11 @@
 Each emotion has its own colour and its own tone, so a tiny model can learn the label
 from the frames or the audio; brightness, noise and tone phase vary per clip. Every clip
 has an explanation (a few sentences naming the cues and the emotion) for SFT and for the
-explanation reward. ``write_synthetic`` lays the clips out as the real datasets are
+explanation reward. With ``drift`` > 0, that share of each label's train clips get a
+*drifting* explanation, as R1-Omni's outputs often have (paper Figure 1): it cites the
+colour, tone and emotion word of another emotion while the clip's label (the SFT answer)
+stays the right one, so a policy fine-tuned on them writes both coherent and incoherent
+explanations (``explains`` says which emotion the explanation argues for). ``write_synthetic`` lays the clips out as the real datasets are
 distributed (REFERENCE.md "Datasets on disk"), so the same dataset plugins read them:
 
     out/clips/<id>.mp4                                    every clip, once
@@ -60,14 +64,20 @@ STYLE: dict[str, tuple[tuple[int, int, int], float, str, str]] = {
     "disappointment": ((110, 110, 170), 250.0, "washed-out lavender", "sinking, soft"),
 }
 
-_EXPLANATIONS: tuple[str, ...] = (
-    "The scene is bathed in {colour} light. A {tone} tone plays throughout. "
-    "The person seems to feel {word}.",
-    "Everything on screen looks {colour}. The voice is {tone}. "
-    "Taken together, the clip conveys {word}.",
-    "A {tone} sound fills the room while the picture stays {colour}. "
-    "Their expression shows {word}.",
-)
+# The explanation templates by style. "varied" (the default demo's): three phrasings.
+# "short": two short sentences, the cues then the emotion word; short on purpose, as a tiny
+# policy reproduces a ~25-token explanation cleanly where ~60 tokens come out garbled.
+_EXPLANATIONS: dict[str, tuple[str, ...]] = {
+    "varied": (
+        "The scene is bathed in {colour} light. A {tone} tone plays throughout. "
+        "The person seems to feel {word}.",
+        "Everything on screen looks {colour}. The voice is {tone}. "
+        "Taken together, the clip conveys {word}.",
+        "A {tone} sound fills the room while the picture stays {colour}. "
+        "Their expression shows {word}.",
+    ),
+    "short": ("The light is {colour} and the tone is {tone}. The person feels {word}.",),
+}
 
 
 @dataclass(frozen=True)
@@ -77,6 +87,12 @@ class SyntheticClip:
     split: str
     path: Path
     explanation: str
+    explains: str = ""  # the emotion the explanation argues for ("" = label)
+
+    @property
+    def drifts(self) -> bool:
+        """Whether the explanation argues for another emotion than the label."""
+        return bool(self.explains) and self.explains != self.label
 
 
 @dataclass
@@ -151,10 +167,37 @@ def write_clip(
     return out
 
 
-def explanation_for(label: str, variant: int = 0) -> str:
-    """The explanation of a synthetic clip: its colour, its tone and the emotion word."""
+def drifting_clips(split_of: Sequence[tuple[str, str]], labels: Sequence[str], drift: float,
+                   seed: int) -> dict[int, str]:
+    """Which clips get a drifting explanation, and the emotion each one argues for.
+
+    ``split_of`` is (label, split) per clip in writing order. Per label, exactly
+    ``round(drift * n)`` of its n train clips drift (chosen with ``seed``), each to one of
+    the other ``labels`` drawn uniformly; test clips never drift (their explanations are
+    not trained on). Returns {clip index: emotion the explanation argues for}.
+    """
+    if not 0.0 <= drift <= 1.0:
+        raise ValueError(f"drift must be a share in [0, 1], got {drift}")
+    if drift == 0.0 or len(labels) < 2:
+        return {}
+    # Its own stream, so the clips' pixels and tones do not change with the drift share.
+    rng = np.random.default_rng([seed, 1])
+    out: dict[int, str] = {}
+    for label in labels:
+        train = [i for i, (lb, split) in enumerate(split_of) if lb == label and split == "train"]
+        k = round(drift * len(train))
+        others = [lb for lb in labels if lb != label]
+        for i in sorted(rng.choice(train, size=k, replace=False).tolist()):
+            out[i] = others[int(rng.integers(len(others)))]
+    return out
+
+
+def explanation_for(label: str, variant: int = 0, style: str = "varied") -> str:
+    """The explanation of a synthetic clip: its colour, its tone and the emotion word, in
+    template ``variant`` of ``style`` ("varied" or "short")."""
     colour, _, colour_word, tone_word = STYLE[label]
-    return _EXPLANATIONS[variant % len(_EXPLANATIONS)].format(
+    templates = _EXPLANATIONS[style]
+    return templates[variant % len(templates)].format(
         colour=colour_word, tone=tone_word, word=label)
 
 
@@ -181,12 +224,17 @@ def write_synthetic(
     size: int = 32,
     noise: float = 8.0,
     test_every: int = 4,
+    drift: float = 0.0,
+    explanations: str = "varied",
     progress: bool = False,
 ) -> SyntheticSet:
     """Write ``n_per_label`` clips per label and the requested dataset layouts.
 
     Every ``test_every``-th clip of a label (the 2nd, 6th, ...) is in the test split, so
-    two clips per label give one train and one test clip. Deterministic for a ``seed``.
+    two clips per label give one train and one test clip. ``drift``: the share of each
+    label's train clips whose explanation argues for another emotion
+    (``drifting_clips``). ``explanations``: the template style (``explanation_for``).
+    Deterministic for a ``seed``.
     """
     from tqdm import tqdm
 
@@ -197,17 +245,27 @@ def write_synthetic(
     if bad:
         raise ValueError(f"unknown layouts {bad}; known: {', '.join(LAYOUTS)}")
     root = Path(out_dir)
+    if explanations not in _EXPLANATIONS:
+        raise ValueError(f"explanations must be one of {', '.join(_EXPLANATIONS)}, "
+                         f"got {explanations!r}")
     rng = np.random.default_rng(seed)
     clips: list[SyntheticClip] = []
     jobs = [(normalize_mafw(lb), k) for k in range(n_per_label) for lb in labels]
+
+    def split_of(k: int) -> str:
+        return "test" if (n_per_label > 1 and k % test_every == 1) else "train"
+
+    drifted = drifting_clips([(label, split_of(k)) for label, k in jobs],
+                             [normalize_mafw(lb) for lb in labels], drift, seed)
     for idx, (label, k) in enumerate(tqdm(jobs, disable=not progress, desc="writing clips")):
         clip_id = f"{label}_{k:04d}"
         colour, tone, _, _ = STYLE[label]
         path = write_clip(root / "clips" / f"{clip_id}.mp4", colour, tone, seconds=seconds,
                           fps=fps, size=size, noise=noise,
                           seed=int(rng.integers(2**31)))
-        split = "test" if (n_per_label > 1 and k % test_every == 1) else "train"
-        clips.append(SyntheticClip(clip_id, label, split, path, explanation_for(label, idx)))
+        explains = drifted.get(idx, label)
+        clips.append(SyntheticClip(clip_id, label, split_of(k), path,
+                                   explanation_for(explains, idx, explanations), explains))
     result = SyntheticSet(root=root, clips=clips)
     for layout in layouts:
         result.files[layout] = _WRITERS[layout](root, clips)
@@ -279,8 +337,13 @@ def _write_jsonl(root: Path, clips: list[SyntheticClip]) -> list[Path]:
     path = root / "manifest.jsonl"
     with path.open("w") as fh:
         for c in clips:
-            fh.write(json.dumps({"id": c.id, "video": f"clips/{c.id}.mp4", "label": c.label,
-                                 "explanation": c.explanation, "split": c.split}) + "\n")
+            row = {"id": c.id, "video": f"clips/{c.id}.mp4", "label": c.label,
+                   "explanation": c.explanation, "split": c.split}
+            if c.drifts:
+                # "labels": the emotion the explanation argues for, which a verifier learns
+                # from the text (records_from_dataset); "label" stays the clip's (the answer).
+                row.update(labels=[c.explains], drift=True)
+            fh.write(json.dumps(row) + "\n")
     return [path]
 
 

@@ -56,7 +56,9 @@ def ensure_synthetic(spec: SyntheticData | None, echo: Any = print) -> None:
 
     echo(f"erv: writing synthetic clips to {out}")
     write_synthetic(out, spec.n_per_label, spec.labels, spec.layouts, spec.seed,
-                    seconds=spec.seconds, fps=spec.fps, size=spec.size, progress=True)
+                    seconds=spec.seconds, fps=spec.fps, size=spec.size, drift=spec.drift,
+                    explanations=spec.explanations,
+                    progress=True)
     marker.write_text(json.dumps(settings) + "\n")
 
 
