@@ -63,9 +63,8 @@ class OmniPolicy:
 
     def model_path(self) -> str:
         if self.path:
-            from erv_plugins.hub import local_model
-
-            self.path = str(local_model(self.path, where="$.model.path"))
+            # A hub id was resolved to its cached snapshot where the recipe's model is
+            # built (training.common), for every model plugin alike.
             if not Path(self.path).is_dir():
                 raise ErvError(f"model path {self.path} is not a directory")
             return self.path
