@@ -255,3 +255,32 @@ def test_tiny_thinker_runs_sft_two_grpo_steps_and_eval_with_its_media(
     # log-prob passes (no grad) and its policy pass (grad): every one saw the clip's media.
     assert kinds == {("sft", True, True), ("generate", True, False),
                      ("forward", True, False), ("forward", True, True)}
+
+
+def test_erv_data_check_decodes_with_the_recipe_models_settings(tmp_path: Path) -> None:
+    """`erv data check` asks the recipe's model plugin (media_settings) how to decode."""
+    from erv_plugins.cli import build_cli
+    from erv_plugins.datasets.synthetic import write_synthetic
+
+    write_synthetic(tmp_path / "data", n_per_label=2, labels=("happiness", "sadness"),
+                    layouts=("mafw",), seed=0)
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(f'name = "c"\nstages = ["grpo"]\nrun_dir = "{tmp_path / "run"}"\n'
+                      '[model]\nplugin = "qwen_omni"\noptions = { tiny = true, frames = 4 }\n'
+                      f'[grpo]\ndataset = {{ plugin = "mafw", root = "{tmp_path / "data"}/mafw" }}\n')
+    result = CliRunner().invoke(build_cli(), ["data", "check", str(recipe), "--no-cache"])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[0] == ("media: 4 frames of 224 px, 128 mels x 30.0 s; "
+                                             "cache off")
+    assert "grpo.dataset (mafw, split train): 2 clips, 2 ok, 0 without audio, 0 errors" \
+        in result.output
+
+
+def test_generation_needs_a_directory_a_model_plugin_owns(tmp_path: Path) -> None:
+    from erv_plugins.errors import ErvError
+    from erv_plugins.evaluation.generate import generate_predictions
+
+    (tmp_path / "text").mkdir()
+    (tmp_path / "text" / "config.json").write_text('{"model_type": "qwen2"}')
+    with pytest.raises(ErvError, match=r"text: no model plugin owns this directory"):
+        generate_predictions(str(tmp_path / "text"), [], tmp_path / "out")

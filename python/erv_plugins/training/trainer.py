@@ -1,21 +1,26 @@
 """GRPO (paper eq. 3) on TRL's ``GRPOTrainer`` with a video + audio policy.
 
-TRL 1.16 knows images (``pixel_values``) but not HumanOmni-style video and audio. This
-subclass uses these extension points of its ``GRPOTrainer`` and leaves the algorithm to TRL:
+TRL 1.16 knows images (``pixel_values``) but not the omni policies' video and audio. This
+subclass uses these extension points of its ``GRPOTrainer`` and leaves the algorithm to TRL;
+what the media are is the model plugin's (``models.base.MediaPolicy``, handed in as
+``media``):
 
 * ``_generate_and_score_completions``: before TRL's rollout, the rows of the batch (one
-  row per completion: TRL repeats each prompt G times) go through the omni processor:
-  prompt ids with the video/audio placeholders expanded, and the stacked ``videos``,
-  ``audios`` and BERT-gate ids; after it, the media are put in the output dict, so TRL's
-  own splitting and shuffling of the generation batch keeps them aligned with their rows.
-* ``_tokenize_prompts``: returns those ids, and the media as the "multimodal fields" that
-  TRL's generation path passes to ``model.generate``.
+  row per completion: TRL repeats each prompt G times) go through the policy's
+  ``encode``: prompt ids with the video/audio placeholders expanded, and the rows'
+  media, row-first (the omni policy: ``videos``, ``audios`` and BERT-gate ids; qwen_omni:
+  video patches padded per row, audio features); after it, the media are put in the
+  output dict, so TRL's own splitting and shuffling of the generation batch keeps them
+  aligned with their rows.
+* ``_tokenize_prompts``: returns those ids, and the media (``model_inputs``: the model's
+  own keyword arguments) as the "multimodal fields" that TRL's generation path passes to
+  ``model.generate``.
 * ``_compute_loss`` / ``_get_per_token_logps_and_entropies``: log-probabilities of the
   completion tokens under the policy (and the reference model, for the k3 KL term) with
-  the media passed to the forward. TRL's fused LM head runs only the text backbone, so
-  the omni forward takes the targets (``logprob_targets``) and applies its LM head to
-  the completion positions' hidden states, a few rows at a time (divided by the rollout
-  temperature, as TRL does).
+  a slice of rows' media (``model_inputs``) passed to the forward. On the fast path
+  TRL's fused LM head runs only the text backbone, so the omni forward takes the targets
+  (``logprob_targets``) and applies its LM head to the completion positions' hidden
+  states, a few rows at a time (divided by the rollout temperature, as TRL does).
 
 The fast path (``fast_path``, recipe ``[grpo] fast_path``, issue 16): rows carry a clip
 id, so each distinct clip is encoded once per pass and expanded over its G rows, and the
