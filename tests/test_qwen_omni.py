@@ -284,3 +284,23 @@ def test_generation_needs_a_directory_a_model_plugin_owns(tmp_path: Path) -> Non
     (tmp_path / "text" / "config.json").write_text('{"model_type": "qwen2"}')
     with pytest.raises(ErvError, match=r"text: no model plugin owns this directory"):
         generate_predictions(str(tmp_path / "text"), [], tmp_path / "out")
+
+
+def test_recipes_validate_and_keep_the_paper_settings() -> None:
+    from erv_plugins.cli import build_cli
+    from erv_plugins.recipe import load_recipe
+
+    recipes = Path(__file__).resolve().parents[1] / "recipes"
+    for name in ("qwen2_5_omni_3b.toml", "tiny_cpu_qwen_omni.toml"):
+        result = CliRunner().invoke(build_cli(), ["validate", str(recipes / name)])
+        assert result.exit_code == 0, result.output
+    qwen, paper = (load_recipe(recipes / n) for n in ("qwen2_5_omni_3b.toml", "paper_0_5b.toml"))
+    assert (qwen.model.plugin, qwen.model.path) == ("qwen_omni", "Qwen/Qwen2.5-Omni-3B")
+    assert qwen.rewards == paper.rewards and qwen.verifier == paper.verifier
+    same = ("num_generations", "beta", "lr", "batch_size", "grad_accum", "epochs",
+            "temperature", "max_completion_length", "loss_type", "scale_rewards")
+    assert {k: getattr(qwen.grpo, k) for k in same} == {k: getattr(paper.grpo, k) for k in same}
+    assert (qwen.grpo.prompt_template, qwen.sft.prompt_template) == ("policy", "policy")
+    tiny = load_recipe(recipes / "tiny_cpu_qwen_omni.toml")
+    assert (tiny.model.plugin, tiny.model.options.tiny, tiny.stages) == (
+        "qwen_omni", True, ["sft", "train_verifier", "grpo", "eval"])

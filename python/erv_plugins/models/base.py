@@ -134,8 +134,7 @@ def policy_owner(path: str | Path, plugins: Plugins | None = None) -> Registrati
     from erv_plugins.plugins import get_plugins
 
     plugins = plugins or get_plugins()
-    for name in plugins.registries["model"]:
-        reg = plugins.registries["model"][name]
+    for reg in plugins.registries["model"].values():
         owns = getattr(reg.factory, "owns", None)
         if callable(owns) and owns(Path(path)):
             return reg
