@@ -271,7 +271,7 @@ def peak_bytes(fn, cuda: bool) -> int:  # noqa: ANN001
 def same_batch(trainer, inputs, cuda: bool) -> dict[str, dict[str, float]]:  # noqa: ANN001
     """Loss and log-prob pass peak memory of both paths on one rollout batch."""
     import torch
-    from erv_plugins.training.policy import MEDIA_KEYS
+    from erv_plugins.models.omni.policy import MEDIA_KEYS
 
     # Random weights score every completion alike (advantages 0, loss 0 in both paths):
     # fixed advantages make the comparison say something (the loss is linear in them).
@@ -398,7 +398,7 @@ def main(argv: list[str]) -> int:
         args.completion = {"paper": 512, "small": 96, "tiny": 16}[shape]
 
     import torch
-    from erv_plugins.training.policy import Policy
+    from erv_plugins.models.omni.policy import OmniMediaPolicy
     from erv_plugins.verifiers.tiny import build_tiny_verifier
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench_grpo_"))
@@ -422,7 +422,7 @@ def main(argv: list[str]) -> int:
         audio = torch.randn(p.n_mels, int(round(p.audio_chunk_length * 100)), generator=g)
         return video, audio
 
-    Policy.clip = random_clip  # type: ignore[method-assign]
+    OmniMediaPolicy.clip = random_clip  # type: ignore[method-assign]
     old, _, _ = run_path(work, policy, verifier, args, fast=False, cuda=cuda)
     new, trainer, batch = run_path(work, policy, verifier, args, fast=True, cuda=cuda)
     same = same_batch(trainer, batch, cuda)

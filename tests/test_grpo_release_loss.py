@@ -51,11 +51,13 @@ def setup(tmp_path_factory: pytest.TempPathFactory):
     from trl import GRPOConfig
 
     from erv_plugins.models.omni import load_omni
+    from erv_plugins.models.omni.policy import open_omni
     from erv_plugins.models.omni.tiny import build_tiny_omni
     from erv_plugins.training.trainer import OmniGRPOTrainer
 
     path = build_tiny_omni(tmp_path_factory.mktemp("omni"), seed=0)
     _, processor = load_omni(path)
+    opened = open_omni(path)  # the model contract's policy: media keys, model inputs
     recipe = load_recipe(REPO / "recipes" / "release_0_5b.toml")
     cfg = msgspec.structs.replace(recipe.grpo, num_generations=4, batch_size=4, grad_accum=1)
     out = tmp_path_factory.mktemp("trainer")
@@ -67,7 +69,8 @@ def setup(tmp_path_factory: pytest.TempPathFactory):
         trainer = OmniGRPOTrainer(
             model=str(path), processing_class=processor.tokenizer,
             reward_funcs=[lambda completions, **_: [0.0] * len(completions)],
-            args=GRPOConfig(**settings), train_dataset=Dataset.from_list([{"prompt": "x"}]))
+            args=GRPOConfig(**settings), train_dataset=Dataset.from_list([{"prompt": "x"}]),
+            media=opened)
         trainer.current_gradient_accumulation_steps = 1
         return trainer
 

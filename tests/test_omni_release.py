@@ -336,7 +336,8 @@ def test_training_stages_build_the_release_prompts(tiny_dir: Path) -> None:
 
 
 def test_generation_protocols() -> None:
-    from erv_plugins.evaluation.generate import protocol_settings
+    # The omni plugin's side of the model contract (MediaPolicy.generation_question).
+    from erv_plugins.models.omni.policy import protocol_settings
 
     expected: dict[str, Any] = {
         "release": {"question": RELEASE_EVAL_QUESTION, "aspect_ratio": "resize",

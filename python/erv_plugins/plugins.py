@@ -55,6 +55,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "erv_plugins.judges.builtin",
     "erv_plugins.datasets.builtin",
     "erv_plugins.models.builtin",
+    "erv_plugins.models.qwen_omni",  # its own erv_register_models, as a third party
     "erv_plugins.stages",
 )
 

@@ -72,19 +72,21 @@ def synth(out_dir: str, per_label: int, labels: str, layouts: str, seed: int, si
 
 
 def _media_settings(recipe: Any) -> dict[str, Any]:
-    """decode_clip settings of the recipe's model (tiny, a checkpoint dir, or the paper's)."""
+    """decode_clip settings of the recipe's model, as its model plugin says (a checkpoint
+    dir, a tiny model, the family's default); the paper's 0.5B policy without a [model]."""
     model = recipe.model
     if model is None:
         return dict(DEFAULT_MEDIA)
-    if model.path:
-        from erv_plugins.models.omni import OmniProcessor
+    from erv_plugins.hub import local_model
+    from erv_plugins.plugins import get_plugins
 
-        return OmniProcessor.from_pretrained(model.path).media_settings()
-    if getattr(model.options, "tiny", False):
-        from erv_plugins.models.omni.tiny import TINY_MEDIA
-
-        return dict(TINY_MEDIA)
-    return dict(DEFAULT_MEDIA)
+    factory = get_plugins().get("model", model.plugin).factory
+    settings = getattr(factory, "media_settings", None)
+    if not callable(settings):
+        return dict(DEFAULT_MEDIA)
+    path = (str(local_model(model.path, where=f"{recipe.source}: $.model.path"))
+            if model.path else None)
+    return dict(settings(model.options, path))
 
 
 def _recipe_datasets(recipe: Any) -> list[tuple[str, Any]]:

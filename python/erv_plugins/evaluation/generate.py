@@ -20,8 +20,9 @@ erv             the prompt the policy was trained with (the paper's question) an
                 as the checkpoint decodes them (pad to square); tags kept when decoding.
 ==============  =========================================================================
 
-The omni policy (``erv_plugins.models.omni``: ``load_omni(path, device, dtype) ->
-(model, processor)``) comes from the media part of erv; without it this mode says so.
+The policy directory is opened by the model plugin that owns it (``models.base.
+policy_owner``; the omni and qwen_omni plugins): it names the protocol's question and
+builds the generation batch; a directory no model plugin owns cannot generate here.
 """
 
 from __future__ import annotations
@@ -42,15 +43,18 @@ if TYPE_CHECKING:
 PREDICTIONS = "predictions.jsonl"
 
 
-def _load_omni() -> Callable[..., Any]:
-    try:
-        from erv_plugins.models.omni import load_omni
-    except ImportError as exc:
-        raise ErvError(
-            "generation mode needs the omni policy (erv_plugins.models.omni.load_omni), which "
-            f"this installation lacks ({exc}); score existing outputs with --predictions FILE"
-        ) from None
-    return load_omni
+def _owner(policy: str | Path, plugins: Plugins | None = None) -> Any:
+    """The model plugin that opens ``policy`` (fails before any data is read)."""
+    from erv_plugins.models.base import policy_owner
+
+    if not (Path(policy) / "config.json").is_file():
+        raise ErvError(f"{policy}: not a model directory (no config.json)")
+    owner = policy_owner(policy, plugins)
+    if owner is None:
+        raise ErvError(f"{policy}: no model plugin owns this directory (erv plugins lists "
+                       "them), so generation mode cannot open it; score existing outputs "
+                       "with --predictions FILE")
+    return owner
 
 
 def _done_ids(path: Path) -> set[str]:
@@ -71,7 +75,7 @@ def _done_ids(path: Path) -> set[str]:
     return ids
 
 
-def _completion(processor: Any, ids: Any, eos: set[int], skip_special: bool = False) -> str:
+def _completion(policy: Any, ids: Any, eos: set[int], skip_special: bool = False) -> str:
     """Decode generated ids up to the first end token. ``skip_special`` False keeps
     <think>/<answer> tags a tokenizer may hold as special tokens; True is the release's
     ``batch_decode(..., skip_special_tokens=True)``."""
@@ -80,38 +84,34 @@ def _completion(processor: Any, ids: Any, eos: set[int], skip_special: bool = Fa
         if t in eos:
             break
         out.append(t)
-    return str(processor.decode(out, skip_special_tokens=skip_special)).strip()
+    return str(policy.decode(out, skip_special_tokens=skip_special)).strip()
 
 
 PROTOCOLS = ("release", "paper", "erv")
 
 
-def protocol_settings(protocol: str) -> dict[str, Any]:
-    """The question, frame processing and decoding of a protocol's generation."""
-    from erv_plugins.models.omni.processing import EMOTION_QUESTION, RELEASE_EVAL_QUESTION
-
+def check_protocol(protocol: str) -> None:
     if protocol not in PROTOCOLS:
         raise ErvError(f"unknown evaluation protocol {protocol!r}; use one of "
                        f"{', '.join(PROTOCOLS)}")
-    if protocol == "erv":
-        return {"question": EMOTION_QUESTION, "aspect_ratio": None, "skip_special": False}
-    return {"question": RELEASE_EVAL_QUESTION, "aspect_ratio": "resize", "skip_special": True}
 
 
 def generate_predictions(policy: str, samples: Sequence[Sample], out: Path, *,
                          protocol: str = "release", temperature: float = 0.3,
                          top_p: float = 0.9, max_new_tokens: int = 2048, batch_size: int = 4,
                          device: str = "auto", dtype: str = "auto", seed: int = 0,
-                         progress: bool = True, sources: dict[str, str] | None = None
+                         progress: bool = True, options: Any = None,
+                         model_plugin: str | None = None, plugins: Plugins | None = None
                          ) -> Path:
     """Generate one completion per sample into ``out/predictions.jsonl`` (resumable).
 
     ``protocol``: how to prompt, decode frames and decode completions (module docstring);
     sampling: temperature 0.3 and top_p 0.9 (the paper's and the release's eval), at
-    most ``max_new_tokens``. ``sources``: ``load_omni``'s encoder sources (model options).
+    most ``max_new_tokens``. ``options``: the recipe's ``[model.options]``, handed to the
+    owning plugin when it is the recipe's ``model_plugin`` (e.g. encoder sources).
     """
-    settings = protocol_settings(protocol)
-    load_omni = _load_omni()
+    check_protocol(protocol)
+    owner = _owner(policy, plugins)
     import torch
     from tqdm import tqdm
 
@@ -126,30 +126,27 @@ def generate_predictions(policy: str, samples: Sequence[Sample], out: Path, *,
         raise ErvError(f"sample {missing[0]!r} has no video clip to generate from")
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    model, processor = load_omni(policy, device=device, dtype=None if dtype == "auto" else dtype,
-                                 **(sources or {}))
-    if settings["aspect_ratio"] is not None:
-        processor.aspect_ratio = settings["aspect_ratio"]
-    eos = {t for t in (processor.eos_token_id, processor.pad_token_id,
-                       *_as_list(model.generation_config.eos_token_id)) if t is not None}
-    question = settings["question"]
-    prompt = processor.prompt(question)
+    opened = owner.factory.open(policy, options if model_plugin == owner.name else None,
+                                device=device, dtype=None if dtype == "auto" else dtype)
+    question, skip_special = opened.generation_question(protocol)
+    eos = opened.end_ids()
+    suppress = ({"suppress_tokens": list(opened.suppressed_ids)}
+                if opened.suppressed_ids else {})
     torch.manual_seed(seed)
     with path.open("a", encoding="utf-8") as f, \
             tqdm(total=len(todo), desc="generating", unit="clip", disable=not progress) as bar:
         for start in range(0, len(todo), batch_size):
             batch = todo[start:start + batch_size]
-            inputs = processor([prompt] * len(batch), videos=[s.video for s in batch],
-                               questions=[question] * len(batch),
-                               padding_side="left").to(device)
+            inputs = opened.generation_inputs(batch, question).to(device)
             with torch.inference_mode():
                 # As mm_infer: these four set, the rest from the checkpoint's
                 # generation_config.
-                ids = model.generate(**inputs, do_sample=True, temperature=temperature,
-                                     top_p=top_p, max_new_tokens=max_new_tokens)
+                ids = opened.model.generate(**inputs, do_sample=True, temperature=temperature,
+                                            top_p=top_p, max_new_tokens=max_new_tokens,
+                                            **suppress)
             width = inputs["input_ids"].shape[1]
             for sample, row in zip(batch, ids[:, width:], strict=True):
-                text = _completion(processor, row, eos, settings["skip_special"])
+                text = _completion(opened, row, eos, skip_special)
                 f.write(json.dumps({"id": sample.id, "completion": text,
                                     "label": sample.label}, ensure_ascii=False) + "\n")
             f.flush()
@@ -176,14 +173,14 @@ def generate_for_dataset(plugins: Plugins, policy: str, dataset: str, *, root: s
                          **sampling: Any) -> tuple[Path, LabelSpace]:
     """``erv eval --policy``: generate on a dataset plugin's split (``sampling``: the
     keyword arguments of ``generate_predictions``)."""
-    _load_omni()  # fail before reading any data
+    _owner(policy, plugins)  # fail before reading any data
     ds = _dataset(plugins, dataset, None, root, split, limit)
     samples = list(ds.samples())
     if not samples:
         raise ErvError(f"dataset {dataset} ({root}, split {split}) has no samples")
     echo(f"erv eval: generating with {policy} on {len(samples)} {dataset} {split} clips")
-    return generate_predictions(policy, samples, out, progress=progress, **sampling), \
-        ds.label_space
+    return generate_predictions(policy, samples, out, progress=progress, plugins=plugins,
+                                **sampling), ds.label_space
 
 
 def trained_policy(ctx: StageContext) -> str | None:
@@ -210,13 +207,14 @@ def generate_from_recipe(ctx: StageContext, spec: Any, out: Path) -> tuple[Path,
     if policy is None:
         raise ErvError(f"{ctx.recipe.source}: $.eval: no policy to generate with "
                        "(set model.path or run the sft/grpo stages first)")
-    from erv_plugins.training.common import model_sources
-
-    _load_omni()
+    _owner(policy, ctx.plugins)
+    model = ctx.recipe.model
     ds = _dataset(ctx.plugins, spec.plugin, spec.options, spec.root, spec.split, spec.limit)
     path = generate_predictions(policy, list(ds.samples()), out, protocol=cfg.protocol,
                                 temperature=cfg.temperature, top_p=cfg.top_p,
                                 max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size,
                                 device=cfg.device, dtype=cfg.dtype, seed=cfg.seed,
-                                sources=model_sources(ctx.recipe))
+                                options=model.options if model is not None else None,
+                                model_plugin=model.plugin if model is not None else None,
+                                plugins=ctx.plugins)
     return path, ds.label_space

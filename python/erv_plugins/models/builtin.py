@@ -78,6 +78,42 @@ class OmniPolicy:
             build_tiny_omni(out, seed=self.options.seed)
         return str(out)
 
+    # -- the contract for saved directories (models/base.py) ------------------------------
+    @classmethod
+    def owns(cls, path: Path) -> bool:
+        """A HumanOmni-compatible directory: erv's ``OmniForCausalLM`` or a release's."""
+        from erv_plugins.models.omni.policy import is_omni_dir
+
+        return is_omni_dir(path)
+
+    @classmethod
+    def open(cls, path: str | Path, options: OmniOptions | None = None, **settings: Any) -> Any:
+        """The directory as an ``OmniMediaPolicy`` (``models/omni/policy.open_omni``;
+        ``settings``: device, dtype, frames, image_size, cache_dir, train_vision_tower,
+        question). ``options``: this plugin's recipe options, when the recipe names it:
+        their encoder sources reach every load."""
+        from erv_plugins.models.omni.policy import open_omni
+
+        sources = options.sources() if options is not None else {}
+        if settings.get("dtype") is None and options is not None and options.dtype:
+            settings["dtype"] = options.dtype
+        return open_omni(path, sources=sources, **settings)
+
+    @classmethod
+    def media_settings(cls, options: OmniOptions | None, path: str | None) -> dict[str, Any]:
+        """``decode_clip`` settings of a checkpoint (its processor), of the tiny model, or
+        the paper's 0.5B policy (8 frames of 224 px, whisper-large-v3's 128 mels x 30 s)."""
+        if path:
+            from erv_plugins.models.omni import OmniProcessor
+
+            return dict(OmniProcessor.from_pretrained(path).media_settings())
+        if options is not None and options.tiny:
+            from erv_plugins.models.omni.tiny import TINY_MEDIA
+
+            return dict(TINY_MEDIA)
+        return {"frames": 8, "image_size": 224, "n_mels": 128, "chunk_length": 30.0,
+                "aspect_ratio": "pad"}
+
     def load(self, device: str = "cpu", dtype: Any = None) -> tuple[Any, Any]:
         from erv_plugins.models.omni import load_omni
 

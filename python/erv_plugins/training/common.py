@@ -200,28 +200,24 @@ def start_training(ctx: StageContext, stage: str) -> tuple[list[StageData], Path
         dataset, samples = load_samples(spec, ctx, where)
         data.append(StageData(spec, dataset, samples, label_space_name(dataset, spec), where))
     source = policy_source(ctx, after_sft=stage != "sft")
+    model = ctx.recipe.model
     policy = load_policy(source, frames=cfg.frames, image_size=cfg.image_size,
                          cache_dir=ctx.run_dir / "cache" / "media",
                          train_vision_tower=trains_vision_tower(ctx.recipe, stage),
-                         sources=model_sources(ctx.recipe))
+                         options=model.options if model is not None else None,
+                         model_plugin=model.plugin if model is not None else None,
+                         plugins=ctx.plugins)
     return data, source, policy
 
 
 def trains_vision_tower(recipe: Any, stage: str) -> bool:
-    """Whether ``stage`` trains the vision tower (omni policy): the stage table's
+    """Whether ``stage`` trains the vision tower (a media policy): the stage table's
     ``train_vision_tower`` (paper Table 8: SFT yes, GRPO no), else the model's option."""
     own = getattr(getattr(recipe, stage, None), "train_vision_tower", None)
     if own is not None:
         return bool(own)
     options = recipe.model.options if recipe.model is not None else None
     return bool(getattr(options, "train_vision_tower", False))
-
-
-def model_sources(recipe: Any) -> dict[str, str]:
-    """Where the recipe's model options say a published checkpoint's encoders come from."""
-    options = recipe.model.options if recipe.model is not None else None
-    sources = getattr(options, "sources", None)
-    return dict(sources()) if callable(sources) else {}
 
 
 def freeze(model: Any, prefixes: Sequence[str], where: str) -> int:

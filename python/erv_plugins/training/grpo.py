@@ -159,10 +159,7 @@ def _rows_of(policy: Any, part: common.StageData, cfg: GRPOSettings, where: str,
     for s in part.samples:
         prompt = policy.prompt(s, template=cfg.prompt_template)
         if cfg.max_prompt_length is not None:
-            # As the release counts: one id per clip's video and audio.
-            n = (policy.processor.release_length(policy.processor.tokenize(prompt))
-                 if policy.multimodal else
-                 len(policy.tokenizer(prompt, add_special_tokens=False)["input_ids"]))
+            n = policy.prompt_length(prompt)  # the omni policy: as the release counts
             if n > cfg.max_prompt_length:
                 raise ErvError(f"{where}: sample {s.id}: prompt has {n} tokens, more than "
                                f"$.grpo.max_prompt_length = {cfg.max_prompt_length}")
@@ -193,7 +190,7 @@ def run_grpo(ctx: StageContext) -> dict[str, Any]:
     assert cfg is not None
     data, source, policy = common.start_training(ctx, "grpo")
     if cfg.use_vllm and policy.multimodal:
-        raise ErvError(f"{recipe.source}: $.grpo.use_vllm: vLLM does not run the omni "
+        raise ErvError(f"{recipe.source}: $.grpo.use_vllm: vLLM does not run a media "
                        "policy (video and audio inputs); use it with a text-only policy")
     engine = RewardEngine.from_recipe(recipe, ctx.plugins, verifier=run_verifier(ctx))
     rows = build_rows(policy, data, cfg, recipe.source)
@@ -203,7 +200,8 @@ def run_grpo(ctx: StageContext) -> dict[str, Any]:
         by_id = {row["id"]: s for row, s in zip(rows, (s for d in data for s in d.samples))}
 
         def batch_fn(batch: Sequence[dict[str, Any]]) -> tuple[list[list[int]], dict[str, Any]]:
-            # The BERT gate reads the bare question, whatever the prompt template.
+            # A text gate (the omni policy's BERT) reads the bare question, whatever the
+            # prompt template.
             return policy.encode([by_id[r["id"]] for r in batch], [r["prompt"] for r in batch],
                                  questions=[QUESTION] * len(batch))
 
@@ -218,8 +216,11 @@ def run_grpo(ctx: StageContext) -> dict[str, Any]:
              + (f", resuming from {resume.name}" if resume else ""))
     settings = trl_settings(cfg, recipe, checkpoints)
     tracking.use_trackers(recipe, ctx.out)
-    # No suppress_tokens for the media placeholders: their ids are negative (the
-    # release's), so they can never be sampled.
+    # A sampled media placeholder would not match the clip's features in the next pass:
+    # the model plugin names the ids never to generate (none for the omni policy, whose
+    # placeholder ids are negative, the release's).
+    if policy.suppressed_ids:
+        settings["generation_kwargs"]["suppress_tokens"] = list(policy.suppressed_ids)
     trl_rewards = TRLRewards(engine)
     reward_funcs = trl_rewards.reward_functions()
     if settings["log_completions"]:
@@ -229,7 +230,9 @@ def run_grpo(ctx: StageContext) -> dict[str, Any]:
         model=str(source), processing_class=policy.tokenizer,
         reward_funcs=reward_funcs, args=args,
         train_dataset=Dataset.from_list(rows), callbacks=[MetricsCallback(log)],
-        batch_fn=batch_fn, logprob_dtype=cfg.logprob_dtype, fast_path=cfg.fast_path,
+        batch_fn=batch_fn, logprob_dtype=cfg.logprob_dtype,
+        # The fast path needs a model that takes its arguments (models.base.MediaPolicy).
+        fast_path=cfg.fast_path and policy.fast_path, media=policy if policy.multimodal else None,
     )
     common.freeze(trainer.model, cfg.freeze, f"{recipe.source}: $.grpo.freeze")
     trainer.add_callback(trl_rewards.callback(trainer))
@@ -251,8 +254,7 @@ def run_grpo(ctx: StageContext) -> dict[str, Any]:
         return {"global_step": trainer.state.global_step, "world_size": trainer.args.world_size,
                 "process_index": trainer.args.process_index}
     policy.tokenizer.save_pretrained(model_dir)
-    if policy.processor is not None and hasattr(policy.processor, "save_pretrained"):
-        policy.processor.save_pretrained(model_dir)
+    policy.save(model_dir)  # the processor, as the model plugin writes it
     rows_logged = log.read()
     plots = plot_rewards(rows_logged, ctx.out)
     write_report(rows_logged, ctx.out / "report.md", title=f"GRPO: {recipe.name}",

@@ -70,28 +70,19 @@ def build_examples(policy: Any, samples: list[Any], max_length: int,
                    template: str = "policy") -> list[dict[str, Any]]:
     """Token ids and labels of each (prompt, target) pair; prompt tokens are not learned.
 
-    ``template`` (``[sft] prompt_template``): "policy" or "release" (``OmniProcessor.
-    sft_example``); each example keeps the BERT gate's text for its collator.
+    ``template`` (``[sft] prompt_template``): "policy", or a template the policy's model
+    plugin knows (the omni policy's "release"); each example keeps the text gate's input
+    (if the policy has one) for its collator.
     """
     from erv_plugins.training.policy import QUESTION, target_text
 
-    tok = policy.tokenizer
     examples = []
     for i, s in enumerate(samples):
         if not s.explanation:
             raise ErvError(f"SFT sample {s.id}: no explanation (SFT needs EMER-style "
                            f"explanations; the dataset gave none)")
-        target = target_text(s.explanation, s.label)
-        gate = None
-        if policy.multimodal:
-            ids, labels, gate = policy.processor.sft_example(QUESTION, target, template=template)
-        else:
-            if template != "policy":
-                raise ErvError(f"$.sft.prompt_template {template!r} is for the omni policy; "
-                               "a text-only policy uses 'policy'")
-            prompt_ids = tok(policy.prompt(s), add_special_tokens=False)["input_ids"]
-            target_ids = tok(target + tok.eos_token, add_special_tokens=False)["input_ids"]
-            ids, labels = prompt_ids + target_ids, [-100] * len(prompt_ids) + target_ids
+        ids, labels, gate = policy.sft_example(s, QUESTION, target_text(s.explanation, s.label),
+                                               template)
         examples.append({"index": i, "input_ids": ids[:max_length],
                          "labels": labels[:max_length], "gate": gate})
     return examples
@@ -119,8 +110,9 @@ class SFTCollator:
             mask[row, :k] = 1
         out: dict[str, Any] = {"input_ids": ids, "attention_mask": mask, "labels": labels}
         if self.policy.multimodal:
-            out.update(self.policy.encode([self.samples[b["index"]] for b in batch],
-                                          questions=[b["gate"] for b in batch])[1])
+            media = self.policy.encode([self.samples[b["index"]] for b in batch],
+                                       questions=[b["gate"] for b in batch])[1]
+            out.update(self.policy.model_inputs(media))
         return out
 
 
@@ -159,8 +151,7 @@ def run_sft(ctx: StageContext) -> dict[str, Any]:
     if not trainer.is_world_process_zero():
         return {}
     policy.tokenizer.save_pretrained(model_dir)
-    if policy.processor is not None and hasattr(policy.processor, "save_pretrained"):
-        policy.processor.save_pretrained(model_dir)
+    policy.save(model_dir)  # the processor, as the model plugin writes it
     rows = log.read()
     write_report(rows, ctx.out / "report.md", title=f"SFT: {ctx.recipe.name}",
                  settings={"samples": len(examples), "epochs": cfg.epochs, "lr": cfg.lr,

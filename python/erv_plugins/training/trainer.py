@@ -1,21 +1,26 @@
 """GRPO (paper eq. 3) on TRL's ``GRPOTrainer`` with a video + audio policy.
 
-TRL 1.16 knows images (``pixel_values``) but not HumanOmni-style video and audio. This
-subclass uses these extension points of its ``GRPOTrainer`` and leaves the algorithm to TRL:
+TRL 1.16 knows images (``pixel_values``) but not the omni policies' video and audio. This
+subclass uses these extension points of its ``GRPOTrainer`` and leaves the algorithm to TRL;
+what the media are is the model plugin's (``models.base.MediaPolicy``, handed in as
+``media``):
 
 * ``_generate_and_score_completions``: before TRL's rollout, the rows of the batch (one
-  row per completion: TRL repeats each prompt G times) go through the omni processor:
-  prompt ids with the video/audio placeholders expanded, and the stacked ``videos``,
-  ``audios`` and BERT-gate ids; after it, the media are put in the output dict, so TRL's
-  own splitting and shuffling of the generation batch keeps them aligned with their rows.
-* ``_tokenize_prompts``: returns those ids, and the media as the "multimodal fields" that
-  TRL's generation path passes to ``model.generate``.
+  row per completion: TRL repeats each prompt G times) go through the policy's
+  ``encode``: prompt ids with the video/audio placeholders expanded, and the rows'
+  media, row-first (the omni policy: ``videos``, ``audios`` and BERT-gate ids; qwen_omni:
+  video patches padded per row, audio features); after it, the media are put in the
+  output dict, so TRL's own splitting and shuffling of the generation batch keeps them
+  aligned with their rows.
+* ``_tokenize_prompts``: returns those ids, and the media (``model_inputs``: the model's
+  own keyword arguments) as the "multimodal fields" that TRL's generation path passes to
+  ``model.generate``.
 * ``_compute_loss`` / ``_get_per_token_logps_and_entropies``: log-probabilities of the
   completion tokens under the policy (and the reference model, for the k3 KL term) with
-  the media passed to the forward. TRL's fused LM head runs only the text backbone, so
-  the omni forward takes the targets (``logprob_targets``) and applies its LM head to
-  the completion positions' hidden states, a few rows at a time (divided by the rollout
-  temperature, as TRL does).
+  a slice of rows' media (``model_inputs``) passed to the forward. On the fast path
+  TRL's fused LM head runs only the text backbone, so the omni forward takes the targets
+  (``logprob_targets``) and applies its LM head to the completion positions' hidden
+  states, a few rows at a time (divided by the rollout temperature, as TRL does).
 
 The fast path (``fast_path``, recipe ``[grpo] fast_path``, issue 16): rows carry a clip
 id, so each distinct clip is encoded once per pass and expanded over its G rows, and the
@@ -41,27 +46,23 @@ from trl import GRPOTrainer
 from trl.trainer import grpo_trainer as _grpo_module
 from trl.trainer.utils import entropy_from_logits, selective_log_softmax
 
-from erv_plugins.training.policy import MEDIA_KEYS
 from erv_plugins.training.runlog import MetricsLog
 
 
 def _create_model_from_path(model_id: str, architecture: Any = None, **kwargs: Any) -> Any:
-    """TRL's model loader, which also loads omni checkpoints.
+    """TRL's model loader, which also loads the model plugins' checkpoints.
 
-    TRL builds the policy and the reference model by path. ``erv_plugins.models.omni``
-    registers the omni classes with ``AutoConfig``/``AutoModelForCausalLM``, so TRL's own
-    loader (no ``config.auto_map``: it falls back to ``AutoModelForCausalLM``) gives an
-    ``OmniForCausalLM`` for an erv checkpoint; it stays in TRL's hands only through this
-    function because a HumanOmni release leaves its encoders out (``load_omni`` restores
-    them from their directories and applies the model options' encoder sources), which
-    ``from_pretrained`` alone would leave randomly initialised.
+    TRL builds the policy and the reference model by path. A directory a model plugin
+    owns (``models.base.policy_owner``) is opened by that plugin: a HumanOmni release
+    leaves its encoders out (the omni plugin restores them from their directories and
+    applies the model options' encoder sources), a Qwen2.5-Omni checkpoint holds a
+    talker that is never loaded; ``from_pretrained`` alone would do neither.
     """
-    from erv_plugins.training.policy import is_omni
+    from erv_plugins.models.base import policy_owner
 
-    if architecture is None and is_omni(model_id):
-        from erv_plugins.models.omni import load_omni
-
-        model, _ = load_omni(model_id, device="cpu", dtype=kwargs.get("dtype"))
+    owner = policy_owner(model_id) if architecture is None else None
+    if owner is not None:
+        model = owner.factory.open(model_id, None, device="cpu", dtype=kwargs.get("dtype")).model
         model.train()
         return model
     return _trl_create_model_from_path(model_id, architecture, **kwargs)
@@ -78,13 +79,18 @@ class OmniGRPOTrainer(GRPOTrainer):
     """``GRPOTrainer`` whose rollouts and log-probs see each row's video and audio.
 
     ``batch_fn(rows)`` returns the rows' prompt token ids (media placeholders expanded
-    by the omni processor) and their stacked media; without it (a text-only policy) TRL's
-    code runs unchanged.
+    by the policy's processor) and their row-first media; without it (a text-only policy)
+    TRL's code runs unchanged. ``media``: the policy (``models.base.MediaPolicy``): its
+    ``media_keys``, ``model_inputs`` (a slice of rows' media -> the model's keyword
+    arguments) and ``media_cache``.
     """
 
     def __init__(self, *args: Any, batch_fn: BatchFn | None = None,
-                 logprob_dtype: str = "float32", fast_path: bool = True, **kwargs: Any) -> None:
+                 logprob_dtype: str = "float32", fast_path: bool = True,
+                 media: Any = None, **kwargs: Any) -> None:
         self._batch_fn = batch_fn
+        self._policy = media
+        self._media_keys: tuple[str, ...] = tuple(getattr(media, "media_keys", ()))
         # Issue 16. True: each distinct clip encoded once per pass and a frozen tower once
         # per step (clip ids + one MediaFeatureCache for the policy and the reference),
         # log-probs from the completion positions' hidden states, the LM head in chunks.
@@ -117,9 +123,10 @@ class OmniGRPOTrainer(GRPOTrainer):
 
     def _share_media_cache(self) -> None:
         """A fresh cache for this generation batch, on the policy and the reference model."""
-        from erv_plugins.models.omni import MediaFeatureCache
-
-        self._media_cache = MediaFeatureCache()
+        cache = self._policy.media_cache() if self._policy is not None else None
+        if cache is None:
+            return
+        self._media_cache = cache
         for model in (self.model, self.ref_model):
             if model is not None:
                 unwrapped = self.accelerator.unwrap_model(model)
@@ -130,11 +137,17 @@ class OmniGRPOTrainer(GRPOTrainer):
         if self._prompt_ids is None:
             return super()._tokenize_prompts(prompts)
         # TRL's generation path hands tensor "multimodal fields" to model.generate.
-        return self._prompt_ids, None, dict(self._media)
+        return self._prompt_ids, None, self._model_inputs(self._media)
+
+    def _model_inputs(self, media: dict[str, Any]) -> dict[str, Any]:
+        """Row-first media -> the model's keyword arguments (the model plugin's)."""
+        if self._policy is None:
+            return dict(media)
+        return dict(self._policy.model_inputs(media))
 
     # -- log-probabilities ---------------------------------------------------------------
     def _compute_loss(self, model, inputs):
-        keys = (*MEDIA_KEYS, "clip_ids") if self.fast_path else MEDIA_KEYS
+        keys = (*self._media_keys, "clip_ids") if self.fast_path else self._media_keys
         self._media = {k: inputs[k] for k in keys if k in inputs}
         try:
             return super()._compute_loss(model, inputs)
@@ -153,7 +166,7 @@ class OmniGRPOTrainer(GRPOTrainer):
         for start in range(0, input_ids.size(0), batch_size):
             end = min(start + batch_size, input_ids.size(0))
             ids = input_ids[start:end]
-            media = {k: v[start:end] for k, v in self._media.items()}
+            media = self._model_inputs({k: v[start:end] for k, v in self._media.items()})
             if self.fast_path:
                 with self.accelerator.autocast():
                     out = model(input_ids=ids, attention_mask=attention_mask[start:end],
@@ -169,7 +182,8 @@ class OmniGRPOTrainer(GRPOTrainer):
                 logits = model(input_ids=ids, attention_mask=attention_mask[start:end],
                                logits_to_keep=logits_to_keep + 1, **media).logits
             # Position t predicts token t + 1: the last logit belongs to no completion token.
-            logits = logits[:, :-1, :]
+            # (A model without ``logits_to_keep`` returns every position's logits.)
+            logits = logits[:, -(logits_to_keep + 1):-1, :]
             if self._upcast_logits:
                 logits = logits.float()
             logits = logits / self.temperature
