@@ -238,39 +238,69 @@ def _matmul_dtype(hidden: torch.Tensor, weight: torch.Tensor) -> torch.dtype:
     return torch.promote_types(hidden.dtype, weight.dtype)
 
 
+# On a CPU, a chunk's logits at most this many bytes: glibc's malloc reuses freed blocks
+# below its mmap threshold (32 MiB at most), where a larger block is mapped afresh and
+# page-faulted on every allocation (measured: a 148 MiB chunk's exp twice as slow).
+CPU_LOGPROB_CHUNK_BYTES = 16 * 2**20
+
+
+# exp(z) summed without subtracting the row's maximum first (one pass over the vocabulary
+# less) where the sum stays inside this range; other rows take the maximum first, as
+# torch.logsumexp does (a real model's logits stay far below 69 = log 1e30).
+_SAFE_EXP_SUM = (1e-30, 1e30)
+
+
 class _ChunkedLogProbs(torch.autograd.Function):
     """log-softmax of ``hidden @ weight.T / temperature`` at the targets, a chunk at a time.
 
     What the full-logits path computes (logits in float32, divided by the temperature,
-    logit minus logsumexp), with one chunk's logits alive at once. The forward keeps only
-    each token's logsumexp; the backward projects a chunk again and writes the gradient
-    of log p(t) = z_t - logsumexp(z) directly, g * (onehot(t) - softmax(z)) / temperature,
-    one projection less and no autograd graph over the vocabulary, where activation
-    checkpointing would redo the whole forward (logsumexp, entropy) before
-    differentiating it.
+    logit minus logsumexp), with one chunk's logits alive at once, in two buffers reused
+    by every chunk, and as few passes over the vocabulary as the arithmetic allows (on a
+    CPU each pass over a chunk costs more than the projection): s = sum exp(z),
+    logsumexp = log s (``_SAFE_EXP_SUM``), entropy log s - (exp(z) . z) / s. The forward
+    keeps only each token's s; the backward projects the chunk again and writes the
+    gradient of log p(t) = z_t - log s directly, d/dz = onehot(t) - exp(z) / s, in float32
+    folded into the two products: dL/dh = g (W_t - (exp(z) @ W) / s) / temperature and
+    dL/dW = (onehot(t) - exp(z) / s)^T (g h) / temperature (half-precision products get
+    the gradient of the logits materialised and rounded, as autograd has it). No autograd
+    graph over the vocabulary, where activation checkpointing would redo the forward.
     """
 
     @staticmethod
     def forward(ctx, hidden: torch.Tensor, weight: torch.Tensor,  # noqa: ANN001
                 targets: torch.Tensor, temperature: float, chunk_tokens: int,
                 want_entropy: bool, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        n = hidden.shape[0]
+        n, vocab = hidden.shape[0], weight.shape[0]
         logps = torch.empty(n, dtype=torch.float32, device=hidden.device)
-        lse = torch.empty_like(logps)
+        # Per token: the offset subtracted before exp (0, or the row's max) and log s.
+        offset = torch.zeros_like(logps)
+        log_sum = torch.empty_like(logps)
         ents = torch.empty(n if want_entropy else 0, dtype=torch.float32, device=hidden.device)
         w = weight.to(dtype)
+        z_buf = torch.empty((min(chunk_tokens, n), vocab), dtype=torch.float32,
+                            device=hidden.device)
+        e_buf = torch.empty_like(z_buf)
         with torch.autocast(hidden.device.type, enabled=False):
             for start in range(0, n, chunk_tokens):
                 end = min(start + chunk_tokens, n)
-                z = F.linear(hidden[start:end].to(dtype), w).float()
+                z, e = z_buf[:end - start], e_buf[:end - start]
+                _project(hidden[start:end].to(dtype), w, z)
                 if temperature != 1.0:
-                    z = z / temperature
-                lse[start:end] = torch.logsumexp(z, -1)
-                logps[start:end] = z.gather(-1, targets[start:end, None]).squeeze(-1) - lse[start:end]
-                if want_entropy:  # TRL's entropy_from_logits: -(p * log p).sum()
-                    z.sub_(lse[start:end, None])
-                    ents[start:end] = -(z.exp() * z).sum(-1)
-        ctx.save_for_backward(hidden, weight, targets, lse)
+                    z.div_(temperature)
+                target = z.gather(-1, targets[start:end, None]).squeeze(-1)
+                total = torch.exp(z, out=e).sum(-1)
+                if not bool(((total > _SAFE_EXP_SUM[0]) & (total < _SAFE_EXP_SUM[1])).all()):
+                    top = z.amax(-1)  # as torch.logsumexp: exp(z - max)
+                    offset[start:end] = top
+                    z.sub_(top[:, None])
+                    total = torch.exp(z, out=e).sum(-1)
+                    target = target - top
+                log_sum[start:end] = total.log()
+                logps[start:end] = target - log_sum[start:end]
+                if want_entropy:  # -(p * log p).sum(), p = e / s, log p = z - log s
+                    dot = torch.bmm(e.unsqueeze(1), z.unsqueeze(2)).view(-1)
+                    ents[start:end] = log_sum[start:end] - dot / total
+        ctx.save_for_backward(hidden, weight, targets, offset, log_sum)
         ctx.temperature, ctx.chunk_tokens, ctx.dtype = temperature, chunk_tokens, dtype
         ctx.mark_non_differentiable(ents)
         return logps, ents
@@ -278,33 +308,61 @@ class _ChunkedLogProbs(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_logps: torch.Tensor, _grad_ents: torch.Tensor  # noqa: ANN001
                  ) -> tuple[torch.Tensor | None, ...]:
-        hidden, weight, targets, lse = ctx.saved_tensors
+        hidden, weight, targets, offset, log_sum = ctx.saved_tensors
         temperature, dtype = ctx.temperature, ctx.dtype
         need_hidden, need_weight = ctx.needs_input_grad[:2]
         w = weight.to(dtype)
         grad_hidden = torch.empty_like(hidden) if need_hidden else None
         grad_weight = torch.zeros_like(weight, dtype=torch.float32) if need_weight else None
         n = hidden.shape[0]
+        z_buf = torch.empty((min(ctx.chunk_tokens, n), weight.shape[0]), dtype=torch.float32,
+                            device=hidden.device)
         with torch.autocast(hidden.device.type, enabled=False):
             for start in range(0, n, ctx.chunk_tokens):
                 end = min(start + ctx.chunk_tokens, n)
                 h = hidden[start:end].to(dtype)
-                g = grad_logps[start:end].float()
-                z = F.linear(h, w).float()
+                t = targets[start:end]
+                z = _project(h, w, z_buf[:end - start])
                 if temperature != 1.0:
-                    z = z / temperature
-                # d log p(t) / dz = onehot(t) - softmax(z), times the incoming gradient.
-                grad_z = z.sub_(lse[start:end, None]).exp_().mul_(-g[:, None])
-                grad_z.scatter_add_(-1, targets[start:end, None], g[:, None])
-                if temperature != 1.0:
-                    grad_z = grad_z / temperature
-                grad_z = grad_z.to(dtype)
+                    z.div_(temperature)
+                shift = offset[start:end]
+                if dtype != torch.float32:
+                    # Half-precision products: the gradient of the logits materialised
+                    # and rounded as autograd rounds it, g * (onehot - p) / T.
+                    g = grad_logps[start:end].float()
+                    grad_z = z.sub_((shift + log_sum[start:end])[:, None]).exp_()
+                    grad_z.mul_(-g[:, None]).scatter_add_(-1, t[:, None], g[:, None])
+                    if temperature != 1.0:
+                        grad_z.div_(temperature)
+                    grad_z = grad_z.to(dtype)
+                    if need_hidden:
+                        grad_hidden[start:end] = (grad_z @ w).to(hidden.dtype)
+                    if need_weight:
+                        grad_weight += (grad_z.t() @ h).float()
+                    continue
+                # The incoming gradient, divided by the temperature (dz/dlogits = 1 / T).
+                g = grad_logps[start:end].float() / temperature
+                if bool(shift.any()):
+                    z.sub_(shift[:, None])
+                # p = exp(z - offset) / s: the 1 / s goes onto the small factors.
+                e = z.exp_()
+                scale = torch.exp(-log_sum[start:end])
                 if need_hidden:
-                    grad_hidden[start:end] = (grad_z @ w).to(hidden.dtype)
+                    softmax_w = (e @ w) * scale[:, None]
+                    grad_hidden[start:end] = (g[:, None] * (w[t] - softmax_w)).to(hidden.dtype)
                 if need_weight:
-                    grad_weight += (grad_z.t() @ h).float()
+                    gh = g[:, None] * h
+                    grad_weight -= e.t() @ (gh * scale[:, None])
+                    grad_weight.index_add_(0, t, gh)
         return (grad_hidden, None if grad_weight is None else grad_weight.to(weight.dtype),
                 None, None, None, None, None)
+
+
+def _project(h: torch.Tensor, w: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """``out`` (float32) = h @ w.T, computed in the dtype of ``h`` and ``w``."""
+    if h.dtype == out.dtype:
+        return torch.mm(h, w.t(), out=out)
+    return out.copy_(torch.mm(h, w.t()))
 
 
 def completion_token_log_probs(hidden: torch.Tensor, lm_head: nn.Module, targets: torch.Tensor,
@@ -329,8 +387,10 @@ def completion_token_log_probs(hidden: torch.Tensor, lm_head: nn.Module, targets
 
     batch, keep = targets.shape
     flat_hidden, flat_targets = hidden.reshape(batch * keep, -1), targets.reshape(-1)
-    chunk_tokens = max(1, chunk_tokens)
     weight = getattr(lm_head, "weight", None)
+    if hidden.device.type == "cpu" and isinstance(weight, torch.Tensor):
+        chunk_tokens = min(chunk_tokens, CPU_LOGPROB_CHUNK_BYTES // (4 * weight.shape[0]))
+    chunk_tokens = max(1, chunk_tokens)
     if (type(lm_head) is nn.Linear and lm_head.bias is None and isinstance(weight, torch.Tensor)
             and (upcast or _matmul_dtype(flat_hidden, weight) in (torch.float32, torch.float64))):
         logps, ents = _ChunkedLogProbs.apply(flat_hidden, weight, flat_targets, float(temperature),
