@@ -6,7 +6,8 @@ through a verifier on the process's device, ``device = "auto"``), reference and 
 log-probs, update. Each run trains twice in one process from the same random policy and
 seed: ``[grpo] fast_path = false`` (every row encodes its clip in every pass, full
 logits: the old path) then ``fast_path = true`` (each distinct clip encoded once per
-pass, frozen towers once per step, chunked LM head over the completion positions).
+pass, frozen towers once per step, rollout tokens drawn among the top-k candidates only,
+chunked LM head over the completion positions with its gradient written directly).
 
 Shapes (random weights; random pixels and log-mels of the processor's shapes in place of
 decoded clips):
@@ -22,7 +23,7 @@ Random weights rarely emit EOS, so every completion has the full length.
     python benchmarks/bench_grpo_step.py --shape small --steps 3 --out small.json   # CPU
     python benchmarks/bench_grpo_step.py --shape paper --steps 4 --out paper.json   # GPU
     python benchmarks/bench_grpo_step.py --shape tiny --steps 2                     # smoke
-    python benchmarks/bench_grpo_step.py --shape small --decode-only --steps 3      # KV cache
+    python benchmarks/bench_grpo_step.py --shape small --decode-only --steps 3      # sampler, KV cache
 
 Phases (means over the steps after the first, a warm-up): generation = TRL's
 ``_generate_single_turn``; reference = the no-grad log-prob passes of the rollout (the
@@ -351,10 +352,13 @@ def run_path(work: Path, policy: Path, verifier: Path, args, fast: bool,  # noqa
 
 
 def decode_only(policy: Path, new_tokens: int, repeats: int) -> dict[str, list[float]]:
-    """Rollout decoding alone (16 rows of one clip, clip ids on): dynamic vs static KV cache
-    (on CPU transformers does not compile; on a GPU static also compiles the step)."""
+    """Rollout decoding alone (16 rows of one clip, clip ids on, the recipe's sampling:
+    temperature 1.0, top-k 50, top-p 1.0): transformers' sampling (the old path) and the
+    fast path's ``TopKSampler``, each with a dynamic and a static KV cache (on CPU
+    transformers does not compile; on a GPU static also compiles the step)."""
     import torch
     from erv_plugins.models.omni import load_omni
+    from transformers import GenerationConfig
 
     model, processor = load_omni(policy)
     model.eval()
@@ -367,17 +371,24 @@ def decode_only(policy: Path, new_tokens: int, repeats: int) -> dict[str, list[f
         model.to("cuda", torch.bfloat16)
         batch = {k: v.to("cuda") for k, v in batch.items()}
     times: dict[str, list[float]] = {}
-    for cache in ("dynamic", "static"):
-        extra = {"cache_implementation": "static"} if cache == "static" else {}
-        times[cache] = []
-        for _ in range(repeats):
-            torch.manual_seed(0)
-            start = time.perf_counter()
-            model.generate(**batch, do_sample=True, max_new_tokens=new_tokens,
-                           min_new_tokens=new_tokens, **extra)
-            if torch.cuda.is_available():
-                torch.cuda.synchronize()
-            times[cache].append(round(time.perf_counter() - start, 3))
+    for sampler in ("transformers", "top_k"):
+        model.sample_top_k_only = sampler == "top_k"
+        for cache in ("dynamic", "static"):
+            config = GenerationConfig(
+                do_sample=True, temperature=1.0, top_k=50, top_p=1.0, use_cache=True,
+                max_new_tokens=new_tokens, min_new_tokens=new_tokens,
+                pad_token_id=p.tokenizer.pad_token_id, eos_token_id=p.tokenizer.eos_token_id,
+                **({"cache_implementation": "static"} if cache == "static" else {}))
+            name = f"{sampler}_sampling_{cache}"
+            times[name] = []
+            for _ in range(repeats):
+                torch.manual_seed(0)
+                start = time.perf_counter()
+                model.generate(**batch, generation_config=config)
+                if torch.cuda.is_available():
+                    torch.cuda.synchronize()
+                times[name].append(round(time.perf_counter() - start, 3))
+    model.sample_top_k_only = False
     return times
 
 
@@ -391,7 +402,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--workdir", default=None)
     parser.add_argument("--out", default=None, help="write the results JSON here")
     parser.add_argument("--decode-only", action="store_true",
-                        help="time rollout decoding with a dynamic and a static KV cache")
+                        help="time rollout decoding: both samplers, dynamic and static KV cache")
     args = parser.parse_args(argv)
     shape = "tiny" if args.tiny else args.shape
     if args.completion is None:

@@ -21,7 +21,11 @@ from erv_plugins.models.omni import (  # noqa: E402
     build_tiny_omni,
     load_omni,
 )
-from erv_plugins.models.omni.modelling import completion_token_log_probs  # noqa: E402
+from erv_plugins.models.omni.modelling import (  # noqa: E402
+    TopKSampler,
+    completion_token_log_probs,
+    sample_top_k,
+)
 from erv_plugins.training.trainer import clip_ids  # noqa: E402
 from erv_plugins.verifiers.hf import resolve_device  # noqa: E402
 
@@ -208,6 +212,125 @@ def test_chunked_lm_head_equals_full_logits_and_gradients() -> None:
     for a, b in zip(g_new, g_old, strict=True):
         torch.testing.assert_close(a, b)
     assert not ent.requires_grad
+
+
+class _CheckpointedHead(torch.nn.Linear):
+    """Not a plain ``nn.Linear``: the chunks run under activation checkpointing."""
+
+
+@pytest.mark.parametrize(("temperature", "scale"), [(1.0, 1.0), (0.7, 1.0), (1.0, 60.0)])
+def test_direct_lm_head_gradient_equals_checkpointing_and_trls_entropy(
+    temperature: float, scale: float
+) -> None:
+    # The plain linear head's gradient is written directly (_ChunkedLogProbs); any other
+    # head is differentiated by autograd under checkpointing: the same numbers. Scale 60:
+    # logits past exp's safe range, so the chunks subtract their maximum first.
+    from trl.trainer.utils import entropy_from_logits
+
+    torch.manual_seed(0)
+    head = torch.nn.Linear(8, 50, bias=False)
+    other = _CheckpointedHead(8, 50, bias=False)
+    other.weight.data.copy_(head.weight.data)
+    hidden = (torch.randn(4, 5, 8) * scale).requires_grad_(True)
+    assert (float((head(hidden) / temperature).detach().amax()) > 69) == (scale > 1)
+    targets = torch.randint(0, 50, (4, 5))
+    out = {}
+    for name, h in (("direct", head), ("checkpoint", other)):
+        logps, ent = completion_token_log_probs(hidden, h, targets, temperature=temperature,
+                                                entropy=True, chunk_tokens=7)
+        weights = torch.linspace(-1.0, 2.0, 20).view(4, 5)  # a non-uniform upstream gradient
+        out[name] = (logps, ent, *torch.autograd.grad((logps * weights).sum(),
+                                                      (hidden, h.weight)))
+    for a, b in zip(out["direct"], out["checkpoint"], strict=True):
+        # float32 rounding grows with the logits (and the weight gradient with h)
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5 * scale)
+    torch.testing.assert_close(out["direct"][1], entropy_from_logits(head(hidden) / temperature),
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_direct_lm_head_under_bf16_autocast_projects_in_bf16_as_the_head_does() -> None:
+    torch.manual_seed(0)
+    head = torch.nn.Linear(8, 50, bias=False)
+    hidden = torch.randn(3, 4, 8, requires_grad=True)
+    targets = torch.randint(0, 50, (3, 4))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logps, _ = completion_token_log_probs(hidden, head, targets)  # one chunk
+        full = torch.log_softmax(head(hidden).float(), -1).gather(-1, targets[..., None])
+    torch.testing.assert_close(logps, full.squeeze(-1), rtol=1e-6, atol=1e-6)
+    g_new = torch.autograd.grad(logps.sum(), (hidden, head.weight))
+    g_old = torch.autograd.grad(full.sum(), (hidden, head.weight))
+    for a, b in zip(g_new, g_old, strict=True):
+        assert a.dtype == b.dtype == torch.float32
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+
+
+def test_top_k_sampler_draws_among_the_candidates_as_multinomial_does() -> None:
+    torch.manual_seed(0)
+    scores = torch.randn(6, 300)
+    torch.manual_seed(7)
+    tokens = sample_top_k(scores, 10, temperature=0.5)
+    values, index = torch.topk(scores, 10)
+    torch.manual_seed(7)
+    expected = index.gather(-1, torch.multinomial((values / 0.5).softmax(-1), 1)).squeeze(-1)
+    assert torch.equal(tokens, expected)
+    # The full noise: transformers' warpers and multinomial over all 300 at the same seed.
+    from transformers.generation.logits_process import (
+        TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper)
+
+    warped = TopPLogitsWarper(0.8)(None, TopKLogitsWarper(10)(
+        None, TemperatureLogitsWarper(0.5)(None, scores)))
+    torch.manual_seed(7)
+    reference = torch.multinomial(warped.softmax(-1), 1).squeeze(-1)
+    torch.manual_seed(7)
+    assert torch.equal(sample_top_k(scores, 10, temperature=0.5, top_p=0.8, full_noise=True),
+                       reference)
+    # A tie at the 10th score: transformers keeps every tied token; so does the fallback.
+    tied = scores.clone()
+    tied[0, torch.topk(scores[0], 11).indices[10]] = values[0, 9]
+    torch.manual_seed(7)
+    reference = torch.multinomial(TopKLogitsWarper(10)(None, tied).softmax(-1), 1).squeeze(-1)
+    torch.manual_seed(7)
+    assert torch.equal(sample_top_k(tied, 10), reference)
+
+
+@pytest.mark.parametrize(("temperature", "top_k", "top_p"), [(1.0, 50, 1.0), (0.7, 20, 0.9)])
+def test_top_k_sampling_generate_equals_transformers_sampling(
+    tiny: tuple[OmniForCausalLM, OmniProcessor], temperature: float, top_k: int, top_p: float
+) -> None:
+    # generate with a TopKSampler and greedy selection: with the full noise, the tokens of
+    # transformers' sampling at the same seed (processors, padding, cache unchanged).
+    from transformers import GenerationConfig
+
+    model, processor = tiny
+    model.eval()
+    torch.manual_seed(3)
+    video = torch.randn(processor.num_frames, 3, processor.image_size, processor.image_size)
+    audio = torch.randn(processor.n_mels, int(round(processor.audio_chunk_length * 100)))
+    batch = dict(processor([processor.prompt()] * 3, videos=[video] * 3, audios=[audio] * 3))
+    config = GenerationConfig(do_sample=True, temperature=temperature, top_k=top_k, top_p=top_p,
+                              max_new_tokens=9, use_cache=True,
+                              pad_token_id=processor.tokenizer.pad_token_id,
+                              eos_token_id=processor.tokenizer.eos_token_id)
+    torch.manual_seed(5)
+    reference = model.generate(**batch, generation_config=config)
+    torch.manual_seed(5)
+    same = model.generate(**model._top_k_sampling({**batch, "generation_config": config},
+                                                   full_noise=True))
+    assert torch.equal(same, reference)
+    sampler, greedy = TopKSampler.replacing(config)
+    assert (greedy.do_sample, sampler.top_k, sampler.temperature, sampler.top_p) == (
+        False, top_k, temperature, top_p)
+    assert TopKSampler.replacing(GenerationConfig(do_sample=True, top_k=0)) is None
+    assert TopKSampler.replacing(GenerationConfig(do_sample=True, top_k=5, min_p=0.1)) is None
+    # The fast path's draws (k random numbers a token): other tokens, of the same shape.
+    model.sample_top_k_only = True
+    try:
+        torch.manual_seed(5)
+        fast = model.generate(**batch, generation_config=config)
+    finally:
+        model.sample_top_k_only = False
+    assert fast.shape == reference.shape
+    assert torch.equal(fast[:, :batch["input_ids"].shape[1]], batch["input_ids"])
 
 
 def test_clip_ids_number_clips_in_order_of_first_appearance() -> None:

@@ -26,8 +26,10 @@ The fast path (``fast_path``, recipe ``[grpo] fast_path``, issue 16): rows carry
 id, so each distinct clip is encoded once per pass and expanded over its G rows, and the
 frozen towers' outputs are kept for the step in one ``MediaFeatureCache`` that generation,
 the reference and the policy passes share (keyed by clip and by what changes the
-numbers: dtype, autocast). ``fast_path=False`` is the old path: every row
-encodes its clip in every pass and the log-probs come from the full logits.
+numbers: dtype, autocast); rollouts draw each token among the top-k candidates only
+(``TopKSampler``: the distribution of transformers' sampling without its V-wide random
+draw). ``fast_path=False`` is the old path: every row encodes its clip in every pass,
+transformers' sampling, and the log-probs come from the full logits.
 
 Everything else is TRL's: advantages ``(r - mean_group) / (std_group + 1e-4)``
 (``scale_rewards="group"``), the clipped surrogate with ``loss_type="grpo"``, KL with the
@@ -114,6 +116,10 @@ class OmniGRPOTrainer(GRPOTrainer):
         if self.fast_path:
             self._media["clip_ids"] = clip_ids(inputs).to(device)
             self._share_media_cache()
+        policy = self.accelerator.unwrap_model(self.model)
+        if hasattr(policy, "sample_top_k_only"):
+            # Top-k sampling among the k candidates only (the same distribution).
+            policy.sample_top_k_only = self.fast_path
         try:
             output = super()._generate_and_score_completions(inputs)
         finally:

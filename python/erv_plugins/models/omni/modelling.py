@@ -28,6 +28,7 @@ never be sampled.
 
 from __future__ import annotations
 
+import copy
 import math
 import warnings
 from dataclasses import dataclass
@@ -41,8 +42,10 @@ from transformers import (
     Qwen2ForCausalLM,
     Qwen2Model,
     SiglipVisionModel,
+    GenerationConfig,
     WhisperForAudioClassification,
 )
+from transformers.generation.logits_process import LogitsProcessor, LogitsProcessorList
 from transformers.modeling_outputs import CausalLMOutputWithPast
 from transformers.utils import ModelOutput
 
@@ -227,6 +230,141 @@ class CompletionLogProbs(ModelOutput):
 LOGPROB_CHUNK_TOKENS = 256
 
 
+def _matmul_dtype(hidden: torch.Tensor, weight: torch.Tensor) -> torch.dtype:
+    """The dtype ``lm_head(hidden)`` computes in: autocast's, else the inputs' own."""
+    device = hidden.device.type
+    if torch.is_autocast_enabled(device):
+        return torch.get_autocast_dtype(device)
+    return torch.promote_types(hidden.dtype, weight.dtype)
+
+
+# On a CPU, a chunk's logits at most this many bytes: glibc's malloc reuses freed blocks
+# below its mmap threshold (32 MiB at most), where a larger block is mapped afresh and
+# page-faulted on every allocation (measured: a 148 MiB chunk's exp twice as slow).
+CPU_LOGPROB_CHUNK_BYTES = 16 * 2**20
+
+
+# exp(z) summed without subtracting the row's maximum first (one pass over the vocabulary
+# less) where the sum stays inside this range; other rows take the maximum first, as
+# torch.logsumexp does (a real model's logits stay far below 69 = log 1e30).
+_SAFE_EXP_SUM = (1e-30, 1e30)
+
+
+class _ChunkedLogProbs(torch.autograd.Function):
+    """log-softmax of ``hidden @ weight.T / temperature`` at the targets, a chunk at a time.
+
+    What the full-logits path computes (logits in float32, divided by the temperature,
+    logit minus logsumexp), with one chunk's logits alive at once, in two buffers reused
+    by every chunk, and as few passes over the vocabulary as the arithmetic allows (on a
+    CPU each pass over a chunk costs more than the projection): s = sum exp(z),
+    logsumexp = log s (``_SAFE_EXP_SUM``), entropy log s - (exp(z) . z) / s. The forward
+    keeps only each token's s; the backward projects the chunk again and writes the
+    gradient of log p(t) = z_t - log s directly, d/dz = onehot(t) - exp(z) / s, in float32
+    folded into the two products: dL/dh = g (W_t - (exp(z) @ W) / s) / temperature and
+    dL/dW = (onehot(t) - exp(z) / s)^T (g h) / temperature (half-precision products get
+    the gradient of the logits materialised and rounded, as autograd has it). No autograd
+    graph over the vocabulary, where activation checkpointing would redo the forward.
+    """
+
+    @staticmethod
+    def forward(ctx, hidden: torch.Tensor, weight: torch.Tensor,  # noqa: ANN001
+                targets: torch.Tensor, temperature: float, chunk_tokens: int,
+                want_entropy: bool, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        n, vocab = hidden.shape[0], weight.shape[0]
+        logps = torch.empty(n, dtype=torch.float32, device=hidden.device)
+        # Per token: the offset subtracted before exp (0, or the row's max) and log s.
+        offset = torch.zeros_like(logps)
+        log_sum = torch.empty_like(logps)
+        ents = torch.empty(n if want_entropy else 0, dtype=torch.float32, device=hidden.device)
+        w = weight.to(dtype)
+        z_buf = torch.empty((min(chunk_tokens, n), vocab), dtype=torch.float32,
+                            device=hidden.device)
+        e_buf = torch.empty_like(z_buf)
+        with torch.autocast(hidden.device.type, enabled=False):
+            for start in range(0, n, chunk_tokens):
+                end = min(start + chunk_tokens, n)
+                z, e = z_buf[:end - start], e_buf[:end - start]
+                _project(hidden[start:end].to(dtype), w, z)
+                if temperature != 1.0:
+                    z.div_(temperature)
+                target = z.gather(-1, targets[start:end, None]).squeeze(-1)
+                total = torch.exp(z, out=e).sum(-1)
+                if not bool(((total > _SAFE_EXP_SUM[0]) & (total < _SAFE_EXP_SUM[1])).all()):
+                    top = z.amax(-1)  # as torch.logsumexp: exp(z - max)
+                    offset[start:end] = top
+                    z.sub_(top[:, None])
+                    total = torch.exp(z, out=e).sum(-1)
+                    target = target - top
+                log_sum[start:end] = total.log()
+                logps[start:end] = target - log_sum[start:end]
+                if want_entropy:  # -(p * log p).sum(), p = e / s, log p = z - log s
+                    dot = torch.bmm(e.unsqueeze(1), z.unsqueeze(2)).view(-1)
+                    ents[start:end] = log_sum[start:end] - dot / total
+        ctx.save_for_backward(hidden, weight, targets, offset, log_sum)
+        ctx.temperature, ctx.chunk_tokens, ctx.dtype = temperature, chunk_tokens, dtype
+        ctx.mark_non_differentiable(ents)
+        return logps, ents
+
+    @staticmethod
+    def backward(ctx, grad_logps: torch.Tensor, _grad_ents: torch.Tensor  # noqa: ANN001
+                 ) -> tuple[torch.Tensor | None, ...]:
+        hidden, weight, targets, offset, log_sum = ctx.saved_tensors
+        temperature, dtype = ctx.temperature, ctx.dtype
+        need_hidden, need_weight = ctx.needs_input_grad[:2]
+        w = weight.to(dtype)
+        grad_hidden = torch.empty_like(hidden) if need_hidden else None
+        grad_weight = torch.zeros_like(weight, dtype=torch.float32) if need_weight else None
+        n = hidden.shape[0]
+        z_buf = torch.empty((min(ctx.chunk_tokens, n), weight.shape[0]), dtype=torch.float32,
+                            device=hidden.device)
+        with torch.autocast(hidden.device.type, enabled=False):
+            for start in range(0, n, ctx.chunk_tokens):
+                end = min(start + ctx.chunk_tokens, n)
+                h = hidden[start:end].to(dtype)
+                t = targets[start:end]
+                z = _project(h, w, z_buf[:end - start])
+                if temperature != 1.0:
+                    z.div_(temperature)
+                shift = offset[start:end]
+                if dtype != torch.float32:
+                    # Half-precision products: the gradient of the logits materialised
+                    # and rounded as autograd rounds it, g * (onehot - p) / T.
+                    g = grad_logps[start:end].float()
+                    grad_z = z.sub_((shift + log_sum[start:end])[:, None]).exp_()
+                    grad_z.mul_(-g[:, None]).scatter_add_(-1, t[:, None], g[:, None])
+                    if temperature != 1.0:
+                        grad_z.div_(temperature)
+                    grad_z = grad_z.to(dtype)
+                    if need_hidden:
+                        grad_hidden[start:end] = (grad_z @ w).to(hidden.dtype)
+                    if need_weight:
+                        grad_weight += (grad_z.t() @ h).float()
+                    continue
+                # The incoming gradient, divided by the temperature (dz/dlogits = 1 / T).
+                g = grad_logps[start:end].float() / temperature
+                if bool(shift.any()):
+                    z.sub_(shift[:, None])
+                # p = exp(z - offset) / s: the 1 / s goes onto the small factors.
+                e = z.exp_()
+                scale = torch.exp(-log_sum[start:end])
+                if need_hidden:
+                    softmax_w = (e @ w) * scale[:, None]
+                    grad_hidden[start:end] = (g[:, None] * (w[t] - softmax_w)).to(hidden.dtype)
+                if need_weight:
+                    gh = g[:, None] * h
+                    grad_weight -= e.t() @ (gh * scale[:, None])
+                    grad_weight.index_add_(0, t, gh)
+        return (grad_hidden, None if grad_weight is None else grad_weight.to(weight.dtype),
+                None, None, None, None, None)
+
+
+def _project(h: torch.Tensor, w: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """``out`` (float32) = h @ w.T, computed in the dtype of ``h`` and ``w``."""
+    if h.dtype == out.dtype:
+        return torch.mm(h, w.t(), out=out)
+    return out.copy_(torch.mm(h, w.t()))
+
+
 def completion_token_log_probs(hidden: torch.Tensor, lm_head: nn.Module, targets: torch.Tensor,
                                *, temperature: float = 1.0, upcast: bool = True,
                                entropy: bool = False,
@@ -234,23 +372,38 @@ def completion_token_log_probs(hidden: torch.Tensor, lm_head: nn.Module, targets
                                ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """log pi(o_t | ...) of ``targets`` (B, K) from the hidden states (B, K, H) before them.
 
-    The LM head runs on ``chunk_tokens`` completion positions at a time, each chunk under
-    activation checkpointing when a gradient is needed, so only one chunk's logits exist
-    at once, in the forward and in the backward (TRL's fused LM head likewise projects
-    only completion positions, in tiles). Per token, the arithmetic is the full-logits
-    path's: logits (float32 when ``upcast``, else their own dtype, as ``logprob_dtype``)
-    divided by the temperature, then as TRL's ``selective_log_softmax`` (logit minus
-    logsumexp in float32, log-softmax in a half dtype); entropies without gradient by
-    TRL's ``entropy_from_logits``.
+    The LM head runs on ``chunk_tokens`` completion positions at a time, so only one
+    chunk's logits exist at once, in the forward and in the backward (TRL's fused LM head
+    likewise projects only completion positions, in tiles). Per token, the arithmetic is
+    the full-logits path's: logits (float32 when ``upcast``, else their own dtype, as
+    ``logprob_dtype``) divided by the temperature, then as TRL's ``selective_log_softmax``
+    (logit minus logsumexp in float32, log-softmax in a half dtype); entropies without
+    gradient as TRL's ``entropy_from_logits``. Float32 logits of a plain linear head go
+    through ``_ChunkedLogProbs`` (the gradient written directly); other heads or half
+    logits run each chunk under activation checkpointing.
     """
     from torch.utils.checkpoint import checkpoint
     from trl.trainer.utils import entropy_from_logits
+
+    batch, keep = targets.shape
+    flat_hidden, flat_targets = hidden.reshape(batch * keep, -1), targets.reshape(-1)
+    weight = getattr(lm_head, "weight", None)
+    if hidden.device.type == "cpu" and isinstance(weight, torch.Tensor):
+        chunk_tokens = min(chunk_tokens, CPU_LOGPROB_CHUNK_BYTES // (4 * weight.shape[0]))
+    chunk_tokens = max(1, chunk_tokens)
+    if (type(lm_head) is nn.Linear and lm_head.bias is None and isinstance(weight, torch.Tensor)
+            and (upcast or _matmul_dtype(flat_hidden, weight) in (torch.float32, torch.float64))):
+        logps, ents = _ChunkedLogProbs.apply(flat_hidden, weight, flat_targets, float(temperature),
+                                             chunk_tokens, entropy,
+                                             _matmul_dtype(flat_hidden, weight))
+        return logps.view(batch, keep), ents.view(batch, keep) if entropy else None
 
     def chunk(h: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         logits = lm_head(h)
         if upcast:
             logits = logits.float()
-        logits = logits / temperature
+        if temperature != 1.0:
+            logits = logits / temperature
         if logits.dtype in (torch.float32, torch.float64):
             logps = logits.gather(-1, t[:, None]).squeeze(-1) - torch.logsumexp(logits, -1)
         else:  # logsumexp is unstable in bfloat16 (TRL)
@@ -259,12 +412,10 @@ def completion_token_log_probs(hidden: torch.Tensor, lm_head: nn.Module, targets
             ent = entropy_from_logits(logits) if entropy else logps.new_zeros(())
         return logps, ent
 
-    batch, keep = targets.shape
-    flat_hidden, flat_targets = hidden.reshape(batch * keep, -1), targets.reshape(-1)
     grad = torch.is_grad_enabled() and (hidden.requires_grad or any(
         p.requires_grad for p in lm_head.parameters()))
     logps, ents = [], []
-    for start in range(0, flat_hidden.shape[0], max(1, chunk_tokens)):
+    for start in range(0, flat_hidden.shape[0], chunk_tokens):
         h = flat_hidden[start:start + chunk_tokens]
         t = flat_targets[start:start + chunk_tokens]
         lp, ent = checkpoint(chunk, h, t, use_reentrant=False) if grad else chunk(h, t)
@@ -272,6 +423,97 @@ def completion_token_log_probs(hidden: torch.Tensor, lm_head: nn.Module, targets
         ents.append(ent)
     return (torch.cat(logps).view(batch, keep),
             torch.cat(ents).view(batch, keep) if entropy else None)
+
+
+# -- rollout sampling (issue 16) ---------------------------------------------------------
+def sample_top_k(scores: torch.Tensor, top_k: int, *, temperature: float = 1.0,
+                 top_p: float = 1.0, min_tokens_to_keep: int = 1,
+                 full_noise: bool = False) -> torch.Tensor:
+    """Next tokens (B,) drawn as transformers' sampling draws them with these warpers.
+
+    transformers applies temperature, ``TopKLogitsWarper``, ``TopPLogitsWarper`` to the
+    full (B, V) scores, then ``torch.multinomial`` over all V, which on a CPU draws V
+    exponentials per row (the race argmax(p / E), E ~ Exp(1)): at the paper's vocabulary
+    most of a decode step. The top k candidates hold all of the probability, so the race
+    is run among them only: the same distribution from k random numbers a row.
+    ``full_noise`` draws the V exponentials anyway and takes the candidates' (the same
+    tokens as transformers at the same seed, at its cost: the equality test). Ties at
+    the k-th score (which transformers keeps, all of them) fall back to the full scores.
+    """
+    vocab = scores.shape[-1]
+    k = min(max(top_k, min_tokens_to_keep), vocab)
+    values, index = torch.topk(scores, min(k + 1, vocab), dim=-1)
+    if temperature != 1.0:  # monotone: the top k of scores / T are the top k of scores
+        values = values / temperature
+    if k < vocab:
+        if bool((values[:, k] == values[:, k - 1]).any()):
+            return _sample_full(scores, k, temperature, top_p, min_tokens_to_keep)
+        values, index = values[:, :k], index[:, :k]
+    if top_p < 1.0:  # TopPLogitsWarper on the candidates (ascending, as it sorts)
+        ascending = values.flip(-1)
+        remove = ascending.softmax(-1).cumsum(-1) <= 1 - top_p
+        remove[..., -min_tokens_to_keep:] = False
+        values = ascending.masked_fill(remove, -float("inf")).flip(-1)
+    probs = values.softmax(-1)
+    if full_noise:
+        noise = torch.empty_like(scores, dtype=probs.dtype).exponential_().gather(-1, index)
+    else:
+        noise = torch.empty_like(probs).exponential_()
+    return index.gather(-1, (probs / noise).argmax(-1, keepdim=True)).squeeze(-1)
+
+
+def _sample_full(scores: torch.Tensor, top_k: int, temperature: float, top_p: float,
+                 min_tokens_to_keep: int) -> torch.Tensor:
+    """transformers' own warpers and multinomial over the whole vocabulary."""
+    from transformers.generation.logits_process import (
+        TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper)
+
+    if temperature != 1.0:
+        scores = TemperatureLogitsWarper(temperature)(None, scores)
+    scores = TopKLogitsWarper(top_k, min_tokens_to_keep=min_tokens_to_keep)(None, scores)
+    if top_p < 1.0:
+        scores = TopPLogitsWarper(top_p, min_tokens_to_keep=min_tokens_to_keep)(None, scores)
+    return torch.multinomial(scores.softmax(-1), num_samples=1).squeeze(1)
+
+
+class TopKSampler(LogitsProcessor):
+    """The last logits processor of a rollout: samples (``sample_top_k``) and returns scores
+    that put the drawn token first (0 there, -inf elsewhere), so that ``generate`` runs
+    greedy (no V-wide multinomial) and keeps everything else (processors before it,
+    stopping, padding of finished rows, the KV cache) as it is."""
+
+    def __init__(self, top_k: int, temperature: float = 1.0, top_p: float = 1.0,
+                 min_tokens_to_keep: int = 1, full_noise: bool = False) -> None:
+        self.top_k, self.temperature, self.top_p = top_k, temperature, top_p
+        self.min_tokens_to_keep, self.full_noise = min_tokens_to_keep, full_noise
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor
+                 ) -> torch.FloatTensor:
+        tokens = sample_top_k(scores, self.top_k, temperature=self.temperature,
+                              top_p=self.top_p, min_tokens_to_keep=self.min_tokens_to_keep,
+                              full_noise=self.full_noise)
+        out = torch.full_like(scores, -float("inf"))
+        return out.scatter_(-1, tokens[:, None], 0.0)
+
+    @classmethod
+    def replacing(cls, config: GenerationConfig, full_noise: bool = False
+                  ) -> tuple["TopKSampler", GenerationConfig] | None:
+        """(sampler, the config to generate greedily with) for a top-k sampling config;
+        None where it samples otherwise (beams, no top-k, other warpers, scores kept)."""
+        if not (config.do_sample and (config.num_beams or 1) == 1 and config.top_k
+                and config.top_k > 0 and not config.output_scores and not config.output_logits
+                and config.min_p is None and config.top_h is None
+                and (config.typical_p is None or config.typical_p >= 1.0)
+                and not (config.epsilon_cutoff or 0.0) and not (config.eta_cutoff or 0.0)
+                and not config.renormalize_logits and config.watermarking_config is None
+                and (config.num_return_sequences or 1) == 1):
+            return None
+        sampler = cls(int(config.top_k), float(config.temperature or 1.0),
+                      float(1.0 if config.top_p is None else config.top_p), 1, full_noise)
+        greedy = copy.deepcopy(config)
+        greedy.do_sample = False
+        greedy.temperature = greedy.top_k = greedy.top_p = None
+        return sampler, greedy
 
 
 class MediaFeatureCache(dict):
@@ -334,6 +576,9 @@ class OmniForCausalLM(Qwen2ForCausalLM):
         self.freeze_encoders()
         # Set by the GRPO trainer (MediaFeatureCache); None: every pass encodes its media.
         self.media_cache: MediaFeatureCache | None = None
+        # Set by the GRPO trainer's fast path: sampling generate draws from the top-k
+        # candidates only (TopKSampler; the same distribution as transformers' sampling).
+        self.sample_top_k_only = False
 
     def freeze_encoders(self) -> None:
         """requires_grad=False on the encoders the config marks frozen (release: both)."""
@@ -585,6 +830,8 @@ class OmniForCausalLM(Qwen2ForCausalLM):
         repetition_penalty) see only the generated tokens. The prompt ids are put back in
         front of the result, so callers (TRL, erv eval) get prompt + completion as usual.
         """
+        if self.sample_top_k_only:
+            kwargs = self._top_k_sampling(kwargs)
         input_ids = kwargs.pop("input_ids", inputs)
         media = {k: kwargs.pop(k, None) for k in
                  ("videos", "audios", "gate_input_ids", "gate_attention_mask", "images",
@@ -611,6 +858,17 @@ class OmniForCausalLM(Qwen2ForCausalLM):
             return full
         out.sequences = full
         return out
+
+    def _top_k_sampling(self, kwargs: dict, full_noise: bool = False) -> dict:
+        """``generate``'s arguments with top-k sampling done by a ``TopKSampler``."""
+        config = copy.deepcopy(kwargs.pop("generation_config", None) or self.generation_config)
+        rest = config.update(**kwargs)
+        replaced = TopKSampler.replacing(config, full_noise)
+        if replaced is None:
+            return {**rest, "generation_config": config}
+        sampler, greedy = replaced
+        processors = LogitsProcessorList([*(rest.pop("logits_processor", None) or []), sampler])
+        return {**rest, "generation_config": greedy, "logits_processor": processors}
 
     def completion_log_probs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                              logits_to_keep: int, temperature: float = 1.0,
