@@ -54,6 +54,40 @@ def test_drift_gives_an_exact_share_of_each_labels_train_clips_to_another_emotio
         "split": "train"}
 
 
+def test_drift_to_next_is_one_systematic_confusion_per_label(tmp_path: Path) -> None:
+    """drift_to = "next": the same clips drift as with "any" (same seed), each to the label
+    after its own; test_every = 2 puts every 2nd clip of a label in the test split."""
+    result = write_synthetic(tmp_path / "d", 8, layouts=("jsonl",), seed=0, drift=0.5,
+                             drift_to="next", explanations="short", test_every=2)
+    # 8 clips a label: 4 test (the 2nd, 4th, ...), 4 train, of which round(0.5 x 4) = 2 drift.
+    drifting = [(c.id, c.explains) for c in result.clips if c.drifts]
+    assert drifting == [
+        ("sadness_0000", "anger"), ("anger_0000", "neutral"), ("neutral_0000", "happiness"),
+        ("happiness_0002", "sadness"), ("sadness_0004", "anger"), ("happiness_0006", "sadness"),
+        ("anger_0006", "neutral"), ("neutral_0006", "happiness")]
+    anyway = write_synthetic(tmp_path / "e", 8, layouts=(), seed=0, drift=0.5, test_every=2)
+    assert [c.id for c in anyway.clips if c.drifts] == [i for i, _ in drifting]
+    assert sum(c.split == "test" for c in result.clips) == 16
+    assert not any(c.drifts for c in result.clips if c.split == "test")
+    with pytest.raises(ValueError, match=r"drift_to must be one of any, next, got 'last'"):
+        write_synthetic(tmp_path / "c", 2, layouts=(), drift=0.5, drift_to="last")
+
+
+def test_synthetic_vocabulary_makes_the_tasks_words_whole_tokens() -> None:
+    """The effect demo's tiny tokenizer: the explanation in 18 tokens, not 32 byte pieces."""
+    from erv_plugins.models.omni.tiny import build_tiny_tokenizer
+
+    text = "The light is cold blue and the tone is low, slow. The person feels sadness."
+    base = build_tiny_tokenizer()
+    synthetic = build_tiny_tokenizer(2048, "synthetic")
+    assert len(base(text)["input_ids"]) == 32
+    assert [synthetic.decode([i]) for i in synthetic(text)["input_ids"]] == [
+        "The", " light", " is", " cold", " blue", " and", " the", " tone", " is", " low", ",",
+        " slow", ".", " The", " person", " feels", " sadness", "."]
+    # BPE stops merging when the corpus has no pair left: 813 pieces + the 4 reasoning tags.
+    assert len(synthetic) == 817
+
+
 def test_drift_changes_explanations_only(tmp_path: Path) -> None:
     a = write_synthetic(tmp_path / "a", 2, labels=("anger", "sadness"), layouts=(), seed=1)
     b = write_synthetic(tmp_path / "b", 2, labels=("anger", "sadness"), layouts=(), seed=1,
