@@ -1,8 +1,8 @@
 """The effect experiment over seeds: ERV (R_E + R_format + R_answer) against the answer-only
 baseline (R1-Omni: R_format + R_answer), both from the same SFT model (issue 15).
 
-For each seed it writes two small recipes on top of ``recipes/tiny_cpu_effect.toml`` and
-``recipes/tiny_cpu_effect_baseline.toml`` that set every seed of the run (the tiny policy's
+For each seed it writes two small recipes on top of ``recipes/tiny_cpu.toml`` and
+``recipes/tiny_cpu_baseline.toml`` that set every seed of the run (the tiny policy's
 initialisation, SFT, the verifier, GRPO, eval; the synthetic clips stay those of seed 0),
 runs ``erv run`` (stages sft, train_verifier, grpo, eval, compare: the baseline runs inside),
 and reads ``compare/table.json``. It writes the mean and spread (sample standard
@@ -47,17 +47,16 @@ seed = {s}
 
 
 def write_recipes(work: Path, seed: int) -> Path:
-    """seed<N>.toml (extends tiny_cpu_effect.toml) and its baseline (extends
-    tiny_cpu_effect_baseline.toml),
+    """seed<N>.toml (extends tiny_cpu.toml) and its baseline (extends tiny_cpu_baseline.toml),
     with the same seeds; returns the first."""
     work.mkdir(parents=True, exist_ok=True)
     tables = SEED_TABLES.format(s=seed)
     base = work / f"seed{seed}_baseline.toml"
-    base.write_text(f'extends = "{REPO / "recipes" / "tiny_cpu_effect_baseline.toml"}"\n'
-                    f'name = "tiny_cpu_effect_baseline_seed{seed}"\nseed = {seed}\n{tables}')
+    base.write_text(f'extends = "{REPO / "recipes" / "tiny_cpu_baseline.toml"}"\n'
+                    f'name = "tiny_cpu_baseline_seed{seed}"\nseed = {seed}\n{tables}')
     ours = work / f"seed{seed}.toml"
-    ours.write_text(f'extends = "{REPO / "recipes" / "tiny_cpu_effect.toml"}"\n'
-                    f'name = "tiny_cpu_effect_seed{seed}"\nseed = {seed}\n{tables}'
+    ours.write_text(f'extends = "{REPO / "recipes" / "tiny_cpu.toml"}"\n'
+                    f'name = "tiny_cpu_seed{seed}"\nseed = {seed}\n{tables}'
                     f'[compare]\nbaseline = "{base.name}"\n')
     return ours
 
@@ -101,10 +100,11 @@ def report(results: list[dict[str, Any]], command: str) -> str:
     base_name, ours_name = (r["method"] for r in results[0]["rows"])
     lines = [BEGIN, "## The demo's effect: ERV vs the answer-only baseline (issue 15)", "",
              f"Command: `{command}` (each seed: `erv run` of a recipe extending "
-             "`recipes/tiny_cpu_effect.toml` with every seed set; the baseline from the same SFT "
+             "`recipes/tiny_cpu.toml` with every seed set; the baseline from the same SFT "
              "model). Judge: the lexicon judge of `[eval.judge]` (plugin erv-lexicon-"
-             "verifier), not the reward's verifier. Values in percent on the 16 test clips; "
-             "mean ± sample standard deviation over seeds.", ""]
+             "verifier), not the reward's verifier. Values in percent on the "
+             f"{results[0]['rows'][0].get('n', '?')} test clips; mean ± sample standard "
+             "deviation over seeds.", ""]
     header = "| metric | " + " | ".join([base_name, ours_name, "ours - baseline"]) + " |"
     lines += [header, "|---|---:|---:|---:|"]
     for m in METRICS:

@@ -1,4 +1,4 @@
-"""The effect experiment's miniature Table 1 (issue 15, recipes/tiny_cpu_effect*.toml): drifting SFT explanations, the answer-only
+"""The effect experiment's miniature Table 1 (issue 15, recipes/tiny_cpu*.toml): drifting SFT explanations, the answer-only
 baseline recipe, the EPC monitor on GRPO rollouts and the side-by-side comparison."""
 
 from __future__ import annotations
@@ -54,6 +54,40 @@ def test_drift_gives_an_exact_share_of_each_labels_train_clips_to_another_emotio
         "split": "train"}
 
 
+def test_drift_to_next_is_one_systematic_confusion_per_label(tmp_path: Path) -> None:
+    """drift_to = "next": the same clips drift as with "any" (same seed), each to the label
+    after its own; test_every = 2 puts every 2nd clip of a label in the test split."""
+    result = write_synthetic(tmp_path / "d", 8, layouts=("jsonl",), seed=0, drift=0.5,
+                             drift_to="next", explanations="short", test_every=2)
+    # 8 clips a label: 4 test (the 2nd, 4th, ...), 4 train, of which round(0.5 x 4) = 2 drift.
+    drifting = [(c.id, c.explains) for c in result.clips if c.drifts]
+    assert drifting == [
+        ("sadness_0000", "anger"), ("anger_0000", "neutral"), ("neutral_0000", "happiness"),
+        ("happiness_0002", "sadness"), ("sadness_0004", "anger"), ("happiness_0006", "sadness"),
+        ("anger_0006", "neutral"), ("neutral_0006", "happiness")]
+    anyway = write_synthetic(tmp_path / "e", 8, layouts=(), seed=0, drift=0.5, test_every=2)
+    assert [c.id for c in anyway.clips if c.drifts] == [i for i, _ in drifting]
+    assert sum(c.split == "test" for c in result.clips) == 16
+    assert not any(c.drifts for c in result.clips if c.split == "test")
+    with pytest.raises(ValueError, match=r"drift_to must be one of any, next, got 'last'"):
+        write_synthetic(tmp_path / "c", 2, layouts=(), drift=0.5, drift_to="last")
+
+
+def test_synthetic_vocabulary_makes_the_tasks_words_whole_tokens() -> None:
+    """The effect demo's tiny tokenizer: the explanation in 18 tokens, not 32 byte pieces."""
+    from erv_plugins.models.omni.tiny import build_tiny_tokenizer
+
+    text = "The light is cold blue and the tone is low, slow. The person feels sadness."
+    base = build_tiny_tokenizer()
+    synthetic = build_tiny_tokenizer(2048, "synthetic")
+    assert len(base(text)["input_ids"]) == 32
+    assert [synthetic.decode([i]) for i in synthetic(text)["input_ids"]] == [
+        "The", " light", " is", " cold", " blue", " and", " the", " tone", " is", " low", ",",
+        " slow", ".", " The", " person", " feels", " sadness", "."]
+    # BPE stops merging when the corpus has no pair left: 813 pieces + the 4 reasoning tags.
+    assert len(synthetic) == 817
+
+
 def test_drift_changes_explanations_only(tmp_path: Path) -> None:
     a = write_synthetic(tmp_path / "a", 2, labels=("anger", "sadness"), layouts=(), seed=1)
     b = write_synthetic(tmp_path / "b", 2, labels=("anger", "sadness"), layouts=(), seed=1,
@@ -73,13 +107,13 @@ def test_drift_changes_explanations_only(tmp_path: Path) -> None:
 # -- the two recipes ---------------------------------------------------------------------------
 
 def test_baseline_recipe_is_the_effect_recipe_without_r_e_from_the_same_sft_model() -> None:
-    ours = load_recipe(RECIPES / "tiny_cpu_effect.toml")
-    base = load_recipe(RECIPES / "tiny_cpu_effect_baseline.toml")
+    ours = load_recipe(RECIPES / "tiny_cpu.toml")
+    base = load_recipe(RECIPES / "tiny_cpu_baseline.toml")
     assert ours.stages == ["sft", "train_verifier", "grpo", "eval", "compare"]
     assert base.stages == ["grpo", "eval"]
     assert (base.name, base.run_dir, base.model.path) == (
-        "tiny_cpu_effect_baseline", "runs/tiny_cpu_effect_baseline",
-        "runs/tiny_cpu_effect/sft/model")
+        "tiny_cpu_baseline", "runs/tiny_cpu_baseline",
+        "runs/tiny_cpu/sft/model")
     assert {k: s.weight for k, s in ours.rewards.items()} == {
         "format": 1.0, "answer": 1.0, "explanation": 1.0, "epc": 0.0}
     assert {k: s.weight for k, s in base.rewards.items()} == {
@@ -88,7 +122,10 @@ def test_baseline_recipe_is_the_effect_recipe_without_r_e_from_the_same_sft_mode
     assert base.grpo == ours.grpo and base.eval == ours.eval and base.verifier == ours.verifier
     assert base.sft == ours.sft and base.seed == ours.seed
     assert ours.sft.synthetic == ours.grpo.synthetic
-    assert (ours.sft.synthetic.drift, ours.sft.synthetic.explanations) == (0.5, "short")
+    synthetic = ours.sft.synthetic
+    assert (synthetic.drift, synthetic.drift_to, synthetic.explanations) == (0.5, "next", "short")
+    assert (synthetic.n_per_label, synthetic.test_every) == (24, 2)
+    assert ours.model.options.tiny_vocabulary == "synthetic"
     judge = ours.eval.judge
     assert (judge.plugin, judge.options.plugin) == ("verifier", "lexicon")
     import msgspec
@@ -99,7 +136,7 @@ def test_baseline_recipe_is_the_effect_recipe_without_r_e_from_the_same_sft_mode
     assert monitor.options == {k: v for k, v in msgspec.to_builtins(judge.options).items()
                                if k != "batch_size"}
     compare = ours.table("compare")  # the table the compare stage registered
-    assert compare.baseline == str(RECIPES / "tiny_cpu_effect_baseline.toml")
+    assert compare.baseline == str(RECIPES / "tiny_cpu_baseline.toml")
     assert (compare.name, compare.baseline_name) == (
         "ERV (R_E + R_format + R_answer)", "R1-Omni (R_format + R_answer)")
 
@@ -108,7 +145,7 @@ def test_compare_needs_the_sft_stage_before_it(tmp_path: Path) -> None:
     from erv_plugins.errors import RecipeError
 
     recipe = tmp_path / "r.toml"
-    recipe.write_text(f'extends = "{RECIPES / "tiny_cpu_effect.toml"}"\n'
+    recipe.write_text(f'extends = "{RECIPES / "tiny_cpu.toml"}"\n'
                       'stages = ["compare", "sft", "train_verifier", "grpo", "eval"]\n')
     with pytest.raises(RecipeError, match=r"r.toml: \$.stages\[0\]: stage 'compare' comes "
                                           r"before stage 'sft', which writes the SFT model"):
@@ -120,7 +157,7 @@ def test_compare_needs_the_sft_stage_before_it(tmp_path: Path) -> None:
 def test_epc_monitor_scores_each_rollout_as_erv_eval_reads_it() -> None:
     from erv_plugins.plugins import get_plugins
 
-    recipe = load_recipe(RECIPES / "tiny_cpu_effect.toml")
+    recipe = load_recipe(RECIPES / "tiny_cpu.toml")
     reward = get_plugins().get("reward", "epc").build(recipe.rewards["epc"].options)
     completions = [
         # coherent: the judge reads happiness, the answer says happiness
@@ -221,14 +258,14 @@ def test_compare_stage_trains_the_baseline_from_this_runs_sft_model(
     for stage in ("sft", "train_verifier"):
         (run / stage / ".done").write_text("{}\n")
     (tmp_path / "base.toml").write_text(
-        f'extends = "{RECIPES / "tiny_cpu_effect_baseline.toml"}"\n{SHORT}')
+        f'extends = "{RECIPES / "tiny_cpu_baseline.toml"}"\n{SHORT}')
     (tmp_path / "ours.toml").write_text(
-        f'extends = "{RECIPES / "tiny_cpu_effect.toml"}"\nrun_dir = "elsewhere"\n{SHORT}'
+        f'extends = "{RECIPES / "tiny_cpu.toml"}"\nrun_dir = "elsewhere"\n{SHORT}'
         '[compare]\nbaseline = "base.toml"\n')
     lines: list[str] = []
     run_recipe(load_recipe(tmp_path / "ours.toml"), get_plugins(), echo=lines.append)
 
-    assert not (tmp_path / "runs").exists()  # nothing under runs/tiny_cpu_effect*: all in the run dir
+    assert not (tmp_path / "runs").exists()  # nothing under runs/tiny_cpu*: all in the run dir
     base = run / "baseline"
     assert (base / "grpo" / ".done").is_file() and (base / "eval" / ".done").is_file()
     # The same SFT model (the baseline has no SFT of its own) and this run's verifier.

@@ -255,10 +255,9 @@ CASES = [
       "from stage train_verifier of this run (run it: --stage train_verifier))"]),
     ("eval-reads-this-runs-products", TINY.read_text(), None, ["--stage", "eval"],
      ["data/tiny_cpu/mafw: no such directory ($.eval.dataset: mafw dataset directory)",
+      # (the demo's eval judge is a lexicon: the trained verifier is not needed)
       "{tmp}/run/grpo/model: no such directory (stage eval: the trained policy from stage "
-      "grpo of this run (run it: --stage grpo))",
-      "{tmp}/run/train_verifier/model: no such directory (stage eval: the trained verifier "
-      "from stage train_verifier of this run (run it: --stage train_verifier))"]),
+      "grpo of this run (run it: --stage grpo))"]),
 ]
 
 
@@ -425,7 +424,15 @@ def test_eval_of_tiny_cpu_in_another_run_dir_uses_that_runs_verifier_and_policy(
     for stage in ("sft", "train_verifier", "grpo"):
         (run / stage).mkdir(parents=True, exist_ok=True)
         (run / stage / ".done").write_text("{}\n")
-    r = run_cli(capsys, ["run", str(TINY), "--run-dir", str(run)])
+    # The demo's eval judge is a lexicon; this check needs the verifier judge (the recipe's
+    # [verifier], the trained one), so the recipe's eval judge line is swapped for it.
+    text = TINY.read_text()
+    lexicon = next(line for line in text.splitlines()
+                   if line.startswith('judge = { plugin = "verifier", options = { plugin = "lexicon"'))
+    head, _, tail = text.rpartition(lexicon)
+    recipe = work / "tiny_cpu.toml"
+    recipe.write_text(head + 'judge = { plugin = "verifier" }' + tail)
+    r = run_cli(capsys, ["run", str(recipe), "--run-dir", str(run), "--stage", "eval"])
     assert r.code == 0, r.err
     assert not (work / "runs").exists()  # nothing read or written under runs/tiny_cpu
     metrics = json.loads((run / "eval" / "metrics.json").read_text())

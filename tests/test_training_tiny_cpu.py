@@ -1,5 +1,8 @@
 """The default demo, `erv run recipes/tiny_cpu.toml`, end to end on CPU: synthetic clips, a
-tiny omni policy, SFT -> train_verifier -> GRPO -> eval, and GRPO raises the total reward."""
+tiny omni policy, SFT -> train_verifier -> GRPO -> eval -> compare (the answer-only baseline
+from the same SFT model, then both evaluations side by side), and GRPO raises the total
+reward. The size of the effect is measured over seeds by benchmarks/demo_effect.py, not
+asserted here."""
 
 from __future__ import annotations
 
@@ -26,19 +29,27 @@ def test_tiny_cpu_recipe_runs_every_stage_and_grpo_learns(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     run = tmp_path / "runs" / "tiny_cpu"
     assert "erv: run directory runs/tiny_cpu" in out.stdout
-    for stage in ("sft", "train_verifier", "grpo", "eval"):
+    for stage in ("sft", "train_verifier", "grpo", "eval", "compare"):
         assert (run / stage / ".done").is_file(), stage
+    for stage in ("grpo", "eval"):
+        assert (run / "baseline" / stage / ".done").is_file(), stage
     assert (tmp_path / "data" / "tiny_cpu" / "manifest.jsonl").is_file()  # written on demand
 
-    rows = MetricsLog(run / "grpo" / "metrics.jsonl").read()
-    assert [r["step"] for r in rows] == list(range(1, 81))
-    first, last = fifth_means([r["reward"] for r in rows])
-    assert last > first, (first, last)
+    for grpo_dir in (run / "grpo", run / "baseline" / "grpo"):
+        rows = MetricsLog(grpo_dir / "metrics.jsonl").read()
+        assert [r["step"] for r in rows] == list(range(1, 121))
+        first, last = fifth_means([r["reward"] for r in rows])
+        assert last > first, (grpo_dir, first, last)
     grpo = json.loads((run / "grpo" / ".done").read_text())
     assert grpo["reward_last_fifth"] > grpo["reward_first_fifth"]
     for name in ("total", "format", "answer", "explanation"):
         assert (run / "grpo" / f"reward_{name}.png").is_file()
     report = (run / "grpo" / "report.md").read_text()
     assert report.startswith("# GRPO: tiny_cpu") and "| total |" in report
-    # The acceptance budget is 10 minutes on 2 CPU cores.
+    table = (run / "compare" / "table.md").read_text().splitlines()
+    assert [line.split(" | ")[0] for line in table[2:5]] == [
+        "| R1-Omni (R_format + R_answer)", "| ERV (R_E + R_format + R_answer)",
+        "| ours - baseline (paired)"]
+    assert (run / "compare" / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # The acceptance budget is 10 minutes on 2 CPU cores, both runs and the comparison.
     assert seconds < 600, seconds

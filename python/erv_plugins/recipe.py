@@ -168,9 +168,13 @@ class SyntheticData(_Strict):
     size: Annotated[int, msgspec.Meta(ge=16)] = 32
     seconds: Annotated[float, msgspec.Meta(ge=0.1)] = 1.0
     fps: Positive = 8
+    # Every test_every-th clip of a label (the 2nd, ...) is a test clip.
+    test_every: Annotated[int, msgspec.Meta(ge=2)] = 4
     # The share of each label's train clips whose explanation drifts to another emotion
-    # (cites its cues while the answer stays right), as R1-Omni's do (datasets/synthetic.py).
+    # (cites its cues while the answer stays right), as R1-Omni's do (datasets/synthetic.py);
+    # drift_to: "any" other emotion, or always the "next" label (one systematic confusion).
     drift: Ratio = 0.0
+    drift_to: Literal["any", "next"] = "any"
     # "varied": three explanation templates (the default demo's); "short": one ~25-token
     # template a tiny policy reproduces cleanly (the effect experiment's).
     explanations: Literal["varied", "short"] = "varied"

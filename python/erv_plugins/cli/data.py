@@ -41,11 +41,17 @@ def _csv(value: str) -> tuple[str, ...]:
 @click.option("--drift", default=0.0, show_default=True, type=click.FloatRange(0.0, 1.0),
               help="Share of each label's train clips whose explanation argues for another "
                    "emotion while the label stays right (as R1-Omni's outputs do).")
+@click.option("--drift-to", default="any", show_default=True, type=click.Choice(["any", "next"]),
+              help="Which emotion a drifting explanation argues for: any other (drawn "
+                   "uniformly) or always the next label (one systematic confusion).")
+@click.option("--test-every", default=4, show_default=True, type=click.IntRange(min=2),
+              help="Every N-th clip of a label, from the 2nd, goes to the test split.")
 @click.option("--explanations", default="varied", show_default=True,
               type=click.Choice(["varied", "short"]),
               help="Explanation templates: three phrasings, or one short one.")
 def synth(out_dir: str, per_label: int, labels: str, layouts: str, seed: int, size: int,
-          seconds: float, fps: int, drift: float, explanations: str) -> None:
+          seconds: float, fps: int, drift: float, drift_to: str, test_every: int,
+          explanations: str) -> None:
     """Write small synthetic mp4 clips (a colour and a tone per emotion) with labels and
     explanations, laid out as MAFW, DFEW, EMER, MERR-fine and a JSONL manifest.
 
@@ -56,6 +62,7 @@ def synth(out_dir: str, per_label: int, labels: str, layouts: str, seed: int, si
     try:
         result = write_synthetic(out_dir, per_label, _csv(labels), _csv(layouts), seed,
                                  seconds=seconds, fps=fps, size=size, drift=drift,
+                                 drift_to=drift_to, test_every=test_every,
                                  explanations=explanations,
                                  progress=True)
     except ValueError as exc:

@@ -167,17 +167,26 @@ def write_clip(
     return out
 
 
+DRIFT_TO: tuple[str, ...] = ("any", "next")
+
+
 def drifting_clips(split_of: Sequence[tuple[str, str]], labels: Sequence[str], drift: float,
-                   seed: int) -> dict[int, str]:
+                   seed: int, drift_to: str = "any") -> dict[int, str]:
     """Which clips get a drifting explanation, and the emotion each one argues for.
 
     ``split_of`` is (label, split) per clip in writing order. Per label, exactly
-    ``round(drift * n)`` of its n train clips drift (chosen with ``seed``), each to one of
-    the other ``labels`` drawn uniformly; test clips never drift (their explanations are
-    not trained on). Returns {clip index: emotion the explanation argues for}.
+    ``round(drift * n)`` of its n train clips drift (chosen with ``seed``); test clips
+    never drift (their explanations are not trained on). ``drift_to``: "any" = each to
+    one of the other ``labels`` drawn uniformly; "next" = all to the label after it in
+    ``labels`` (cyclically): one systematic confusion per label, so that at drift 0.5 the
+    drifting explanation is as likely as the coherent one for every clip, also at a low
+    sampling temperature (where uniform drift to the others would leave the coherent
+    explanation the mode). Returns {clip index: emotion the explanation argues for}.
     """
     if not 0.0 <= drift <= 1.0:
         raise ValueError(f"drift must be a share in [0, 1], got {drift}")
+    if drift_to not in DRIFT_TO:
+        raise ValueError(f"drift_to must be one of {', '.join(DRIFT_TO)}, got {drift_to!r}")
     if drift == 0.0 or len(labels) < 2:
         return {}
     # Its own stream, so the clips' pixels and tones do not change with the drift share.
@@ -187,9 +196,27 @@ def drifting_clips(split_of: Sequence[tuple[str, str]], labels: Sequence[str], d
         train = [i for i, (lb, split) in enumerate(split_of) if lb == label and split == "train"]
         k = round(drift * len(train))
         others = [lb for lb in labels if lb != label]
+        following = labels[(list(labels).index(label) + 1) % len(labels)]
         for i in sorted(rng.choice(train, size=k, replace=False).tolist()):
-            out[i] = others[int(rng.integers(len(others)))]
+            pick = int(rng.integers(len(others)))  # drawn in both modes: same stream
+            out[i] = others[pick] if drift_to == "any" else following
     return out
+
+
+def synthetic_corpus() -> list[str]:
+    """Text a tiny tokenizer can be trained on so that the synthetic task's words are whole
+    tokens: every explanation template with every emotion's cues and word, and every
+    emotion as an answer (weighted like the task, where each template repeats per label).
+    With whole words a tiny policy samples a clean explanation at temperature 1, which
+    GRPO's rollouts need; with byte pieces it garbles them (benchmarks/RESULTS.md)."""
+    lines: list[str] = []
+    for label in STYLE:
+        for templates in _EXPLANATIONS.values():
+            for template in templates:
+                lines += [template.format(colour=colour_word, tone=tone_word, word=other)
+                          for other, (_, _, colour_word, tone_word) in STYLE.items()]
+        lines += [f"<answer>{label}</answer>"] * 50
+    return lines
 
 
 def explanation_for(label: str, variant: int = 0, style: str = "varied") -> str:
@@ -225,6 +252,7 @@ def write_synthetic(
     noise: float = 8.0,
     test_every: int = 4,
     drift: float = 0.0,
+    drift_to: str = "any",
     explanations: str = "varied",
     progress: bool = False,
 ) -> SyntheticSet:
@@ -232,7 +260,7 @@ def write_synthetic(
 
     Every ``test_every``-th clip of a label (the 2nd, 6th, ...) is in the test split, so
     two clips per label give one train and one test clip. ``drift``: the share of each
-    label's train clips whose explanation argues for another emotion
+    label's train clips whose explanation argues for another emotion, ``drift_to`` which
     (``drifting_clips``). ``explanations``: the template style (``explanation_for``).
     Deterministic for a ``seed``.
     """
@@ -256,7 +284,7 @@ def write_synthetic(
         return "test" if (n_per_label > 1 and k % test_every == 1) else "train"
 
     drifted = drifting_clips([(label, split_of(k)) for label, k in jobs],
-                             [normalize_mafw(lb) for lb in labels], drift, seed)
+                             [normalize_mafw(lb) for lb in labels], drift, seed, drift_to)
     for idx, (label, k) in enumerate(tqdm(jobs, disable=not progress, desc="writing clips")):
         clip_id = f"{label}_{k:04d}"
         colour, tone, _, _ = STYLE[label]

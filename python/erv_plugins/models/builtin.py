@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import msgspec
 
@@ -23,6 +23,9 @@ class OmniOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     tiny: bool = False
     tiny_dir: str | None = None  # where to write it; default <run dir>/tiny_omni
     seed: int = 0
+    # The tiny model's tokenizer (models/omni/tiny.py): "base" (512 pieces), or "synthetic"
+    # (2,048, the synthetic task's words whole: clean explanations at temperature 1).
+    tiny_vocabulary: Literal["base", "synthetic"] = "base"
     dtype: str | None = None  # "float32", "bfloat16", ...; None keeps the checkpoint's
     cache_dir: str | None = None  # decoded-clip cache shared by the processor
     # Whether training stages unfreeze the SigLIP tower, unless a stage table says
@@ -75,7 +78,8 @@ class OmniPolicy:
 
         out = Path(self.options.tiny_dir) if self.options.tiny_dir else self.run_dir / "tiny_omni"
         if not (out / "config.json").is_file():
-            build_tiny_omni(out, seed=self.options.seed)
+            build_tiny_omni(out, seed=self.options.seed,
+                            vocabulary=self.options.tiny_vocabulary)
         return str(out)
 
     # -- the contract for saved directories (models/base.py) ------------------------------

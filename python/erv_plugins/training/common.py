@@ -57,6 +57,7 @@ def ensure_synthetic(spec: SyntheticData | None, echo: Any = print) -> None:
     echo(f"erv: writing synthetic clips to {out}")
     write_synthetic(out, spec.n_per_label, spec.labels, spec.layouts, spec.seed,
                     seconds=spec.seconds, fps=spec.fps, size=spec.size, drift=spec.drift,
+                    drift_to=spec.drift_to, test_every=spec.test_every,
                     explanations=spec.explanations,
                     progress=True)
     marker.write_text(json.dumps(settings) + "\n")

@@ -85,8 +85,15 @@ def _corpus() -> list[str]:
     return lines
 
 
-def build_tiny_tokenizer(vocab_size: int = 512) -> Any:
-    """Byte-level BPE (Qwen2 split regex, ChatML and vision specials, no media tokens)."""
+# The tiny tokenizers: "base" (512 pieces of a generic corpus: the tests' and the default
+# demo's), "synthetic" (2,048 pieces, also trained on the synthetic task's explanations,
+# whose words become whole tokens: the effect demo's).
+VOCABULARIES: dict[str, int] = {"base": 512, "synthetic": 2048}
+
+
+def build_tiny_tokenizer(vocab_size: int = 512, vocabulary: str = "base") -> Any:
+    """Byte-level BPE (Qwen2 split regex, ChatML and vision specials, no media tokens);
+    ``vocabulary`` "synthetic" adds ``datasets.synthetic.synthetic_corpus()`` to its corpus."""
     from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -99,7 +106,15 @@ def build_tiny_tokenizer(vocab_size: int = 512) -> Any:
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS), show_progress=False,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(_corpus(), trainer=trainer)
+    corpus = _corpus()
+    if vocabulary == "synthetic":
+        from erv_plugins.datasets.synthetic import synthetic_corpus
+
+        corpus += synthetic_corpus()
+    elif vocabulary != "base":
+        raise ErvError(f"tiny vocabulary must be one of {', '.join(VOCABULARIES)}, "
+                       f"got {vocabulary!r}")
+    tok.train_from_iterator(corpus, trainer=trainer)
     tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in TAG_TOKENS])
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
@@ -155,7 +170,7 @@ def tiny_config(tokenizer: Any, gate_tokenizer: Any, **overrides: Any) -> Any:
 
 
 def build_tiny_omni(out_dir: str | os.PathLike[str], *, seed: int = 0,
-                    **config_overrides: Any) -> Path:
+                    vocabulary: str = "base", **config_overrides: Any) -> Path:
     """Write a loadable tiny random omni model + processor to ``out_dir``; returns it.
 
     Audio: 16 mel bins, 2 s windows (198 frames -> 33 audio tokens); video: 8 frames of
@@ -164,7 +179,10 @@ def build_tiny_omni(out_dir: str | os.PathLike[str], *, seed: int = 0,
     from erv_plugins.models.omni.modelling import OmniForCausalLM
 
     out = Path(out_dir)
-    tokenizer = build_tiny_tokenizer()
+    if vocabulary not in VOCABULARIES:
+        raise ErvError(f"tiny vocabulary must be one of {', '.join(VOCABULARIES)}, "
+                       f"got {vocabulary!r}")
+    tokenizer = build_tiny_tokenizer(VOCABULARIES[vocabulary], vocabulary)
     gate_tokenizer = build_tiny_gate_tokenizer()
     config = tiny_config(tokenizer, gate_tokenizer, **config_overrides)
     torch.manual_seed(seed)
