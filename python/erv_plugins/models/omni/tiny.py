@@ -40,24 +40,30 @@ SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start
 # skip_special_tokens=True must keep them, or the format reward could never match.
 TAG_TOKENS = ("<think>", "</think>", "<answer>", "</answer>")
 
-# ChatML, with Qwen2's default system turn. Message content is a string, or a list of
-# parts {"type": "video"} / {"type": "audio"} / {"type": "text", "text": ...}.
-CHAT_TEMPLATE = (
-    "{%- for message in messages -%}"
-    "{%- if loop.first and message['role'] != 'system' -%}"
-    "{{ '<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' }}"
-    "{%- endif -%}"
-    "{{ '<|im_start|>' + message['role'] + '\\n' }}"
-    "{%- if message['content'] is string -%}{{ message['content'] }}"
-    "{%- else -%}{%- for part in message['content'] -%}"
-    "{%- if part['type'] == 'video' -%}{{ '<vi_start><video><vi_end>\\n' }}"
-    "{%- elif part['type'] == 'audio' -%}{{ '<au_start><audio><au_end>\\n' }}"
-    "{%- else -%}{{ part['text'] }}{%- endif -%}"
-    "{%- endfor -%}{%- endif -%}"
-    "{{ '<|im_end|>\\n' }}"
-    "{%- endfor -%}"
-    "{%- if add_generation_prompt -%}{{ '<|im_start|>assistant\\n' }}{%- endif -%}"
-)
+def chatml_template(video: str, audio: str) -> str:
+    """ChatML with Qwen2's default system turn; message content is a string, or a list of
+    parts {"type": "video"} / {"type": "audio"} / {"type": "text", "text": ...}, the media
+    parts written as ``video`` / ``audio`` (each model family's own markers)."""
+    return (
+        "{%- for message in messages -%}"
+        "{%- if loop.first and message['role'] != 'system' -%}"
+        "{{ '<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' }}"
+        "{%- endif -%}"
+        "{{ '<|im_start|>' + message['role'] + '\\n' }}"
+        "{%- if message['content'] is string -%}{{ message['content'] }}"
+        "{%- else -%}{%- for part in message['content'] -%}"
+        "{%- if part['type'] == 'video' -%}{{ '" + video + "' }}"
+        "{%- elif part['type'] == 'audio' -%}{{ '" + audio + "' }}"
+        "{%- else -%}{{ part['text'] }}{%- endif -%}"
+        "{%- endfor -%}{%- endif -%}"
+        "{{ '<|im_end|>\\n' }}"
+        "{%- endfor -%}"
+        "{%- if add_generation_prompt -%}{{ '<|im_start|>assistant\\n' }}{%- endif -%}"
+    )
+
+
+# The HumanOmni markers: text wrappers around the media placeholders.
+CHAT_TEMPLATE = chatml_template("<vi_start><video><vi_end>\\n", "<au_start><audio><au_end>\\n")
 
 # What decode_clip must produce for the tiny model (kept equal to tiny_config's sizes).
 TINY_MEDIA: dict[str, Any] = {"frames": 8, "image_size": 32, "n_mels": 16, "chunk_length": 1.98,

@@ -17,6 +17,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from erv_plugins.models.omni.tiny import chatml_template
+
 # Qwen2.5-Omni's media tokens (the tokenizer's extra special tokens, by role).
 MEDIA_TOKENS: dict[str, str] = {
     "image_token": "<|IMAGE|>", "audio_token": "<|AUDIO|>", "video_token": "<|VIDEO|>",
@@ -24,25 +26,9 @@ MEDIA_TOKENS: dict[str, str] = {
     "audio_bos_token": "<|audio_bos|>", "audio_eos_token": "<|audio_eos|>",
 }
 
-# ChatML with a default system turn; content is a string or a list of parts
-# {"type": "video"} / {"type": "audio"} / {"type": "text", "text": ...}, written as
-# Qwen2.5-Omni's chat template writes them.
-CHAT_TEMPLATE = (
-    "{%- for message in messages -%}"
-    "{%- if loop.first and message['role'] != 'system' -%}"
-    "{{ '<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' }}"
-    "{%- endif -%}"
-    "{{ '<|im_start|>' + message['role'] + '\\n' }}"
-    "{%- if message['content'] is string -%}{{ message['content'] }}"
-    "{%- else -%}{%- for part in message['content'] -%}"
-    "{%- if part['type'] == 'video' -%}{{ '<|vision_bos|><|VIDEO|><|vision_eos|>' }}"
-    "{%- elif part['type'] == 'audio' -%}{{ '<|audio_bos|><|AUDIO|><|audio_eos|>' }}"
-    "{%- else -%}{{ part['text'] }}{%- endif -%}"
-    "{%- endfor -%}{%- endif -%}"
-    "{{ '<|im_end|>\\n' }}"
-    "{%- endfor -%}"
-    "{%- if add_generation_prompt -%}{{ '<|im_start|>assistant\\n' }}{%- endif -%}"
-)
+# ChatML with its media parts written as Qwen2.5-Omni's chat template writes them.
+CHAT_TEMPLATE = chatml_template("<|vision_bos|><|VIDEO|><|vision_eos|>",
+                                "<|audio_bos|><|AUDIO|><|audio_eos|>")
 
 # Frames of the synthetic clips (32 px) stay 32 px: 8 x 8 patches of 4 px, merged 2 x 2
 # into 16 video tokens per pair of frames.
