@@ -438,3 +438,45 @@ def test_eval_of_tiny_cpu_in_another_run_dir_uses_that_runs_verifier_and_policy(
     metrics = json.loads((run / "eval" / "metrics.json").read_text())
     assert metrics["judged"] == 2 and metrics["judge"] == "verifier"
     assert str(run / "train_verifier" / "model") in metrics["judge_info"]["verifier"]
+
+
+SYNTH_HOLDER = """\
+import sys
+from erv_plugins.locking import hold
+from erv_plugins.recipe import SyntheticData
+from erv_plugins.training.common import ensure_synthetic
+spec = SyntheticData(out=sys.argv[1], n_per_label=1, labels=["anger"], layouts=["jsonl"])
+with hold(sys.argv[1], "test holder"):
+    print("ready", flush=True)
+    sys.stdin.readline()
+    ensure_synthetic(spec)  # a nested hold: writes the clips
+"""
+
+
+def test_runs_started_together_write_the_synthetic_clips_once(tmp_path):
+    """The second run waits for the first one's clips (benchmarks/demo_effect.py starts its
+    seeds together on one data directory) and then reads them, writing nothing."""
+    import threading
+
+    from erv_plugins.recipe import SyntheticData
+    from erv_plugins.training.common import ensure_synthetic
+
+    out = tmp_path / "synth"
+    first = subprocess.Popen([sys.executable, "-c", SYNTH_HOLDER, str(out)],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert first.stdout is not None and first.stdin is not None
+    assert first.stdout.readline() == "ready\n"
+    said: list[str] = []
+    second = threading.Thread(target=ensure_synthetic, args=(
+        SyntheticData(out=str(out), n_per_label=1, labels=["anger"], layouts=["jsonl"]),
+        said.append))
+    second.start()
+    second.join(1.0)
+    assert second.is_alive()  # waiting for the first writer, not writing beside it
+    first.stdin.write("go\n")
+    first.stdin.close()
+    assert first.stdout.read() == f"erv: writing synthetic clips to {out}\n"
+    assert first.wait() == 0
+    second.join(30)
+    assert not second.is_alive() and said == []
+    assert sorted(p.name for p in (out / "clips").iterdir()) == ["anger_0000.mp4"]

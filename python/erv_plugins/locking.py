@@ -48,11 +48,12 @@ def _holder(path: Path) -> str:
 
 
 @contextlib.contextmanager
-def hold(target: str | os.PathLike[str], what: str, *, directory: bool = True
-         ) -> Iterator[Path]:
+def hold(target: str | os.PathLike[str], what: str, *, directory: bool = True,
+         wait: bool = False) -> Iterator[Path]:
     """Hold the lock of ``target`` (a directory, created if needed; or with
     ``directory=False`` an output file) while the body runs; ``LockedError`` when another
-    live process holds it."""
+    live process holds it, or with ``wait`` block until it lets go (a shared input that
+    the first process writes and the others then read, e.g. synthetic clips)."""
     import fcntl
 
     target = Path(target)
@@ -74,7 +75,7 @@ def hold(target: str | os.PathLike[str], what: str, *, directory: bool = True
         return
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
         raise LockedError(f"{target}: another erv process is writing there ({_holder(path)}); "

@@ -47,20 +47,27 @@ def ensure_synthetic(spec: SyntheticData | None, echo: Any = print) -> None:
     """Write the synthetic clips once (a marker file says they are complete)."""
     if spec is None:
         return
+    from erv_plugins.locking import hold
+
     out = Path(spec.out)
     marker = out / ".complete.json"
     settings = {k: getattr(spec, k) for k in spec.__struct_fields__}
     if marker.is_file() and json.loads(marker.read_text()) == settings:
         return
-    from erv_plugins.datasets.synthetic import write_synthetic
+    # Runs started together (benchmarks/demo_effect.py's seeds) share the clips: the first
+    # writes them, the others wait and then find the marker.
+    with hold(out, "writing synthetic clips", wait=True):
+        if marker.is_file() and json.loads(marker.read_text()) == settings:
+            return
+        from erv_plugins.datasets.synthetic import write_synthetic
 
-    echo(f"erv: writing synthetic clips to {out}")
-    write_synthetic(out, spec.n_per_label, spec.labels, spec.layouts, spec.seed,
-                    seconds=spec.seconds, fps=spec.fps, size=spec.size, drift=spec.drift,
-                    drift_to=spec.drift_to, test_every=spec.test_every,
-                    explanations=spec.explanations,
-                    progress=True)
-    marker.write_text(json.dumps(settings) + "\n")
+        echo(f"erv: writing synthetic clips to {out}")
+        write_synthetic(out, spec.n_per_label, spec.labels, spec.layouts, spec.seed,
+                        seconds=spec.seconds, fps=spec.fps, size=spec.size, drift=spec.drift,
+                        drift_to=spec.drift_to, test_every=spec.test_every,
+                        explanations=spec.explanations,
+                        progress=True)
+        marker.write_text(json.dumps(settings) + "\n")
 
 
 def load_samples(spec: DataSpec, ctx: StageContext, where: str) -> tuple[Dataset, list[Sample]]:
