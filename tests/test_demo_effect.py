@@ -104,6 +104,82 @@ def test_drift_changes_explanations_only(tmp_path: Path) -> None:
         write_synthetic(tmp_path / "c", 1, layouts=(), explanations="long")
 
 
+# -- the demo's verifier: sentence-level text, not the drifting explanations ----------------
+
+def test_verifier_sentences_have_one_label_each_in_the_clips_vocabulary() -> None:
+    from collections import Counter
+
+    from erv_plugins.datasets.synthetic import verifier_sentences
+
+    assert verifier_sentences(8, labels=["anger", "sadness"]) == [
+        ("The picture looks washed-out lavender.", "neutral"),
+        ("The person shows anger.", "anger"),
+        ("The screen is harsh red while the voice is grating, sour.", "neutral"),
+        ("The person feels sadness.", "sadness"),
+        ("The light is vivid pink.", "neutral"),
+        ("They feel anger.", "anger"),
+        ("The screen is washed-out lavender while the voice is low, slow.", "neutral"),
+        ("The person shows sadness.", "sadness"),
+    ]
+    # Half scene sentences (neutral), half emotion sentences, balanced over the labels.
+    counts = Counter(label for _, label in verifier_sentences(600))
+    assert counts["neutral"] == 300 + 27
+    assert sorted(v for k, v in counts.items() if k != "neutral") == [27] * 7 + [28] * 3
+    with pytest.raises(ValueError, match="no synthetic style for labels \\['calm'\\]"):
+        verifier_sentences(2, labels=["calm"])
+
+
+def test_text_synthetic_is_a_registered_verifier_dataset() -> None:
+    from erv_plugins.plugins import get_plugins
+    from erv_plugins.verifiers.text_datasets import SyntheticTextOptions, text_synthetic
+
+    assert "text_synthetic" in get_plugins().names("dataset")
+    records = text_synthetic(SyntheticTextOptions(n=4, labels=["fear"])).records()
+    assert [(r.text, r.labels, r.source, r.id) for r in records] == [
+        ("The picture looks washed-out lavender.", ("neutral",), "synthetic", "synthetic:0"),
+        ("The person shows fear.", ("fear",), "synthetic", "synthetic:1"),
+        ("The screen is harsh red while the voice is grating, sour.", ("neutral",),
+         "synthetic", "synthetic:2"),
+        ("The person feels fear.", ("fear",), "synthetic", "synthetic:3"),
+    ]
+
+
+def test_the_demos_verifier_rewards_the_coherent_explanation_not_the_drift(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """tiny_cpu.toml's train_verifier (about 10 s): R_E is 1 for the clip's own cues and
+    emotion, 0 for a drifting explanation, and 0 for the shortcuts a policy could take to
+    please a verifier that reads the cues (dropping the emotion sentence, "feels neutral")."""
+    from click.testing import CliRunner
+
+    from erv_plugins.cli import build_cli, main
+
+    recipe = tmp_path / "v.toml"
+    recipe.write_text(f'extends = "{RECIPES / "tiny_cpu.toml"}"\nstages = ["train_verifier"]\n'
+                      f'run_dir = "{tmp_path / "run"}"\n')
+    result = CliRunner().invoke(build_cli(), ["train-verifier", "--recipe", str(recipe)])
+    assert result.exit_code == 0, result.output
+    happy, sad = "warm yellow and the tone is bright, high", "cold blue and the tone is low, slow"
+    thinks = [
+        f"The light is {happy}. The person feels happiness.",  # coherent
+        f"The light is {sad}. The person feels sadness.",      # drifts to the next label
+        f"The light is {happy}.",                              # no emotion named
+        f"The light is {happy}. The person feels neutral.",
+        f"The light is {sad}. The person feels happiness.",    # the answer's emotion, wrong cues
+    ]
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text("".join(json.dumps({"completion": f"<think>{t}</think><answer>happiness"
+                                                      "</answer>", "label": "happiness",
+                                        "dataset": "mafw"}) + "\n" for t in thinks))
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["reward", str(rows), "--recipe", str(recipe), "--verifier",
+              str(tmp_path / "run" / "train_verifier" / "model"), "--json"])
+    out = capsys.readouterr().out
+    assert exit_info.value.code in (0, None), out
+    assert [json.loads(line)["explanation"] for line in out.splitlines()] == [
+        1.0, 0.0, 0.0, 0.0, 1.0]
+
+
 # -- the two recipes ---------------------------------------------------------------------------
 
 def test_baseline_recipe_is_the_effect_recipe_without_r_e_from_the_same_sft_model() -> None:

@@ -219,6 +219,55 @@ def synthetic_corpus() -> list[str]:
     return lines
 
 
+# The verifier's text for the synthetic task (``verifier_sentences``): one sentence, one
+# label, in the clips' vocabulary but not the SFT explanations' templates. A scene sentence
+# names colours and tones only, so it is neutral, as a text emotion classifier would read
+# it (the paper's neutral filter exists for such description sentences); an emotion
+# sentence names one emotion.
+_SCENE_SENTENCES: tuple[str, ...] = (
+    "The light is {colour}.",
+    "The picture looks {colour}.",
+    "The tone is {tone}.",
+    "A {tone} sound plays.",
+    "The light is {colour} and the tone is {tone}.",
+    "The screen is {colour} while the voice is {tone}.",
+)
+_EMOTION_SENTENCES: tuple[str, ...] = (
+    "The person feels {word}.",
+    "They feel {word}.",
+    "The person shows {word}.",
+    "Their face shows {word}.",
+    "The clip conveys {word}.",
+    "The person seems to feel {word}.",
+)
+
+
+def verifier_sentences(n: int = 600, labels: Sequence[str] = tuple(STYLE),
+                       seed: int = 0) -> list[tuple[str, str]]:
+    """``n`` (sentence, label) pairs to train a verifier for the synthetic task: half
+    scene sentences (a colour and a tone of any emotion in ``STYLE``) labelled neutral,
+    half emotion sentences naming one of ``labels`` (balanced), labelled with it. Never a
+    clip's explanation with the clip's label: a drifting explanation labelled with its
+    clip's emotion would teach the verifier that the other emotion's words mean this one."""
+    unknown = [lb for lb in labels if lb not in STYLE]
+    if unknown:
+        raise ValueError(f"no synthetic style for labels {unknown}; known: {', '.join(STYLE)}")
+    rng = np.random.default_rng([seed, 2])
+    styles = list(STYLE.values())
+    out: list[tuple[str, str]] = []
+    for i in range(n):
+        if i % 2 == 0:
+            _, _, colour, _ = styles[int(rng.integers(len(styles)))]
+            _, _, _, tone = styles[int(rng.integers(len(styles)))]
+            template = _SCENE_SENTENCES[int(rng.integers(len(_SCENE_SENTENCES)))]
+            out.append((template.format(colour=colour, tone=tone), "neutral"))
+        else:
+            label = labels[(i // 2) % len(labels)]
+            template = _EMOTION_SENTENCES[int(rng.integers(len(_EMOTION_SENTENCES)))]
+            out.append((template.format(word=label), label))
+    return out
+
+
 def explanation_for(label: str, variant: int = 0, style: str = "varied") -> str:
     """The explanation of a synthetic clip: its colour, its tone and the emotion word, in
     template ``variant`` of ``style`` ("varied" or "short")."""

@@ -7,7 +7,8 @@ Each has ``records()`` (``TextRecord``s, up to two labels each) and ``samples()`
     plugin = "text_emer"
     root = "data/EMER/emer.csv"
 
-Registered as ``text_jsonl``, ``text_emer``, ``text_merr_fine``, ``text_generated``.
+Registered as ``text_jsonl``, ``text_emer``, ``text_merr_fine``, ``text_generated``,
+``text_synthetic``.
 """
 
 from __future__ import annotations
@@ -53,6 +54,12 @@ class MerrOptions(_Opts):
 
 class GeneratedOptions(_Opts):
     n: int = 2200
+    labels: list[str] = msgspec.field(default_factory=lambda: list(MAFW_LABELS))
+    seed: int = 0
+
+
+class SyntheticTextOptions(_Opts):
+    n: int = 600
     labels: list[str] = msgspec.field(default_factory=lambda: list(MAFW_LABELS))
     seed: int = 0
 
@@ -128,9 +135,26 @@ def text_generated(options: GeneratedOptions, *, context: BuildContext | None = 
                                                        seed=options.seed), MAFW, limit)
 
 
+def text_synthetic(options: SyntheticTextOptions, *, context: BuildContext | None = None
+                   ) -> TextDataset:
+    """Sentences in the synthetic clips' vocabulary, one label each: scene sentences
+    (colours, tones) neutral, emotion sentences with the emotion they name
+    (``datasets.synthetic.verifier_sentences``; the tiny demo's verifier)."""
+    _, _, limit = _where(context)
+    from erv_plugins.datasets.synthetic import verifier_sentences
+
+    def load() -> list[TextRecord]:
+        pairs = verifier_sentences(options.n, labels=options.labels, seed=options.seed)
+        return [TextRecord(text, (label,), "synthetic", f"synthetic:{i}")
+                for i, (text, label) in enumerate(pairs)]
+
+    return TextDataset(load, MAFW, limit)
+
+
 TEXT_DATASETS = (
     ("text_jsonl", text_jsonl, TextJsonlOptions),
     ("text_emer", text_emer, TextFileOptions),
     ("text_merr_fine", text_merr_fine, MerrOptions),
     ("text_generated", text_generated, GeneratedOptions),
+    ("text_synthetic", text_synthetic, SyntheticTextOptions),
 )
