@@ -246,9 +246,10 @@ def verifier_sentences(n: int = 600, labels: Sequence[str] = tuple(STYLE),
                        seed: int = 0) -> list[tuple[str, str]]:
     """``n`` (sentence, label) pairs to train a verifier for the synthetic task: half
     scene sentences (a colour and a tone of any emotion in ``STYLE``) labelled neutral,
-    half emotion sentences naming one of ``labels`` (balanced), labelled with it. Never a
-    clip's explanation with the clip's label: a drifting explanation labelled with its
-    clip's emotion would teach the verifier that the other emotion's words mean this one."""
+    half emotion sentences naming one of ``labels`` (balanced), labelled with it. Not
+    the clips' explanations whole: in them the cue words always come with their emotion
+    word, so a verifier learns the colours as the emotion and a policy earns R_E = 1 with
+    the cue sentence alone (benchmarks/RESULTS.md, issue 15)."""
     unknown = [lb for lb in labels if lb not in STYLE]
     if unknown:
         raise ValueError(f"no synthetic style for labels {unknown}; known: {', '.join(STYLE)}")
