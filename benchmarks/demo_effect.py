@@ -84,8 +84,26 @@ def read_seed(run_dir: Path, seed: int, wall: float, load: float) -> dict[str, A
         for done in sorted(d.glob("*/.done")):
             key = f"{'baseline/' if d != run_dir else ''}{done.parent.name}"
             stages[key] = json.loads(done.read_text()).get("seconds")
+    cues = {row["method"]: cue_agreement(d / "eval" / "predictions.jsonl")
+            for row, d in zip(table["rows"], (run_dir / "baseline", run_dir), strict=True)}
     return {"seed": seed, "wall_s": round(wall, 1), "load_start": round(load, 2),
-            "load_end": round(os.getloadavg()[0], 2), "stages_s": stages, **table}
+            "load_end": round(os.getloadavg()[0], 2), "stages_s": stages, "cues": cues,
+            **table}
+
+
+def cue_agreement(predictions: Path) -> float:
+    """Percent of the evaluated explanations that cite the clip's own colour and tone: a
+    check from outside the loop, as neither R_E's verifier (scene sentences are neutral to
+    it) nor the lexicon judge reads colours or tones."""
+    from erv_plugins.datasets.synthetic import STYLE
+
+    rows = [json.loads(line) for line in predictions.read_text().splitlines() if line]
+    hits = 0
+    for row in rows:
+        _, _, colour, tone = STYLE[row["label"]]
+        think = row["completion"].split("</think>")[0]
+        hits += colour in think and tone in think
+    return 100.0 * hits / len(rows) if rows else 0.0
 
 
 def _mean_sd(values: list[float]) -> str:
@@ -112,6 +130,11 @@ def report(results: list[dict[str, Any]], command: str) -> str:
         o = [r["rows"][1][m] for r in results if r["rows"][1].get(m) is not None]
         d = [r["difference"][m] for r in results] if m in DIFF else []
         lines.append(f"| {m} | {_mean_sd(b)} | {_mean_sd(o)} | {_mean_sd(d)} |")
+    if all("cues" in r for r in results):
+        cues = [[r["cues"][name] for r in results] for name in (base_name, ours_name)]
+        lines.append("| explanation cites the clip's own colour and tone (read by neither "
+                     f"reward nor judge) | {_mean_sd(cues[0])} | {_mean_sd(cues[1])} | "
+                     f"{_mean_sd([o - b for b, o in zip(*cues, strict=True)])} |")
     for key, label in (("explanation", "R_E (reward verifier)"),
                        ("epc", "EPC on rollouts (judge)")):
         for who, name in ((0, base_name), (1, ours_name)):
@@ -155,15 +178,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "RESULTS.md")
     ap.add_argument("--erv", default=str(Path(sys.executable).parent / "erv"))
     ap.add_argument("--collect", type=Path, nargs="+", default=None, metavar="WORK",
-                    help="Run nothing: report the results.json of these work directories "
-                         "(seeds run by separate invocations, e.g. side by side).")
+                    help="Run nothing: report the seeds of these work directories (their "
+                         "results.json and run directories; seeds run by separate "
+                         "invocations, e.g. side by side).")
     args = ap.parse_args(argv)
     command = "python benchmarks/demo_effect.py" + (
         f" --seeds {' '.join(map(str, args.seeds))}" if args.seeds != [0, 1, 2] else "")
     results = []
     if args.collect:
-        for work in args.collect:
-            results += json.loads((work / "results.json").read_text())
+        for work in args.collect:  # figures read again from the run directories
+            for r in json.loads((work / "results.json").read_text()):
+                fresh = read_seed(work / f"seed{r['seed']}", r["seed"], r["wall_s"],
+                                  r["load_start"])
+                results.append({**fresh, "load_end": r["load_end"]})
         results.sort(key=lambda r: r["seed"])
         command += " (seeds run as: " + "; ".join(
             f"--seeds {' '.join(str(r['seed']) for r in json.loads((w / 'results.json').read_text()))}"
