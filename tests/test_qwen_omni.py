@@ -78,6 +78,47 @@ def test_each_plugin_owns_its_directories(tiny_dir: Path, tmp_path: Path) -> Non
     assert policy_owner(tmp_path / "text") is None  # a text-only causal LM: the core's
 
 
+def test_both_model_plugins_find_their_checkpoint_or_tiny_model_alike(tmp_path: Path) -> None:
+    """``model_path`` of either plugin (models/base.py checkpoint_or_tiny): the recipe's
+    directory, else the tiny model built once in tiny_dir, else the plugin's own advice."""
+    from erv_plugins.context import BuildContext
+    from erv_plugins.errors import ErvError
+    from erv_plugins.models.builtin import OmniOptions, OmniPolicy
+    from erv_plugins.models.qwen_omni import QwenOmniOptions, QwenOmniPolicy
+    from erv_plugins.plugins import get_plugins
+    from erv_plugins.recipe import ModelSpec
+
+    plugins = get_plugins()
+    built: list[tuple[str, Path]] = []
+    (tmp_path / "file").write_text("")
+    for cls, opts, name in ((OmniPolicy, OmniOptions, "omni"),
+                            (QwenOmniPolicy, QwenOmniOptions, "qwen_omni")):
+        def build(out: Path, name: str = name) -> None:  # a stand-in for the tiny builder
+            built.append((name, out))
+            out.mkdir(parents=True)
+            (out / "config.json").write_text("{}")
+
+        at = BuildContext(plugins=plugins, spec=ModelSpec(plugin=name, path=str(tmp_path)))
+        assert cls(opts(), context=at).model_path() == str(tmp_path)
+        bad = BuildContext(plugins=plugins, spec=ModelSpec(plugin=name, path=str(tmp_path / "file")))
+        with pytest.raises(ErvError) as err:
+            cls(opts(), context=bad).model_path()
+        assert str(err.value) == f"model path {tmp_path / 'file'} is not a directory"
+        tiny = cls(opts(tiny=True, tiny_dir=str(tmp_path / name)))
+        tiny._build_tiny = build  # type: ignore[method-assign]
+        assert [tiny.model_path(), tiny.model_path()] == [str(tmp_path / name)] * 2
+    assert built == [("omni", tmp_path / "omni"), ("qwen_omni", tmp_path / "qwen_omni")]
+    messages = []
+    for cls, opts in ((OmniPolicy, OmniOptions), (QwenOmniPolicy, QwenOmniOptions)):
+        with pytest.raises(ErvError) as err:
+            cls(opts()).model_path()
+        messages.append(str(err.value))
+    assert messages == [
+        "model: give a checkpoint `path`, or set options.tiny = true for a tiny random model",
+        "model qwen_omni: give a checkpoint `path` (e.g. Qwen/Qwen2.5-Omni-3B), or set "
+        "options.tiny = true for a tiny random thinker"]
+
+
 def test_processor_places_video_and_audio_tokens(tiny_dir: Path, clips: dict[str, Path]) -> None:
     """use_audio_in_video: per 2 s chunk (25 positions a second) the chunk's video tokens,
     then its audio tokens. 8 frames of 32 px = 4 frame pairs x 4 x 4 merged patches."""

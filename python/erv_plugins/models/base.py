@@ -16,9 +16,11 @@ A directory no plugin owns is a text-only causal LM (``training.policy``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+
+from erv_plugins.errors import ErvError
 
 if TYPE_CHECKING:
     import torch
@@ -34,6 +36,26 @@ def model_location(context: BuildContext | None) -> tuple[str | None, Path]:
         return None, Path(".")
     path = getattr(context.spec, "path", None)
     return path, Path(context.run_dir) if context.run_dir is not None else Path(".")
+
+
+def checkpoint_or_tiny(path: str | None, *, tiny: bool, tiny_dir: Path,
+                       build: Callable[[Path], Any], missing: str) -> str:
+    """A model plugin's ``model_path``: the ``[model]`` table's checkpoint directory, else
+    (``options.tiny``) the tiny random model in ``tiny_dir``, built there by ``build``
+    unless it holds a config.json already; neither: ``missing`` is the error.
+
+    A hub id was resolved to its cached snapshot where the recipe's model is built
+    (training.common), for every model plugin alike: ``path`` is a directory here.
+    """
+    if path:
+        if not Path(path).is_dir():
+            raise ErvError(f"model path {path} is not a directory")
+        return str(path)
+    if not tiny:
+        raise ErvError(missing)
+    if not (tiny_dir / "config.json").is_file():
+        build(tiny_dir)
+    return str(tiny_dir)
 
 
 @runtime_checkable
