@@ -58,6 +58,22 @@ def checkpoint_or_tiny(path: str | None, *, tiny: bool, tiny_dir: Path,
     return str(tiny_dir)
 
 
+def checkpoint_and_dtype(path: str | Path, dtype: Any = None) -> tuple[Path, Any]:
+    """What a model plugin's loader starts with: ``path`` as a model directory (one that
+    holds a config.json, else an error) and the dtype to load it in (None and "auto" as
+    given: the checkpoint's; a torch dtype's name, "bfloat16", as that dtype)."""
+    root = Path(path)
+    if not (root / "config.json").is_file():
+        raise ErvError(f"{root}: not a model directory (no config.json)")
+    if isinstance(dtype, str) and dtype != "auto":
+        import torch
+
+        if not isinstance(getattr(torch, dtype, None), torch.dtype):
+            raise ErvError(f"dtype {dtype!r} is not a torch dtype (float32, bfloat16, ...)")
+        dtype = getattr(torch, dtype)
+    return root, dtype
+
+
 @runtime_checkable
 class PolicyModel(Protocol):
     """What a model plugin's factory builds from the recipe's ``[model]`` table.
