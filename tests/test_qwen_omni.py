@@ -298,6 +298,58 @@ def test_tiny_thinker_runs_sft_two_grpo_steps_and_eval_with_its_media(
                      ("forward", True, False), ("forward", True, True)}
 
 
+def _trainable(model: Any) -> dict[str, int]:
+    """Trainable parameters per part of the thinker (all parts listed, 0 when frozen)."""
+    parts: dict[str, int] = {}
+    for name, param in model.named_parameters():
+        part = ".".join(name.split(".")[:2]) if name.startswith("model.") else name
+        parts[part] = parts.get(part, 0) + int(param.requires_grad)
+    return parts
+
+
+def test_train_vision_tower_unfreezes_the_thinkers_vision_encoder_in_sft_and_grpo(
+        tiny_dir: Path, tmp_path: Path) -> None:
+    """``train_vision_tower`` ([sft] / [grpo], else the model option): the stage trains
+    ``model.visual`` (all 22 tensors of the tiny thinker's) or none of it; the audio
+    encoder stays frozen. GRPO's policy is opened by TRL from the path, so the trainer is
+    handed the stage's choice; the reference model is never trained."""
+    from datasets import Dataset
+    from trl import GRPOConfig
+
+    from erv_plugins.models.qwen_omni import QwenOmniPolicy
+    from erv_plugins.training.policy import load_policy
+    from erv_plugins.training.trainer import OmniGRPOTrainer
+
+    frozen = {"model.audio_tower": 0, "model.visual": 0, "model.language_model": 26,
+              "lm_head.weight": 1}
+    trained = {**frozen, "model.visual": 22}
+    sft = {flag: load_policy(tiny_dir, train_vision_tower=flag).model for flag in (False, True)}
+    assert (_trainable(sft[False]), _trainable(sft[True])) == (frozen, trained)
+    assert sorted(n for n, p in sft[True].named_parameters()
+                  if p.requires_grad and n.startswith("model.visual.")) == sorted(
+        n for n, _ in sft[True].model.visual.named_parameters(prefix="model.visual"))
+
+    opened = QwenOmniPolicy.open(tiny_dir)
+    args = GRPOConfig(output_dir=str(tmp_path / "grpo"), num_generations=2,
+                      per_device_train_batch_size=2, beta=0.04, use_cpu=True, bf16=False,
+                      report_to=[])
+
+    def grpo(**given: Any) -> OmniGRPOTrainer:
+        return OmniGRPOTrainer(
+            model=str(tiny_dir), processing_class=opened.tokenizer,
+            reward_funcs=[lambda completions, **_: [0.0] * len(completions)], args=args,
+            train_dataset=Dataset.from_list([{"prompt": "x"}]), media=opened,
+            fast_path=False, **given)
+
+    on, off, unsaid = grpo(train_vision_tower=True), grpo(train_vision_tower=False), grpo()
+    assert [_trainable(t.model) for t in (on, off, unsaid)] == [trained, frozen, frozen]
+    # The optimiser TRL builds from requires_grad sees the tower's tensors too.
+    on.create_optimizer()
+    assert sum(p.numel() for g in on.optimizer.param_groups for p in g["params"]) == sum(
+        p.numel() for p in on.model.parameters() if p.requires_grad)
+    assert str(on.ref_model.config._name_or_path) == str(tiny_dir)
+
+
 def test_erv_data_check_decodes_with_the_recipe_models_settings(tmp_path: Path) -> None:
     """`erv data check` asks the recipe's model plugin (media_settings) how to decode."""
     from erv_plugins.cli import build_cli
