@@ -345,3 +345,44 @@ def test_verifier_device_auto_is_the_processes_accelerator() -> None:
     assert resolve_device("auto", cuda=True, local_rank=None) == "cuda:0"
     assert resolve_device("cuda:1", cuda=False, local_rank=0) == "cuda:1"  # as written
     assert resolve_device("auto") == ("cuda:0" if torch.cuda.is_available() else "cpu")
+
+
+def test_the_trainer_samples_among_the_top_k_only_on_the_fast_path(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A GRPO rollout (trainer.py) sets the omni policy's ``sample_top_k_only`` from the
+    trainer's ``fast_path`` before generating: on with ``[grpo] fast_path`` (the default),
+    off with ``fast_path = false``, whatever a previous step left."""
+    from datasets import Dataset
+    from trl import GRPOConfig
+
+    from erv_plugins.datasets.base import Sample
+    from erv_plugins.models.omni.policy import open_omni
+    from erv_plugins.training.trainer import OmniGRPOTrainer
+
+    path = build_tiny_omni(tmp_path / "omni", seed=0)
+    policy = open_omni(path)
+    clip = write_clip(tmp_path / "clip.mp4", STYLE["happiness"][0], STYLE["happiness"][1])
+    sample = Sample(id="c", label="happiness", video=clip)
+    rows = [{"id": "c", "prompt": policy.prompt(sample), "video": str(clip)}] * 2
+    args = GRPOConfig(output_dir=str(tmp_path / "grpo"), num_generations=2,
+                      per_device_train_batch_size=2, max_completion_length=3, beta=0.0,
+                      use_cpu=True, bf16=False, report_to=[])
+    seen: list[bool] = []
+    generate = OmniForCausalLM.generate
+
+    def recording_generate(self: OmniForCausalLM, *a: object, **kw: object) -> torch.Tensor:
+        seen.append(self.sample_top_k_only)
+        return generate(self, *a, **kw)
+
+    monkeypatch.setattr(OmniForCausalLM, "generate", recording_generate)
+    for fast_path, stale in ((True, False), (False, True)):
+        trainer = OmniGRPOTrainer(
+            model=str(path), processing_class=policy.tokenizer,
+            reward_funcs=[lambda completions, **_: [0.0] * len(completions)], args=args,
+            train_dataset=Dataset.from_list(rows), media=policy, fast_path=fast_path,
+            batch_fn=lambda batch: policy.encode([sample] * len(batch),
+                                                 [r["prompt"] for r in batch]))
+        trainer.model.sample_top_k_only = stale
+        trainer._generate_and_score_completions(rows)
+        assert trainer.model.sample_top_k_only is fast_path
+    assert seen == [True, False]

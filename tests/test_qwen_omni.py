@@ -78,6 +78,47 @@ def test_each_plugin_owns_its_directories(tiny_dir: Path, tmp_path: Path) -> Non
     assert policy_owner(tmp_path / "text") is None  # a text-only causal LM: the core's
 
 
+def test_both_model_plugins_find_their_checkpoint_or_tiny_model_alike(tmp_path: Path) -> None:
+    """``model_path`` of either plugin (models/base.py checkpoint_or_tiny): the recipe's
+    directory, else the tiny model built once in tiny_dir, else the plugin's own advice."""
+    from erv_plugins.context import BuildContext
+    from erv_plugins.errors import ErvError
+    from erv_plugins.models.builtin import OmniOptions, OmniPolicy
+    from erv_plugins.models.qwen_omni import QwenOmniOptions, QwenOmniPolicy
+    from erv_plugins.plugins import get_plugins
+    from erv_plugins.recipe import ModelSpec
+
+    plugins = get_plugins()
+    built: list[tuple[str, Path]] = []
+    (tmp_path / "file").write_text("")
+    for cls, opts, name in ((OmniPolicy, OmniOptions, "omni"),
+                            (QwenOmniPolicy, QwenOmniOptions, "qwen_omni")):
+        def build(out: Path, name: str = name) -> None:  # a stand-in for the tiny builder
+            built.append((name, out))
+            out.mkdir(parents=True)
+            (out / "config.json").write_text("{}")
+
+        at = BuildContext(plugins=plugins, spec=ModelSpec(plugin=name, path=str(tmp_path)))
+        assert cls(opts(), context=at).model_path() == str(tmp_path)
+        bad = BuildContext(plugins=plugins, spec=ModelSpec(plugin=name, path=str(tmp_path / "file")))
+        with pytest.raises(ErvError) as err:
+            cls(opts(), context=bad).model_path()
+        assert str(err.value) == f"model path {tmp_path / 'file'} is not a directory"
+        tiny = cls(opts(tiny=True, tiny_dir=str(tmp_path / name)))
+        tiny._build_tiny = build  # type: ignore[method-assign]
+        assert [tiny.model_path(), tiny.model_path()] == [str(tmp_path / name)] * 2
+    assert built == [("omni", tmp_path / "omni"), ("qwen_omni", tmp_path / "qwen_omni")]
+    messages = []
+    for cls, opts in ((OmniPolicy, OmniOptions), (QwenOmniPolicy, QwenOmniOptions)):
+        with pytest.raises(ErvError) as err:
+            cls(opts()).model_path()
+        messages.append(str(err.value))
+    assert messages == [
+        "model: give a checkpoint `path`, or set options.tiny = true for a tiny random model",
+        "model qwen_omni: give a checkpoint `path` (e.g. Qwen/Qwen2.5-Omni-3B), or set "
+        "options.tiny = true for a tiny random thinker"]
+
+
 def test_processor_places_video_and_audio_tokens(tiny_dir: Path, clips: dict[str, Path]) -> None:
     """use_audio_in_video: per 2 s chunk (25 positions a second) the chunk's video tokens,
     then its audio tokens. 8 frames of 32 px = 4 frame pairs x 4 x 4 merged patches."""
@@ -255,6 +296,58 @@ def test_tiny_thinker_runs_sft_two_grpo_steps_and_eval_with_its_media(
     # log-prob passes (no grad) and its policy pass (grad): every one saw the clip's media.
     assert kinds == {("sft", True, True), ("generate", True, False),
                      ("forward", True, False), ("forward", True, True)}
+
+
+def _trainable(model: Any) -> dict[str, int]:
+    """Trainable parameters per part of the thinker (all parts listed, 0 when frozen)."""
+    parts: dict[str, int] = {}
+    for name, param in model.named_parameters():
+        part = ".".join(name.split(".")[:2]) if name.startswith("model.") else name
+        parts[part] = parts.get(part, 0) + int(param.requires_grad)
+    return parts
+
+
+def test_train_vision_tower_unfreezes_the_thinkers_vision_encoder_in_sft_and_grpo(
+        tiny_dir: Path, tmp_path: Path) -> None:
+    """``train_vision_tower`` ([sft] / [grpo], else the model option): the stage trains
+    ``model.visual`` (all 22 tensors of the tiny thinker's) or none of it; the audio
+    encoder stays frozen. GRPO's policy is opened by TRL from the path, so the trainer is
+    handed the stage's choice; the reference model is never trained."""
+    from datasets import Dataset
+    from trl import GRPOConfig
+
+    from erv_plugins.models.qwen_omni import QwenOmniPolicy
+    from erv_plugins.training.policy import load_policy
+    from erv_plugins.training.trainer import OmniGRPOTrainer
+
+    frozen = {"model.audio_tower": 0, "model.visual": 0, "model.language_model": 26,
+              "lm_head.weight": 1}
+    trained = {**frozen, "model.visual": 22}
+    sft = {flag: load_policy(tiny_dir, train_vision_tower=flag).model for flag in (False, True)}
+    assert (_trainable(sft[False]), _trainable(sft[True])) == (frozen, trained)
+    assert sorted(n for n, p in sft[True].named_parameters()
+                  if p.requires_grad and n.startswith("model.visual.")) == sorted(
+        n for n, _ in sft[True].model.visual.named_parameters(prefix="model.visual"))
+
+    opened = QwenOmniPolicy.open(tiny_dir)
+    args = GRPOConfig(output_dir=str(tmp_path / "grpo"), num_generations=2,
+                      per_device_train_batch_size=2, beta=0.04, use_cpu=True, bf16=False,
+                      report_to=[])
+
+    def grpo(**given: Any) -> OmniGRPOTrainer:
+        return OmniGRPOTrainer(
+            model=str(tiny_dir), processing_class=opened.tokenizer,
+            reward_funcs=[lambda completions, **_: [0.0] * len(completions)], args=args,
+            train_dataset=Dataset.from_list([{"prompt": "x"}]), media=opened,
+            fast_path=False, **given)
+
+    on, off, unsaid = grpo(train_vision_tower=True), grpo(train_vision_tower=False), grpo()
+    assert [_trainable(t.model) for t in (on, off, unsaid)] == [trained, frozen, frozen]
+    # The optimiser TRL builds from requires_grad sees the tower's tensors too.
+    on.create_optimizer()
+    assert sum(p.numel() for g in on.optimizer.param_groups for p in g["params"]) == sum(
+        p.numel() for p in on.model.parameters() if p.requires_grad)
+    assert str(on.ref_model.config._name_or_path) == str(tiny_dir)
 
 
 def test_erv_data_check_decodes_with_the_recipe_models_settings(tmp_path: Path) -> None:

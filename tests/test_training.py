@@ -319,6 +319,43 @@ def test_train_vision_tower_unfreezes_siglip_and_survives_a_save(tmp_path):
     assert (trainable(reloaded, "vision_tower"), trainable(reloaded, "audio_tower")) == (True, False)
 
 
+def test_grpo_trains_siglip_as_its_stage_says_not_as_the_sft_model_was_saved(tmp_path):
+    """Paper Table 8: SFT trains SigLIP, GRPO does not. The SFT checkpoint's config says
+    its tower is trainable; GRPO's policy (opened by TRL from that path) follows [grpo]
+    train_vision_tower, handed to the trainer; None keeps the checkpoint's choice."""
+    from datasets import Dataset
+    from trl import GRPOConfig
+
+    from erv_plugins.models.omni import build_tiny_omni
+    from erv_plugins.models.omni.policy import open_omni
+    from erv_plugins.training.policy import load_policy
+    from erv_plugins.training.trainer import OmniGRPOTrainer
+
+    sft = load_policy(build_tiny_omni(tmp_path / "tiny"), train_vision_tower=True)
+    sft.model.save_pretrained(tmp_path / "sft")
+    sft.processor.save_pretrained(tmp_path / "sft")
+    opened = open_omni(tmp_path / "sft")
+    args = GRPOConfig(output_dir=str(tmp_path / "grpo"), num_generations=2,
+                      per_device_train_batch_size=2, beta=0.04, use_cpu=True, bf16=False,
+                      report_to=[])
+
+    def tower(given):
+        model = OmniGRPOTrainer(
+            model=str(tmp_path / "sft"), processing_class=opened.tokenizer,
+            reward_funcs=[lambda completions, **_: [0.0] * len(completions)], args=args,
+            train_dataset=Dataset.from_list([{"prompt": "x"}]), media=opened,
+            **({} if given is None else {"train_vision_tower": given})).model
+        flags = {p.requires_grad for p in model.model.vision_tower.parameters()}
+        return (flags, model.model.vision_tower.frozen, model.config.freeze_vision_tower,
+                {p.requires_grad for p in model.model.audio_tower.parameters()})
+
+    assert tower(False) == ({False}, True, True, {False})
+    assert tower(True) == ({True}, False, False, {False})
+    assert tower(None) == ({True}, False, False, {False})  # as SFT saved it
+    refrozen = load_policy(tmp_path / "sft", train_vision_tower=False).model
+    assert {p.requires_grad for p in refrozen.model.vision_tower.parameters()} == {False}
+
+
 def test_grpo_without_the_sft_model_says_which_stage_to_run(tmp_path):
     import erv_plugins.testing.rewards
     import erv_plugins.training.demo

@@ -16,9 +16,11 @@ A directory no plugin owns is a text-only causal LM (``training.policy``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+
+from erv_plugins.errors import ErvError
 
 if TYPE_CHECKING:
     import torch
@@ -34,6 +36,42 @@ def model_location(context: BuildContext | None) -> tuple[str | None, Path]:
         return None, Path(".")
     path = getattr(context.spec, "path", None)
     return path, Path(context.run_dir) if context.run_dir is not None else Path(".")
+
+
+def checkpoint_or_tiny(path: str | None, *, tiny: bool, tiny_dir: Path,
+                       build: Callable[[Path], Any], missing: str) -> str:
+    """A model plugin's ``model_path``: the ``[model]`` table's checkpoint directory, else
+    (``options.tiny``) the tiny random model in ``tiny_dir``, built there by ``build``
+    unless it holds a config.json already; neither: ``missing`` is the error.
+
+    A hub id was resolved to its cached snapshot where the recipe's model is built
+    (training.common), for every model plugin alike: ``path`` is a directory here.
+    """
+    if path:
+        if not Path(path).is_dir():
+            raise ErvError(f"model path {path} is not a directory")
+        return str(path)
+    if not tiny:
+        raise ErvError(missing)
+    if not (tiny_dir / "config.json").is_file():
+        build(tiny_dir)
+    return str(tiny_dir)
+
+
+def checkpoint_and_dtype(path: str | Path, dtype: Any = None) -> tuple[Path, Any]:
+    """What a model plugin's loader starts with: ``path`` as a model directory (one that
+    holds a config.json, else an error) and the dtype to load it in (None and "auto" as
+    given: the checkpoint's; a torch dtype's name, "bfloat16", as that dtype)."""
+    root = Path(path)
+    if not (root / "config.json").is_file():
+        raise ErvError(f"{root}: not a model directory (no config.json)")
+    if isinstance(dtype, str) and dtype != "auto":
+        import torch
+
+        if not isinstance(getattr(torch, dtype, None), torch.dtype):
+            raise ErvError(f"dtype {dtype!r} is not a torch dtype (float32, bfloat16, ...)")
+        dtype = getattr(torch, dtype)
+    return root, dtype
 
 
 @runtime_checkable

@@ -7,9 +7,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import msgspec
 
-from erv_plugins.errors import ErvError
 from erv_plugins.hookspecs import hookimpl
-from erv_plugins.models.base import model_location
+from erv_plugins.models.base import checkpoint_or_tiny, model_location
 from erv_plugins.plugins import Register
 
 if TYPE_CHECKING:
@@ -65,22 +64,17 @@ class OmniPolicy:
         self.path, self.run_dir = model_location(context)
 
     def model_path(self) -> str:
-        if self.path:
-            # A hub id was resolved to its cached snapshot where the recipe's model is
-            # built (training.common), for every model plugin alike.
-            if not Path(self.path).is_dir():
-                raise ErvError(f"model path {self.path} is not a directory")
-            return self.path
-        if not self.options.tiny:
-            raise ErvError("model: give a checkpoint `path`, or set options.tiny = true "
-                           "for a tiny random model")
+        o = self.options
+        return checkpoint_or_tiny(
+            self.path, tiny=o.tiny,
+            tiny_dir=Path(o.tiny_dir) if o.tiny_dir else self.run_dir / "tiny_omni",
+            build=self._build_tiny, missing="model: give a checkpoint `path`, or set "
+            "options.tiny = true for a tiny random model")
+
+    def _build_tiny(self, out: Path) -> None:
         from erv_plugins.models.omni import build_tiny_omni
 
-        out = Path(self.options.tiny_dir) if self.options.tiny_dir else self.run_dir / "tiny_omni"
-        if not (out / "config.json").is_file():
-            build_tiny_omni(out, seed=self.options.seed,
-                            vocabulary=self.options.tiny_vocabulary)
-        return str(out)
+        build_tiny_omni(out, seed=self.options.seed, vocabulary=self.options.tiny_vocabulary)
 
     # -- the contract for saved directories (models/base.py) ------------------------------
     @classmethod

@@ -233,6 +233,8 @@ def run_grpo(ctx: StageContext) -> dict[str, Any]:
         batch_fn=batch_fn, logprob_dtype=cfg.logprob_dtype,
         # The fast path needs a model that takes its arguments (models.base.MediaPolicy).
         fast_path=cfg.fast_path and policy.fast_path, media=policy if policy.multimodal else None,
+        # TRL opens the policy by path: the stage's choice, not the checkpoint's (Table 8).
+        train_vision_tower=common.trains_vision_tower(recipe, "grpo"),
     )
     common.freeze(trainer.model, cfg.freeze, f"{recipe.source}: $.grpo.freeze")
     trainer.add_callback(trl_rewards.callback(trainer))

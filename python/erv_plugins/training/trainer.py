@@ -60,14 +60,23 @@ def _create_model_from_path(model_id: str, architecture: Any = None, **kwargs: A
     applies the model options' encoder sources), a Qwen2.5-Omni checkpoint holds a
     talker that is never loaded; ``from_pretrained`` alone would do neither.
     """
-    from erv_plugins.models.base import policy_owner
-
-    owner = policy_owner(model_id) if architecture is None else None
-    if owner is not None:
-        model = owner.factory.open(model_id, None, device="cpu", dtype=kwargs.get("dtype")).model
-        model.train()
+    model = _open_owned(model_id, kwargs.get("dtype")) if architecture is None else None
+    if model is not None:
         return model
     return _trl_create_model_from_path(model_id, architecture, **kwargs)
+
+
+def _open_owned(model_id: str, dtype: Any, **settings: Any) -> Any:
+    """The model of a directory a model plugin owns, opened by it in train mode (on the
+    CPU; ``settings``: ``open``'s, e.g. train_vision_tower), or None."""
+    from erv_plugins.models.base import policy_owner
+
+    owner = policy_owner(model_id)
+    if owner is None:
+        return None
+    model = owner.factory.open(model_id, None, device="cpu", dtype=dtype, **settings).model
+    model.train()
+    return model
 
 
 _trl_create_model_from_path = _grpo_module.create_model_from_path
@@ -84,12 +93,16 @@ class OmniGRPOTrainer(GRPOTrainer):
     by the policy's processor) and their row-first media; without it (a text-only policy)
     TRL's code runs unchanged. ``media``: the policy (``models.base.MediaPolicy``): its
     ``media_keys``, ``model_inputs`` (a slice of rows' media -> the model's keyword
-    arguments) and ``media_cache``.
+    arguments) and ``media_cache``. ``train_vision_tower`` (the stage's, ``training.common.
+    trains_vision_tower``): the policy given by path is opened with its vision tower
+    trainable or frozen, whatever the checkpoint says; None: as the checkpoint says. The
+    reference model is TRL's, from the same path, as the checkpoint says (no gradient).
     """
 
-    def __init__(self, *args: Any, batch_fn: BatchFn | None = None,
+    def __init__(self, model: Any, *args: Any, batch_fn: BatchFn | None = None,
                  logprob_dtype: str = "float32", fast_path: bool = True,
-                 media: Any = None, **kwargs: Any) -> None:
+                 media: Any = None, train_vision_tower: bool | None = None,
+                 **kwargs: Any) -> None:
         self._batch_fn = batch_fn
         self._policy = media
         self._media_keys: tuple[str, ...] = tuple(getattr(media, "media_keys", ()))
@@ -104,7 +117,13 @@ class OmniGRPOTrainer(GRPOTrainer):
         self._upcast_logits = logprob_dtype == "float32"
         self._media: dict[str, torch.Tensor] = {}
         self._prompt_ids: list[list[int]] | None = None
-        super().__init__(*args, **kwargs)
+        if train_vision_tower is not None and isinstance(model, str):
+            # TRL would open it by path as the checkpoint says (a qwen_omni thinker: its
+            # vision encoder frozen; an omni SFT model: SigLIP as SFT left it).
+            init = getattr(kwargs.get("args"), "model_init_kwargs", None) or {}
+            model = _open_owned(model, init.get("dtype"),
+                                train_vision_tower=train_vision_tower) or model
+        super().__init__(model, *args, **kwargs)
 
     # -- rollout -------------------------------------------------------------------------
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:

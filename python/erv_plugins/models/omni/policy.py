@@ -156,15 +156,17 @@ class OmniMediaPolicy:
 
 def open_omni(path: str | Path, *, device: str = "cpu", dtype: Any = None,
               frames: int | None = None, image_size: int | None = None,
-              cache_dir: str | Path | None = None, train_vision_tower: bool = False,
+              cache_dir: str | Path | None = None, train_vision_tower: bool | None = None,
               sources: dict[str, str] | None = None, question: str | None = None
               ) -> OmniMediaPolicy:
     """Open a saved omni directory (``load_omni``) as the core's policy.
 
     ``frames``/``image_size``: how clips are decoded; they must match the checkpoint
     (its vision tower and projector are built for them), so a mismatch is an error.
-    ``train_vision_tower``: unfreeze SigLIP (paper Table 8, 0.5B); the choice is written
-    into the config, so a checkpoint saved from this policy loads the same way.
+    ``train_vision_tower``: True unfreezes SigLIP (paper Table 8, 0.5B), False freezes it
+    (also in a checkpoint whose SFT trained it: Table 8's GRPO), None keeps the
+    checkpoint's choice; the choice is written into the config, so a checkpoint saved
+    from this policy loads the same way.
     ``sources``: where a published checkpoint's encoders come from (``load_omni``'s
     ``text_model_path``, ``vision_tower``, ``audio_tower``; the omni model options).
     """
@@ -173,10 +175,10 @@ def open_omni(path: str | Path, *, device: str = "cpu", dtype: Any = None,
 
     path = Path(path)
     model, processor = load_omni(path, device=device, dtype=dtype, **(sources or {}))
-    if train_vision_tower:
-        model.config.freeze_vision_tower = False
-        model.model.vision_tower.frozen = False
-        model.model.vision_tower.requires_grad_(True)
+    if train_vision_tower is not None:
+        model.config.freeze_vision_tower = not train_vision_tower
+        model.model.vision_tower.frozen = not train_vision_tower
+        model.model.vision_tower.requires_grad_(train_vision_tower)
     for name, want, have in (("frames", frames, processor.num_frames),
                              ("image_size", image_size, processor.image_size)):
         if want is not None and want != have:

@@ -19,6 +19,7 @@ import torch
 
 from erv_plugins.errors import ErvError
 from erv_plugins.labels import BUILTIN_LABEL_SPACES, GOEMOTIONS
+from erv_plugins.models.base import checkpoint_and_dtype
 from erv_plugins.models.omni.processing import (
     DEFAULT_TEXT_MODEL,
     EMOTION_QUESTION,
@@ -272,13 +273,7 @@ def load_omni(path: str | os.PathLike[str], device: str | torch.device = "cpu",
     from erv_plugins.models.omni.configuration import OmniConfig
     from erv_plugins.models.omni.modelling import OmniForCausalLM
 
-    root = Path(path)
-    if not (root / "config.json").is_file():
-        raise ErvError(f"{root}: not a model directory (no config.json)")
-    if isinstance(dtype, str) and dtype != "auto":
-        if not isinstance(getattr(torch, dtype, None), torch.dtype):
-            raise ErvError(f"dtype {dtype!r} is not a torch dtype (float32, bfloat16, ...)")
-        dtype = getattr(torch, dtype)
+    root, dtype = checkpoint_and_dtype(path, dtype)
     key = str(root.resolve())
     given = {k: v for k, v in (("text_model_path", text_model_path),
                                ("mm_vision_tower", vision_tower),

@@ -23,9 +23,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import msgspec
 
-from erv_plugins.errors import ErvError
 from erv_plugins.hookspecs import hookimpl
-from erv_plugins.models.base import model_location
+from erv_plugins.models.base import checkpoint_or_tiny, model_location
 from erv_plugins.plugins import Register
 
 if TYPE_CHECKING:
@@ -74,21 +73,18 @@ class QwenOmniPolicy:
         self.path, self.run_dir = model_location(context)
 
     def model_path(self) -> str:
-        if self.path:
-            if not Path(self.path).is_dir():
-                raise ErvError(f"model path {self.path} is not a directory")
-            return self.path
-        if not self.options.tiny:
-            raise ErvError("model qwen_omni: give a checkpoint `path` (e.g. "
-                           "Qwen/Qwen2.5-Omni-3B), or set options.tiny = true for a tiny "
-                           "random thinker")
+        o = self.options
+        return checkpoint_or_tiny(
+            self.path, tiny=o.tiny,
+            tiny_dir=Path(o.tiny_dir) if o.tiny_dir else self.run_dir / "tiny_qwen_omni",
+            build=self._build_tiny, missing="model qwen_omni: give a checkpoint `path` "
+            "(e.g. Qwen/Qwen2.5-Omni-3B), or set options.tiny = true for a tiny random "
+            "thinker")
+
+    def _build_tiny(self, out: Path) -> None:
         from erv_plugins.models.qwen_omni.tiny import build_tiny_qwen_omni
 
-        out = (Path(self.options.tiny_dir) if self.options.tiny_dir
-               else self.run_dir / "tiny_qwen_omni")
-        if not (out / "config.json").is_file():
-            build_tiny_qwen_omni(out, seed=self.options.seed)
-        return str(out)
+        build_tiny_qwen_omni(out, seed=self.options.seed)
 
     def load(self, device: str = "cpu", dtype: Any = None) -> tuple[Any, Any]:
         policy = self.open(self.model_path(), self.options, device=device,

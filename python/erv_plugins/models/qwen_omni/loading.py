@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from erv_plugins.errors import ErvError
+from erv_plugins.models.base import checkpoint_and_dtype
 
 
 def model_type_of(path: str | Path) -> str:
@@ -39,16 +40,9 @@ def thinker_config(path: Path) -> Any:
 def load_thinker(path: str | Path, device: str = "cpu", dtype: Any = None) -> Any:
     """The thinker of ``path`` in eval mode on ``device`` (``dtype`` None/"auto": the
     checkpoint's; else a torch dtype or its name)."""
-    import torch
     from transformers import Qwen2_5OmniThinkerForConditionalGeneration
 
-    root = Path(path)
-    if not (root / "config.json").is_file():
-        raise ErvError(f"{root}: not a model directory (no config.json)")
-    if isinstance(dtype, str) and dtype != "auto":
-        if not isinstance(getattr(torch, dtype, None), torch.dtype):
-            raise ErvError(f"dtype {dtype!r} is not a torch dtype (float32, bfloat16, ...)")
-        dtype = getattr(torch, dtype)
+    root, dtype = checkpoint_and_dtype(path, dtype)
     model, info = Qwen2_5OmniThinkerForConditionalGeneration.from_pretrained(
         root, config=thinker_config(root), dtype=dtype if dtype is not None else "auto",
         output_loading_info=True)
