@@ -61,6 +61,7 @@ class Server:
         self.script = script
         self.attempts: Counter[str] = Counter()
         self.auth: set[str] = set()
+        self.bodies: list[dict[str, Any]] = []
         self.lock = threading.Lock()
         server = self
 
@@ -76,6 +77,7 @@ class Server:
                     n = server.attempts[prompt]
                     server.attempts[prompt] += 1
                     server.auth.add(auth)
+                    server.bodies.append(body)
                 status, ctype, data = server.script[min(n, len(server.script) - 1)]
                 data = data.replace(b"{auth}", auth.encode())
                 self.send_response(status)
@@ -190,6 +192,41 @@ def test_judge_survives_the_server(tmp_path, capsys, logs, script, code, last, a
         rows = [json.loads(x) for x in (tmp_path / "out" / "judgements.jsonl").open()]
         assert {row["judge_reply"] for row in rows} == replies
     assert_no_key(tmp_path, r.out, r.err, logs=logs)
+
+
+@pytest.mark.parametrize(("script", "reply", "failed"), [
+    pytest.param([ECHO_500, ECHO_500, OK("sadness")], "sadness", 0, id="third-attempt-answers"),
+    pytest.param([ECHO_500, ECHO_500, ECHO_500, OK("sadness")], None, 3, id="three-failures"),
+])
+def test_the_release_protocol_asks_as_the_authors_client(tmp_path, capsys, script, reply,
+                                                         failed):
+    """No judge options: under --protocol release (the default) the request is the authors'
+    (tools/utils.py): model and messages only, and openai-python's default client, which
+    tries a transient failure three times before their helper returns 'None' (neutral)."""
+    import openai
+
+    preds = tmp_path / "preds.jsonl"
+    preds.write_text("".join(json.dumps(p) + "\n" for p in PREDICTIONS))
+    with Server(script) as server:
+        r = run_cli(capsys, [
+            "eval", "--predictions", str(preds), "--dataset", "mafw", "--judge", "openai",
+            "--base-url", server.url, "--api-key-env", "ERV_TEST_ECHO_KEY",
+            "--judge-option", "backoff_s=0.01", "--judge-option",
+            f"cache={tmp_path / 'cache.sqlite'}", "--out", str(tmp_path / "out"),
+            "--bootstrap", "0", "--no-progress"])
+    assert r.code == (0 if failed == 0 else 2), r.err
+    assert openai.DEFAULT_MAX_RETRIES == 2
+    assert sorted(server.attempts.values()) == [3, 3, 3]
+    assert {tuple(sorted(b)) for b in server.bodies} == {("messages", "model")}
+    assert {b["model"] for b in server.bodies} == {"gpt-4.1-mini"}
+    if failed:  # every sample failed: a broken setup, not metrics (erv stops there)
+        assert r.err.splitlines()[-1] == FAILED_ALL + (
+            "HTTP 500: Error code: 500 - crashed serving Bearer *** (after 3 attempts)")
+        return
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert (metrics["n"], metrics["failed"], metrics["judge_stats"]["retries"]) == (3, 0, 6)
+    rows = [json.loads(x) for x in (tmp_path / "out" / "judgements.jsonl").open()]
+    assert {row["judge_reply"] for row in rows} == {reply}
 
 
 # -- erv augment -----------------------------------------------------------------------------

@@ -143,7 +143,10 @@ def eval_(predictions: str | None, policy: str | None, dataset: str | None,
             raise ErvError(f"erv eval: --verifier is an option of the verifier judge, "
                            f"not of {judge_name!r}")
         raw.update(plugin="hf", options={**raw.get("options", {}), "path": verifier_path})
-    judge = build_judge(plugins, judge_name, raw, where="erv eval: --judge-option")
+    from erv_plugins.evaluation.protocols import judge_request_defaults
+
+    judge = build_judge(plugins, judge_name, judge_request_defaults(protocol, judge_name, raw),
+                        where="erv eval: --judge-option")
     out_dir = Path(out)
     from erv_plugins.locking import hold
 

@@ -142,6 +142,24 @@ def parse_prediction(protocol: str, sample_id: str, completion: str, space: Labe
     raise ErvError(f"unknown evaluation protocol {protocol!r}; known: {', '.join(PROTOCOLS)}")
 
 
+# How the authors' judge asks (tools/utils.py): `model` and `messages` only, so the server's
+# temperature and length; a 20 s timeout; openai-python's default client, which retries a
+# transient failure (connection, timeout, 408/409/429, 5xx) twice before the helper returns
+# 'None'. The paper states no decoding, so it keeps the server's too, with erv's retries.
+_JUDGE_REQUESTS: dict[str, dict[str, Any]] = {
+    "release": {"server_defaults": True, "timeout_s": 20.0, "retries": 2},
+    "paper": {"server_defaults": True},
+}
+
+
+def judge_request_defaults(protocol: str, judge: str, options: Any) -> Any:
+    """An openai judge's ``options`` (a raw dict) with what ``protocol`` says about the
+    request filled in where the user said nothing; other judges' options as given."""
+    if judge != "openai" or not (options is None or isinstance(options, dict)):
+        return options
+    return {**_JUDGE_REQUESTS.get(protocol, {}), **(options or {})}
+
+
 def judge_order(protocol: str, space: LabelSpace) -> tuple[str, ...] | None:
     """The order of the label list in the judge prompt: the dataset's own, fixed (release),
     or None, the judge's seeded permutation per sample (paper, erv)."""

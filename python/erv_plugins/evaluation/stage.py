@@ -58,7 +58,10 @@ class EvalStage:
         from erv_plugins.stages import trained_verifier_spec
 
         # The verifier judge reads this run's trained verifier when the recipe trains one.
-        judge = build_judge(ctx.plugins, cfg.judge.plugin, cfg.judge.options,
+        from erv_plugins.evaluation.protocols import judge_request_defaults
+
+        options = judge_request_defaults(cfg.protocol, cfg.judge.plugin, cfg.judge.options)
+        judge = build_judge(ctx.plugins, cfg.judge.plugin, options,
                             where=f"{ctx.recipe.source}: $.eval.judge",
                             verifier=trained_verifier_spec(ctx.recipe, ctx.run_dir))
         specs = [cfg.dataset] if cfg.dataset is not None else list(cfg.datasets)
