@@ -165,20 +165,26 @@ JUDGE_CASES = [
 ]
 
 
+def judge_predictions(capsys, tmp_path: Path, server: Server, *options: str) -> Any:
+    """`erv eval` of PREDICTIONS with the openai judge at ``server`` (a fast backoff, a cache
+    of this test's own), plus ``options``."""
+    preds = tmp_path / "preds.jsonl"
+    preds.write_text("".join(json.dumps(p) + "\n" for p in PREDICTIONS))
+    return run_cli(capsys, [
+        "eval", "--predictions", str(preds), "--dataset", "mafw", "--judge", "openai",
+        "--base-url", server.url, "--api-key-env", "ERV_TEST_ECHO_KEY", *options,
+        "--judge-option", "backoff_s=0.01", "--judge-option",
+        f"cache={tmp_path / 'cache.sqlite'}", "--out", str(tmp_path / "out"),
+        "--bootstrap", "0", "--no-progress"])
+
+
 @pytest.mark.parametrize(("script", "code", "last", "attempts", "replies"),
                          [pytest.param(*c[1:], id=c[0]) for c in JUDGE_CASES])
 def test_judge_survives_the_server(tmp_path, capsys, logs, script, code, last, attempts,
                                    replies):
-    preds = tmp_path / "preds.jsonl"
-    preds.write_text("".join(json.dumps(p) + "\n" for p in PREDICTIONS))
     with Server(script) as server:
-        r = run_cli(capsys, [
-            "eval", "--predictions", str(preds), "--dataset", "mafw", "--judge", "openai",
-            "--base-url", server.url, "--model", "judge-model",
-            "--api-key-env", "ERV_TEST_ECHO_KEY", "--judge-option", "retries=1",
-            "--judge-option", "backoff_s=0.01", "--judge-option", "concurrency=1",
-            "--judge-option", f"cache={tmp_path / 'cache.sqlite'}", "--out",
-            str(tmp_path / "out"), "--bootstrap", "0", "--no-progress"])
+        r = judge_predictions(capsys, tmp_path, server, "--model", "judge-model",
+                              "--judge-option", "retries=1", "--judge-option", "concurrency=1")
     assert server.auth == {f"Bearer {KEY}"}  # the key did go to the server
     assert r.code == code, r.err
     if last is not None:
@@ -205,15 +211,8 @@ def test_the_release_protocol_asks_as_the_authors_client(tmp_path, capsys, scrip
     tries a transient failure three times before their helper returns 'None' (neutral)."""
     import openai
 
-    preds = tmp_path / "preds.jsonl"
-    preds.write_text("".join(json.dumps(p) + "\n" for p in PREDICTIONS))
     with Server(script) as server:
-        r = run_cli(capsys, [
-            "eval", "--predictions", str(preds), "--dataset", "mafw", "--judge", "openai",
-            "--base-url", server.url, "--api-key-env", "ERV_TEST_ECHO_KEY",
-            "--judge-option", "backoff_s=0.01", "--judge-option",
-            f"cache={tmp_path / 'cache.sqlite'}", "--out", str(tmp_path / "out"),
-            "--bootstrap", "0", "--no-progress"])
+        r = judge_predictions(capsys, tmp_path, server)
     assert r.code == (0 if failed == 0 else 2), r.err
     assert openai.DEFAULT_MAX_RETRIES == 2
     assert sorted(server.attempts.values()) == [3, 3, 3]
