@@ -45,10 +45,9 @@ PREDICTIONS = "predictions.jsonl"
 
 def _owner(policy: str | Path, plugins: Plugins | None = None) -> Any:
     """The model plugin that opens ``policy`` (fails before any data is read)."""
-    from erv_plugins.models.base import policy_owner
+    from erv_plugins.models.base import model_directory, policy_owner
 
-    if not (Path(policy) / "config.json").is_file():
-        raise ErvError(f"{policy}: not a model directory (no config.json)")
+    model_directory(policy)  # fails before any data is read
     owner = policy_owner(policy, plugins)
     if owner is None:
         raise ErvError(f"{policy}: no model plugin owns this directory (erv plugins lists "

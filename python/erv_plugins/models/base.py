@@ -58,13 +58,19 @@ def checkpoint_or_tiny(path: str | None, *, tiny: bool, tiny_dir: Path,
     return str(tiny_dir)
 
 
-def checkpoint_and_dtype(path: str | Path, dtype: Any = None) -> tuple[Path, Any]:
-    """What a model plugin's loader starts with: ``path`` as a model directory (one that
-    holds a config.json, else an error) and the dtype to load it in (None and "auto" as
-    given: the checkpoint's; a torch dtype's name, "bfloat16", as that dtype)."""
+def model_directory(path: str | Path) -> Path:
+    """``path`` as a model directory: one that holds a config.json, else an error."""
     root = Path(path)
     if not (root / "config.json").is_file():
         raise ErvError(f"{root}: not a model directory (no config.json)")
+    return root
+
+
+def checkpoint_and_dtype(path: str | Path, dtype: Any = None) -> tuple[Path, Any]:
+    """What a model plugin's loader starts with: ``path`` as a model directory
+    (``model_directory``) and the dtype to load it in (None and "auto" as given: the
+    checkpoint's; a torch dtype's name, "bfloat16", as that dtype)."""
+    root = model_directory(path)
     if isinstance(dtype, str) and dtype != "auto":
         import torch
 

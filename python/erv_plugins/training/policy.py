@@ -99,9 +99,9 @@ class Policy:
 def model_type(path: Path) -> str:
     import json
 
-    config = Path(path) / "config.json"
-    if not config.is_file():
-        raise ErvError(f"{path}: not a model directory (no config.json)")
+    from erv_plugins.models.base import model_directory
+
+    config = model_directory(path) / "config.json"
     return str(json.loads(config.read_text()).get("model_type", ""))
 
 
