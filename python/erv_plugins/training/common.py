@@ -52,12 +52,16 @@ def ensure_synthetic(spec: SyntheticData | None, echo: Any = print) -> None:
     out = Path(spec.out)
     marker = out / ".complete.json"
     settings = {k: getattr(spec, k) for k in spec.__struct_fields__}
-    if marker.is_file() and json.loads(marker.read_text()) == settings:
+
+    def complete() -> bool:
+        return marker.is_file() and json.loads(marker.read_text()) == settings
+
+    if complete():  # the common case: no lock file, no wait
         return
     # Runs started together (benchmarks/demo_effect.py's seeds) share the clips: the first
     # writes them, the others wait and then find the marker.
     with hold(out, "writing synthetic clips", wait=True):
-        if marker.is_file() and json.loads(marker.read_text()) == settings:
+        if complete():
             return
         from erv_plugins.datasets.synthetic import write_synthetic
 
