@@ -245,6 +245,16 @@ CASES = [
      ["ckpt/base: no such directory (nor a model in the local Hugging Face cache) "
       "($.train_verifier.base)",
       "pseudo.jsonl: no such file ($.train_verifier.train[0]: text_jsonl file)"]),
+    ("generated-text-labels", 'name = "p"\nstages = ["train_verifier"]\n[train_verifier]\n'
+                              'base = "tiny"\ntrain = [{ plugin = "text_synthetic", options = '
+                              '{ labels = ["anger", "calm"] } }, { plugin = "text_generated", '
+                              'options = { labels = ["joyish"] } }]\n', None, [],
+     ["$.train_verifier.train[0]: text_synthetic: options.labels ['calm'] have no generated "
+      "text; known: happiness, sadness, anger, neutral, surprise, fear, disgust, contempt, "
+      "anxiety, helplessness, disappointment (stage train_verifier)",
+      "$.train_verifier.train[1]: text_generated: options.labels ['joyish'] have no generated "
+      "text; known: anger, disgust, fear, happiness, neutral, sadness, surprise, contempt, "
+      "anxiety, helplessness, disappointment (stage train_verifier)"]),
     ("synthetic-data-is-produced", GRPO.format(plugin="mafw", root="syn/mafw")
      + '[grpo.synthetic]\nout = "syn"\n', None, [], []),
     ("the-tiny-demo-needs-nothing", TINY.read_text(), None, [], []),

@@ -13,7 +13,7 @@ Registered as ``text_jsonl``, ``text_emer``, ``text_merr_fine``, ``text_generate
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -125,11 +125,22 @@ def text_merr_fine(options: MerrOptions, *, context: BuildContext | None = None)
     return TextDataset(lambda: read_merr_fine_json(p, options.text_field), MAFW, limit, p)
 
 
+def _known_labels(plugin: str, labels: Sequence[str], known: Collection[str]) -> None:
+    """A generated text set's labels, checked when it is built (the preflight builds it
+    before any stage runs), not when its sentences are first generated."""
+    unknown = [label for label in labels if label not in known]
+    if unknown:
+        raise VerifierDataError(f"{plugin}: options.labels {unknown} have no generated text; "
+                                f"known: {', '.join(known)}")
+
+
 def text_generated(options: GeneratedOptions, *, context: BuildContext | None = None
                    ) -> TextDataset:
     """Generated emotion sentences over MAFW's labels (tiny runs; see verifiers.tiny)."""
     _, _, limit = _where(context)
-    from erv_plugins.verifiers.tiny import generate_emotion_corpus
+    from erv_plugins.verifiers.tiny import CUES, generate_emotion_corpus
+
+    _known_labels("text_generated", options.labels, CUES)
 
     return TextDataset(lambda: generate_emotion_corpus(options.n, labels=options.labels,
                                                        seed=options.seed), MAFW, limit)
@@ -141,7 +152,9 @@ def text_synthetic(options: SyntheticTextOptions, *, context: BuildContext | Non
     (colours, tones) neutral, emotion sentences with the emotion they name
     (``datasets.synthetic.verifier_sentences``; the tiny demo's verifier)."""
     _, _, limit = _where(context)
-    from erv_plugins.datasets.synthetic import verifier_sentences
+    from erv_plugins.datasets.synthetic import STYLE, verifier_sentences
+
+    _known_labels("text_synthetic", options.labels, STYLE)
 
     def load() -> list[TextRecord]:
         pairs = verifier_sentences(options.n, labels=options.labels, seed=options.seed)
